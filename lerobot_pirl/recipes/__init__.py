@@ -1,0 +1,1 @@
+"""Recipes: the `Recipe` protocol, the pluggy hook spec, the registry and the built-in recipes."""

@@ -1,0 +1,30 @@
+"""``lerobot-pirl-learner``: LeRobot's learner with a recipe chosen by name.
+
+    lerobot-pirl-learner --config_path=train_config.json [--recipe=NAME] [--field=value ...]
+    python -m lerobot_pirl.runtime.learner --config_path=...
+
+Takes a stock LeRobot 0.6 learner config. ``recipe`` (JSON key or ``--recipe``) defaults to ``sac``.
+``--torch_threads=N`` sets this process's torch threads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..recipes.registry import RecipeEntry, installed
+from . import seam
+from .cli import run_main
+
+
+def _run(entry: RecipeEntry, args: list[str]) -> None:
+    seam.install_recipe_lookup(installed())
+    cfg = seam.parse_train_config(args)
+    seam.run_stock_learner(cfg)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_main(argv, _run, role="learner")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
