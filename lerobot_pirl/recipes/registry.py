@@ -181,8 +181,10 @@ def discover(
         entry_points: for tests; defaults to the installed ``lerobot_pirl.recipes`` entry points.
     """
     blocked_names = frozenset(blocked) if blocked is not None else blocked_from_env()
-    eps = list(entry_points) if entry_points is not None else list(
-        metadata.entry_points(group=ENTRY_POINT_GROUP)
+    eps = (
+        list(entry_points)
+        if entry_points is not None
+        else list(metadata.entry_points(group=ENTRY_POINT_GROUP))
     )
     manager = pluggy.PluginManager(PROJECT_NAME)
     manager.add_hookspecs(hookspecs)
@@ -195,8 +197,12 @@ def discover(
             continue
         if manager.has_plugin(ep.name):
             catalog.failures.append(
-                PluginFailure(ep.name, distribution, f"entry point name '{ep.name}' is also used by "
-                              f"'{sources[ep.name]}'; entry point names must be unique")
+                PluginFailure(
+                    ep.name,
+                    distribution,
+                    f"entry point name '{ep.name}' is also used by "
+                    f"'{sources[ep.name]}'; entry point names must be unique",
+                )
             )
             continue
         try:
@@ -213,9 +219,7 @@ def discover(
         try:
             call_one(registry=catalog.registry)
         except Exception as exc:
-            catalog.failures.append(
-                PluginFailure(plugin_name, distribution, f"{type(exc).__name__}: {exc}")
-            )
+            catalog.failures.append(PluginFailure(plugin_name, distribution, f"{type(exc).__name__}: {exc}"))
     catalog.registry._distribution = "<unknown>"
     return catalog
 

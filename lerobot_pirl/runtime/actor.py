@@ -1,6 +1,6 @@
 """``lerobot-pirl-actor``: LeRobot's actor with a recipe chosen by name (same config as the learner).
 
-    lerobot-pirl-actor --config_path=train_config.json [--recipe=NAME] [--field=value ...]
+lerobot-pirl-actor --config_path=train_config.json [--recipe=NAME] [--field=value ...]
 """
 
 from __future__ import annotations

@@ -74,7 +74,9 @@ class RecipeAlgorithm(RLAlgorithm):
     def state_dict(self) -> dict[str, torch.Tensor]:
         return self.recipe.state_dict()
 
-    def load_state_dict(self, state_dict: dict[str, torch.Tensor], device: str | torch.device = "cpu") -> None:
+    def load_state_dict(
+        self, state_dict: dict[str, torch.Tensor], device: str | torch.device = "cpu"
+    ) -> None:
         self.recipe.load_state_dict(state_dict, device=device)
 
 

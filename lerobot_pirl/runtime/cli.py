@@ -74,7 +74,10 @@ def select_recipe(argv: Sequence[str], catalog: RecipeCatalog) -> tuple[RecipeEn
     cli_algorithm = _read_option(args, "algorithm.type")
 
     name = cli_recipe or json_recipe or cli_algorithm or json_algorithm or DEFAULT_RECIPE
-    for source, declared in (("--algorithm.type", cli_algorithm), ("the config's algorithm.type", json_algorithm)):
+    for source, declared in (
+        ("--algorithm.type", cli_algorithm),
+        ("the config's algorithm.type", json_algorithm),
+    ):
         if declared is not None and declared != name:
             raise RecipeSelectionError(
                 f"recipe '{name}' was selected but {source} is '{declared}'. The algorithm block "

@@ -11,7 +11,6 @@ pins each point so a LeRobot upgrade breaks loudly here and nowhere else:
 - ``lerobot.configs.parser.wrap`` reads ``sys.argv``; `parse_train_config` feeds it ours.
 """
 
-
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass

@@ -43,7 +43,10 @@ class LearnerClient:
         return stock_actor.establish_learner_connection(self.stub, self.shutdown, attempts=attempts)
 
     def start(self) -> None:
-        for target, q in ((stock_actor.receive_policy, self.parameters), (stock_actor.send_transitions, self.transitions)):
+        for target, q in (
+            (stock_actor.receive_policy, self.parameters),
+            (stock_actor.send_transitions, self.transitions),
+        ):
             thread = threading.Thread(
                 target=target, args=(self.cfg, q, self.shutdown, self.stub, self.channel), daemon=True
             )

@@ -3,33 +3,13 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
 import torch
 from helpers.configs import ACTION_DIM, STATE_DIM, free_port, sac_learner_config, write_json
 from helpers.grpc_client import LearnerClient, random_episode
-from helpers.learner_process import start_learner, stop
-
-
-def _wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-def _checkpoint_steps(output_dir: Path) -> list[int]:
-    root = output_dir / "checkpoints"
-    if not root.is_dir():
-        return []
-    steps = []
-    for step_file in root.glob("*/training_state/training_step.json"):
-        steps.append(json.loads(step_file.read_text())["step"])
-    return sorted(steps)
+from helpers.learner_process import checkpoint_steps, start_learner, stop, wait_for
 
 
 @pytest.mark.timeout(240)
@@ -48,20 +28,21 @@ def test_learner_trains_sac_over_grpc(tmp_path: Path) -> None:
             client.send(episode)
 
         # Checkpoints are written at steps 4 and 8 (save_freq=4, online_steps=8).
-        _wait_for(lambda: 8 in _checkpoint_steps(output_dir), 120, "the step-8 checkpoint")
+        wait_for(lambda: 8 in checkpoint_steps(output_dir), 120, "the step-8 checkpoint")
         latest = client.next_parameters(timeout=30)["policy"]
         changed = [k for k in initial if not torch.equal(initial[k], latest[k])]
         assert changed, "pushed actor parameters never changed: no SAC update reached the actors"
 
-        info = json.loads((output_dir / "dataset" / "meta" / "info.json").read_text())
-        assert info["total_frames"] == sum(len(e) for e in episodes)  # every transition received
-        algorithm_config = json.loads(
-            (output_dir / "checkpoints" / "last" / "algorithm" / "config.json").read_text()
-        )
-        assert algorithm_config["type"] == "sac"
     finally:
         client.close()
         code = stop(learner)
     log = (tmp_path / "learner.log").read_text()
     assert code == 0, log[-3000:]
+    # The learner saves its replay buffer with each checkpoint: every transition sent was received.
+    info = json.loads((output_dir / "dataset" / "meta" / "info.json").read_text())
+    assert info["total_frames"] == sum(len(e) for e in episodes)
+    algorithm_config = json.loads(
+        (output_dir / "checkpoints" / "000008" / "algorithm" / "config.json").read_text()
+    )
+    assert algorithm_config["type"] == "sac"
     assert "Number of optimization step: 8" in log

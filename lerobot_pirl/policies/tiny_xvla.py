@@ -1,0 +1,172 @@
+"""Tiny, fully offline XVLA policies for tests, learner checks and the demo.
+
+Stock XVLA loads a Florence-2 checkpoint and the ``facebook/bart-large`` tokenizer from the Hub.
+Neither is needed to *build* the model: a small random ``florence_config`` gives a working XVLA
+with ~200k parameters, and the language input is a fixed tensor of token ids, so nothing here
+ever downloads. The policy itself is the stock ``XVLAPolicy`` (or a subclass such as
+``PiRLXVLAPolicy``) built through its own constructor.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from lerobot.configs import FeatureType, PolicyFeature
+from lerobot.policies.xvla.configuration_xvla import XVLAConfig
+from lerobot.utils.constants import ACTION, OBS_LANGUAGE_TOKENS, OBS_STATE
+from torch import Tensor
+
+IMAGE_KEY = "observation.images.front"
+TINY_VOCAB_SIZE = 128
+LANGUAGE_LENGTH = 8
+
+# DaViT stem of the tiny vision tower: (kernel, stride, padding) per stage.
+_PATCH_SIZE = (7, 3)
+_PATCH_STRIDE = (4, 2)
+_PATCH_PADDING = (3, 1)
+
+
+def _vision_grid_side(image_size: int) -> int:
+    """Side of the tiny vision tower's last feature map (conv output size, stage by stage)."""
+    side = image_size
+    for kernel, stride, padding in zip(_PATCH_SIZE, _PATCH_STRIDE, _PATCH_PADDING, strict=True):
+        side = (side + 2 * padding - kernel) // stride + 1
+    return side
+
+
+def image_token_count(image_size: int) -> int:
+    """Tokens one image contributes to the VLM: the spatial grid plus Florence-2's temporal token."""
+    return _vision_grid_side(image_size) ** 2 + 1
+
+
+def tiny_florence_config(
+    *, image_size: int = 16, language_length: int = LANGUAGE_LENGTH, d_model: int = 32
+) -> dict[str, Any]:
+    """A random two-stage DaViT + one-layer BART config, in the native ``transformers`` format.
+
+    Sized so XVLA's constraints hold: ``projection_dim == d_model`` (image tokens are fed to the
+    text encoder) and BART's ``max_position_embeddings`` covers image tokens + text tokens.
+    """
+    grid_side = _vision_grid_side(image_size)
+    if grid_side < 1:
+        raise ValueError(f"image_size={image_size} is too small for the tiny vision tower (needs >= 8)")
+    return {
+        "vision_config": {
+            "depths": [1, 1],
+            "patch_size": list(_PATCH_SIZE),
+            "patch_stride": list(_PATCH_STRIDE),
+            "patch_padding": list(_PATCH_PADDING),
+            "patch_prenorm": [False, True],
+            "embed_dim": [16, 32],
+            "num_heads": [1, 2],
+            "num_groups": [1, 2],
+            "window_size": 2,
+            "drop_path_rate": 0.0,
+            "projection_dim": d_model,
+            "max_position_embeddings": grid_side,
+            "max_temporal_embeddings": 4,
+        },
+        "text_config": {
+            "vocab_size": TINY_VOCAB_SIZE,
+            "d_model": d_model,
+            "encoder_layers": 1,
+            "decoder_layers": 1,
+            "encoder_attention_heads": 2,
+            "decoder_attention_heads": 2,
+            "encoder_ffn_dim": 2 * d_model,
+            "decoder_ffn_dim": 2 * d_model,
+            "max_position_embeddings": image_token_count(image_size) + language_length,
+        },
+    }
+
+
+def tiny_xvla_config(
+    state_dim: int,
+    action_dim: int,
+    *,
+    image_size: int = 16,
+    chunk_size: int = 10,
+    n_action_steps: int = 5,
+    num_denoising_steps: int = 5,
+    action_mode: str = "auto",
+    hidden_size: int = 64,
+    depth: int = 2,
+    num_heads: int = 4,
+    d_model: int = 32,
+    language_length: int = LANGUAGE_LENGTH,
+    dtype: str = "float32",
+    device: str = "cpu",
+    **overrides: Any,
+) -> XVLAConfig:
+    """An ``XVLAConfig`` for a tiny random XVLA on ``observation.state`` + one blank-able image.
+
+    Inputs: ``observation.state`` (STATE, ``state_dim``) and ``observation.images.front``
+    (VISUAL, 3×image_size×image_size); output ``action`` (``action_dim``). With
+    ``action_mode="ee6d"`` the action must be 20-D (the ee6d layout). ``max_len_seq`` is sized to
+    chunk + image tokens + text tokens, ``max_state_dim`` to the state (at least 20 outside
+    ``"auto"``). ``overrides`` go to
+    ``XVLAConfig`` as they are (e.g. ``freeze_vision_encoder=True``).
+    """
+    fields: dict[str, Any] = {
+        "device": device,
+        "dtype": dtype,
+        "chunk_size": chunk_size,
+        "n_action_steps": n_action_steps,
+        "num_denoising_steps": num_denoising_steps,
+        "action_mode": action_mode,
+        "hidden_size": hidden_size,
+        "depth": depth,
+        "num_heads": num_heads,
+        "num_domains": 1,
+        "len_soft_prompts": 4,
+        "dim_time": 16,
+        "max_len_seq": chunk_size + image_token_count(image_size) + language_length,
+        # Non-auto action spaces (ee6d, joint, ...) zero gripper indices of the proprio in their
+        # 20-D action layout, so the padded proprio must be at least that wide.
+        "max_state_dim": state_dim if action_mode == "auto" else max(state_dim, 20),
+        "tokenizer_max_length": language_length,
+        "florence_config": tiny_florence_config(
+            image_size=image_size, language_length=language_length, d_model=d_model
+        ),
+        "input_features": {
+            OBS_STATE: PolicyFeature(type=FeatureType.STATE, shape=(state_dim,)),
+            IMAGE_KEY: PolicyFeature(type=FeatureType.VISUAL, shape=(3, image_size, image_size)),
+        },
+        "output_features": {ACTION: PolicyFeature(type=FeatureType.ACTION, shape=(action_dim,))},
+    }
+    fields.update(overrides)
+    return XVLAConfig(**fields)
+
+
+def language_tokens(
+    batch_size: int,
+    length: int = LANGUAGE_LENGTH,
+    vocab_size: int = TINY_VOCAB_SIZE,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """Fixed token ids, no tokenizer download: the same deterministic instruction for every row.
+
+    Stands in for ``observation.language.tokens`` that XVLA's pre-processor would produce with
+    the BART tokenizer; the ids are a fixed pattern below ``vocab_size``. Shape [B, length], long.
+    """
+    ids = (torch.arange(length, device=device) * 37 + 5) % vocab_size
+    return ids.unsqueeze(0).expand(batch_size, length).clone()
+
+
+def observation_batch(config: XVLAConfig, state: Tensor, images: dict[str, Tensor] | None = None) -> dict:
+    """An already-preprocessed observation batch for a tiny XVLA, from a [B, state_dim] state.
+
+    Every image feature of ``config`` gets the given tensor or a blank (zero) image, and the
+    language input is ``language_tokens`` with the config's text length and vocabulary.
+    """
+    batch_size = state.shape[0]
+    images = images or {}
+    batch: dict[str, Tensor] = {OBS_STATE: state}
+    for key, feature in config.image_features.items():
+        batch[key] = images.get(key, torch.zeros(batch_size, *feature.shape, device=state.device))
+    vocab_size = config.florence_config["text_config"]["vocab_size"]
+    batch[OBS_LANGUAGE_TOKENS] = language_tokens(
+        batch_size, config.tokenizer_max_length, vocab_size, device=state.device
+    )
+    return batch
