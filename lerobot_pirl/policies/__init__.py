@@ -14,6 +14,7 @@ from lerobot_pirl.policies.xvla_pi_rl import (
     PiRLRecord,
     PiRLSampling,
     PiRLXVLAPolicy,
+    adopt_pi_rl,
 )
 
 __all__ = [
@@ -30,4 +31,5 @@ __all__ = [
     "PiRLRecord",
     "PiRLSampling",
     "PiRLXVLAPolicy",
+    "adopt_pi_rl",
 ]

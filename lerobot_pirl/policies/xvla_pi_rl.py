@@ -643,3 +643,18 @@ class PiRLMixin(_MixinBase):
 
 class PiRLXVLAPolicy(PiRLMixin, XVLAPolicy):
     """Stock ``XVLAPolicy`` plus the πRL contract; still ``name == "xvla"``, never registered."""
+
+
+def adopt_pi_rl(policy: XVLAPolicy) -> PiRLXVLAPolicy:
+    """Give a stock ``XVLAPolicy`` (e.g. from LeRobot's ``make_policy``) the πRL methods, in place.
+
+    ``PiRLXVLAPolicy`` adds no parameters or buffers, so swapping the class keeps every weight,
+    the state dict and the config exactly as they are.
+    """
+    if isinstance(policy, PiRLXVLAPolicy):
+        return policy
+    if not isinstance(policy, XVLAPolicy):
+        raise TypeError(f"πRL needs an XVLA policy, got {type(policy).__name__}")
+    policy.__class__ = PiRLXVLAPolicy
+    policy._pi_rl = None
+    return policy  # type: ignore[return-value]

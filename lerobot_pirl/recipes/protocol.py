@@ -17,8 +17,8 @@ from lerobot.utils.transition import move_state_dict_to_device
 from torch import nn
 from torch.optim import Optimizer
 
-Batch = dict[str, Any]
-Metrics = TrainingStats | Mapping[str, float]
+type Batch = dict[str, Any]
+type Metrics = TrainingStats | Mapping[str, float]
 
 
 @runtime_checkable

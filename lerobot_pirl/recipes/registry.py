@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
 from types import ModuleType
+from typing import Any
 
 import pluggy
 from lerobot.rl.algorithms.configs import RLAlgorithmConfig
@@ -79,7 +80,7 @@ class RecipeRegistry:
         self.conflicts: dict[str, str] = {}
         self._distribution = "<unknown>"
 
-    def add(self, recipe_cls: type[Recipe]) -> None:
+    def add(self, recipe_cls: type[Any]) -> None:
         """Register ``recipe_cls`` under ``recipe_cls.name`` with config ``recipe_cls.config_class``."""
         name = getattr(recipe_cls, "name", None)
         config_cls = getattr(recipe_cls, "config_class", None)

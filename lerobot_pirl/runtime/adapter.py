@@ -54,7 +54,7 @@ class RecipeAlgorithm(RLAlgorithm):
         return custom(data_mixer, batch_size, async_prefetch=async_prefetch, queue_size=queue_size)
 
     def update(self, batch_iterator: Iterator[Batch]) -> TrainingStats:
-        step = self.optimization_step
+        step: int = self.optimization_step  # type: ignore[has-type]
         try:
             metrics = self.recipe.update_step(batch_iterator, step)
         except Exception as exc:

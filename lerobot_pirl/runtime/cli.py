@@ -85,7 +85,7 @@ def select_recipe(argv: Sequence[str], catalog: RecipeCatalog) -> tuple[RecipeEn
             )
     entry = catalog.resolve(name)
 
-    if json_recipe is not None:
+    if json_recipe is not None and data is not None:
         args = _replace_config_path(args, data)
     if cli_algorithm is None and json_algorithm is None:
         args.append(f"--algorithm.type={name}")

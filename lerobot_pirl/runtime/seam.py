@@ -45,12 +45,12 @@ class RecipeTrainConfig(TrainRLServerPipelineConfig):
     """LeRobot's RL pipeline config, unchanged on disk, whose ``validate`` accepts ``dataset: null``."""
 
     def validate(self) -> None:
-        if self.dataset is not None:
+        if self.dataset is not None:  # type: ignore[has-type]
             super().validate()
             return
         # Stock validate reads dataset.repo_id / dataset.eval_split unconditionally; give it an
         # inert stand-in for the duration of the call and put the real value (None) back.
-        self.dataset = DatasetConfig(repo_id="")
+        self.dataset = DatasetConfig(repo_id="")  # type: ignore[has-type]
         try:
             super().validate()
         finally:

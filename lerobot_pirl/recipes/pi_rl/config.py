@@ -1,0 +1,113 @@
+"""Every πRL hyperparameter, explicit and documented; defaults from the πRL paper (arXiv 2510.25889)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..protocol import RecipeConfig
+
+NOISE_METHODS = ("flow_noise", "flow_sde")
+
+
+@dataclass
+class PiRLConfig(RecipeConfig):
+    """``algorithm`` block for ``recipe=pi-rl`` (also settable as ``--algorithm.<field>=...``)."""
+
+    # --- likelihood -----------------------------------------------------------------------
+    noise_method: str = "flow_noise"
+    """"flow_noise" (learned per-element std, every step stochastic) or "flow_sde" (one random SDE step)."""
+    num_steps: int | None = None
+    """K denoising steps during RL; None uses the policy's ``num_denoising_steps``."""
+    executed_steps: int | None = None
+    """H' env steps executed per decision (≤ chunk_size); None uses the policy's ``n_action_steps``."""
+    noise_level: float = 0.5
+    """Flow-SDE noise level a (0.3–0.8 works; 0.2 was unstable in the paper)."""
+    noise_std_min: float = 0.08
+    """Flow-Noise lower std bound (π0: 0.08; π0.5: 0.04)."""
+    noise_std_max: float = 0.16
+    """Flow-Noise upper std bound (π0: 0.16; π0.5: 0.10)."""
+
+    # --- advantage estimation ---------------------------------------------------------------
+    gamma: float = 0.99
+    """Discount per decision (chunk-level MDP)."""
+    gae_lambda: float = 0.95
+    """GAE λ."""
+
+    # --- PPO -----------------------------------------------------------------------------------
+    clip_eps: float = 0.2
+    """PPO ratio clip ε."""
+    value_clip: float = 0.2
+    """Clip of the value change around the rollout's old value."""
+    huber_delta: float = 10.0
+    """Huber δ of the value loss."""
+    entropy_coef: float = 0.005
+    """Entropy bonus coefficient (Flow-Noise only; Flow-SDE has no entropy term)."""
+    value_coef: float = 1.0
+    """Weight of the value loss in the total loss."""
+    update_epochs: int = 2
+    """Passes over each rollout."""
+    minibatch_size: int = 64
+    """Decisions per gradient step."""
+    rollout_decisions: int = 256
+    """Decisions per update (the rollout size); the rollout is discarded after the update."""
+    max_policy_staleness: int = 1
+    """Keep decisions sampled by policy versions ≥ current − this; older ones are dropped (counted)."""
+
+    # --- optimisation ----------------------------------------------------------------------------
+    actor_lr: float = 5e-6
+    """Learning rate of the trainable policy (actor) parameters."""
+    value_lr: float = 1e-4
+    """Learning rate of the value head."""
+    noise_lr: float = 1e-4
+    """Learning rate of the Flow-Noise noise head."""
+    betas: tuple[float, float] = (0.9, 0.95)
+    """AdamW betas."""
+    weight_decay: float = 0.01
+    """AdamW weight decay."""
+    max_grad_norm: float = 1.0
+    """Global gradient-norm clip."""
+
+    # --- heads and freezing ----------------------------------------------------------------------
+    value_hidden_dims: list[int] = field(default_factory=lambda: [256, 256, 256])
+    """Value head MLP widths (input: pooled VLM features ⊕ proprio)."""
+    noise_hidden_dim: int = 128
+    """Noise head hidden width."""
+    detach_value_input: bool = True
+    """Stop value-loss gradients at the head's input (the critic never moves the policy)."""
+    freeze_vlm: bool = True
+    """Freeze every VLM (Florence-2) parameter, as the paper does by default."""
+
+    # --- runtime (what the learner and actors need; XVLA's config has none of it) ---------------
+    learner_host: str = "127.0.0.1"
+    """Address the learner binds and actors connect to (localhost by default)."""
+    learner_port: int = 50051
+    """Learner gRPC port."""
+    max_updates: int = 100
+    """The learner stops after this many πRL updates."""
+    queue_get_timeout: float = 0.1
+    """Seconds the gRPC service waits on its queues (keeps shutdown prompt)."""
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.noise_method not in NOISE_METHODS:
+            problems.append(f"noise_method={self.noise_method!r} (accepted: {', '.join(NOISE_METHODS)})")
+        for name in ("num_steps", "executed_steps"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                problems.append(f"{name}={value} (must be ≥ 1, or null for the policy's value)")
+        if not 0 < self.noise_std_min <= self.noise_std_max:
+            problems.append(
+                f"noise_std_min={self.noise_std_min}, noise_std_max={self.noise_std_max} (need 0 < min ≤ max)"
+            )
+        for name in ("actor_lr", "value_lr", "noise_lr", "noise_level", "weight_decay", "entropy_coef"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name}={getattr(self, name)} (must be ≥ 0)")
+        for name in ("update_epochs", "minibatch_size", "rollout_decisions", "max_updates"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name}={getattr(self, name)} (must be ≥ 1)")
+        if not 0 <= self.gamma <= 1 or not 0 <= self.gae_lambda <= 1:
+            problems.append(f"gamma={self.gamma}, gae_lambda={self.gae_lambda} (must be in [0, 1])")
+        if self.max_policy_staleness < 0:
+            problems.append(f"max_policy_staleness={self.max_policy_staleness} (must be ≥ 0)")
+        if problems:
+            raise ValueError("invalid pi-rl algorithm config: " + "; ".join(problems))

@@ -1,0 +1,253 @@
+"""The ``pi-rl`` recipe: πRL (PPO on Flow-Noise / Flow-SDE log-likelihoods) for LeRobot's XVLA.
+
+Read top to bottom, one update is: stack the rollout's observations, value them, GAE over each
+trajectory (done-masking, bootstrap on truncation and at rollout boundaries), normalise the
+advantages, then ``update_epochs`` × minibatches of ``policy.forward(batch, model="pi_rl")`` with a
+clipped-gradient AdamW step. The rollout is then discarded (strictly on-policy).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from lerobot.utils.transition import move_state_dict_to_device
+from torch import Tensor, nn
+from torch.optim import Optimizer
+
+from ...flow_rl import compute_gae, explained_variance, normalize_advantages
+from ...policies import (
+    PI_RL_ADVANTAGE,
+    PI_RL_CHAIN,
+    PI_RL_OLD_LOG_PROB,
+    PI_RL_OLD_VALUE,
+    PI_RL_RETURN,
+    PI_RL_STEP_INDEX,
+    PiRLHeads,
+    PiRLLossConfig,
+    PiRLSampling,
+    adopt_pi_rl,
+)
+from ..registry import RecipeError
+from .config import PiRLConfig
+from .rollout import Rollout, RolloutAssembler
+from .transitions import ChainShape, decode_decision
+
+SUPPORTED_POLICY_TYPES = ("xvla",)
+
+
+class PolicyNotSupportedError(RecipeError, TypeError):
+    pass
+
+
+class PiRLRecipe:
+    name = "pi-rl"
+    config_class = PiRLConfig
+    runtime = "on_policy"  # runs in lerobot_pirl's on-policy learner loop, not LeRobot's SAC loop
+
+    def __init__(self, policy: nn.Module, config: PiRLConfig) -> None:
+        policy_type = getattr(getattr(policy, "config", None), "type", type(policy).__name__)
+        if policy_type not in SUPPORTED_POLICY_TYPES:
+            raise PolicyNotSupportedError(
+                f"recipe 'pi-rl' trains flow-matching policies of type {SUPPORTED_POLICY_TYPES}; the "
+                f"config's policy.type is '{policy_type}'. Use recipe=sac for gaussian_actor."
+            )
+        self.config = config
+        self.policy = adopt_pi_rl(policy)  # type: ignore[arg-type]
+        if config.freeze_vlm:
+            for parameter in self.policy.model.vlm.parameters():
+                parameter.requires_grad_(False)
+        sampling = PiRLSampling(
+            noise_method=config.noise_method,  # type: ignore[arg-type]
+            num_steps=config.num_steps,
+            noise_level=config.noise_level,
+            noise_std_min=config.noise_std_min,
+            noise_std_max=config.noise_std_max,
+            executed_steps=config.executed_steps,
+        )
+        self.heads = PiRLHeads.for_policy(
+            self.policy,
+            noise_head=config.noise_method == "flow_noise",
+            value_hidden_dims=tuple(config.value_hidden_dims),
+            noise_hidden_dim=config.noise_hidden_dim,
+            detach_value_input=config.detach_value_input,
+        )
+        loss = PiRLLossConfig(
+            clip_eps=config.clip_eps,
+            value_clip=config.value_clip,
+            huber_delta=config.huber_delta,
+            entropy_coef=config.entropy_coef,
+            value_coef=config.value_coef,
+        )
+        self.policy.attach_pi_rl(self.heads, sampling, loss)
+        resolved = self.policy.pi_rl_sampling
+        assert resolved.num_steps is not None
+        self.chain_shape = ChainShape(
+            resolved.num_steps + 1, self.policy.config.chunk_size, self.policy.model.dim_action
+        )
+        self.assembler = RolloutAssembler(config.rollout_decisions, config.max_policy_staleness)
+        self.generator = torch.Generator().manual_seed(0)  # minibatch order; checkpointed
+        self.optimizer: torch.optim.AdamW | None = None
+
+    # ----------------------------------------------------------------------------- data
+
+    def accept(self, transition: dict[str, Any]) -> bool:
+        """Decode one received transition into the rollout (False if dropped as stale)."""
+        return self.assembler.add(decode_decision(transition, self.chain_shape))
+
+    def rollout_ready(self) -> bool:
+        return self.assembler.ready()
+
+    def take_rollout(self) -> Rollout:
+        return self.assembler.take()
+
+    # ----------------------------------------------------------------------------- Recipe
+
+    def build_optimizers(self) -> dict[str, Optimizer]:
+        groups = [
+            {
+                "name": "actor",
+                "params": [p for p in self.policy.parameters() if p.requires_grad],
+                "lr": self.config.actor_lr,
+            },
+            {
+                "name": "value_head",
+                "params": list(self.heads.value_head.parameters()),
+                "lr": self.config.value_lr,
+            },
+        ]
+        if self.heads.noise_head is not None:
+            groups.append(
+                {
+                    "name": "noise_head",
+                    "params": list(self.heads.noise_head.parameters()),
+                    "lr": self.config.noise_lr,
+                }
+            )
+        self.optimizer = torch.optim.AdamW(
+            groups, betas=tuple(self.config.betas), weight_decay=self.config.weight_decay
+        )
+        return {"pi_rl": self.optimizer}
+
+    def update_step(self, batches: Iterator[Any], step: int) -> dict[str, float]:
+        assert self.optimizer is not None, "build_optimizers() must run first"
+        rollout: Rollout = next(batches)
+        device = next(self.policy.parameters()).device
+        cfg = self.config
+        observations = _stack([d.observation for d in rollout.decisions], device)
+
+        # 1. Values and GAE (no gradients): V(s_{i+1}) is the next decision's value inside a
+        #    segment, V(next_observation) where a segment stops (terminations are masked anyway).
+        with torch.no_grad():
+            values = self.policy.pi_rl_value(observations)
+            next_values = torch.roll(values, -1)
+            ends = rollout.segment_end.to(device)
+            if bool(ends.any()):
+                boundary = [
+                    d.next_observation for d, end in zip(rollout.decisions, ends.tolist(), strict=True) if end
+                ]
+                next_values[ends] = self.policy.pi_rl_value(_stack(boundary, device))
+        advantages, returns = compute_gae(
+            rollout.rewards.to(device),
+            values,
+            next_values,
+            rollout.terminated.to(device),
+            rollout.truncated.to(device) | ends,
+            cfg.gamma,
+            cfg.gae_lambda,
+        )
+        advantages = normalize_advantages(advantages)
+
+        batch = {
+            **observations,
+            PI_RL_CHAIN: torch.stack([d.chain for d in rollout.decisions]).to(device),
+            PI_RL_STEP_INDEX: torch.tensor([float(d.step_index) for d in rollout.decisions], device=device),
+            PI_RL_OLD_LOG_PROB: torch.tensor([d.old_log_prob for d in rollout.decisions], device=device),
+            PI_RL_OLD_VALUE: values,
+            PI_RL_ADVANTAGE: advantages,
+            PI_RL_RETURN: returns,
+        }
+
+        # 2. PPO epochs over shuffled minibatches.
+        sums: dict[str, float] = defaultdict(float)
+        steps = skipped = 0
+        parameters = [p for group in self.optimizer.param_groups for p in group["params"]]
+        for _ in range(cfg.update_epochs):
+            order = torch.randperm(len(rollout), generator=self.generator).to(device)
+            for start in range(0, len(rollout), cfg.minibatch_size):
+                index = order[start : start + cfg.minibatch_size]
+                minibatch = {key: value[index] for key, value in batch.items()}
+                loss, metrics = self.policy.forward(minibatch, model="pi_rl")
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                grad_norm = torch.nn.utils.clip_grad_norm_(parameters, cfg.max_grad_norm)
+                if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
+                    skipped += 1  # never let a non-finite step touch parameters or moments
+                    continue
+                self.optimizer.step()
+                steps += 1
+                for key, value in metrics.items():
+                    sums[key] += value
+                sums["pi_rl_grad_norm"] += float(grad_norm)
+
+        self.assembler.advance_policy_version()
+        stale = [self.assembler.policy_version - 1 - d.policy_version for d in rollout.decisions]
+        result = {key: value / max(steps, 1) for key, value in sums.items()}
+        result.pop("loss", None)
+        result.update(
+            {
+                "explained_variance_rollout": float(explained_variance(values, returns)),
+                "rollout_decisions": float(len(rollout)),
+                "rollout_reward_mean": float(rollout.rewards.mean()),
+                "staleness_mean": sum(stale) / len(stale),
+                "staleness_max": float(max(stale)),
+                "dropped_stale_total": float(self.assembler.dropped_stale),
+                "decisions_received_total": float(self.assembler.received),
+                "decisions_consumed_total": float(self.assembler.consumed),
+                "skipped_nonfinite_steps": float(skipped),
+                "policy_version": float(self.assembler.policy_version),
+            }
+        )
+        for group in self.optimizer.param_groups:
+            result[f"lr_{group['name']}"] = float(group["lr"])
+        return result
+
+    def actor_weights(self) -> dict[str, Any]:
+        return {
+            "policy": move_state_dict_to_device(self.policy.state_dict(), device="cpu"),
+            "pi_rl_heads": move_state_dict_to_device(self.heads.state_dict(), device="cpu"),
+            "policy_version": torch.tensor(self.assembler.policy_version),
+        }
+
+    def load_actor_weights(self, weights: dict[str, Any], device: str | torch.device) -> None:
+        self.policy.load_state_dict(move_state_dict_to_device(weights["policy"], device=device))
+        self.heads.load_state_dict(move_state_dict_to_device(weights["pi_rl_heads"], device=device))
+        self.assembler.policy_version = int(weights["policy_version"])
+
+    def state_dict(self) -> dict[str, Tensor]:
+        state = {f"heads.{k}": v for k, v in self.heads.state_dict().items()}
+        state["counters"] = torch.tensor(
+            [
+                self.assembler.policy_version,
+                self.assembler.received,
+                self.assembler.dropped_stale,
+                self.assembler.consumed,
+            ],
+            dtype=torch.long,
+        )
+        state["minibatch_rng"] = self.generator.get_state()
+        return state
+
+    def load_state_dict(self, state: dict[str, Tensor], device: str | torch.device) -> None:
+        heads = {k.removeprefix("heads."): v for k, v in state.items() if k.startswith("heads.")}
+        self.heads.load_state_dict(move_state_dict_to_device(heads, device=device))
+        version, received, dropped, consumed = (int(v) for v in state["counters"])
+        self.assembler.policy_version, self.assembler.received = version, received
+        self.assembler.dropped_stale, self.assembler.consumed = dropped, consumed
+        self.generator.set_state(state["minibatch_rng"].cpu())
+
+
+def _stack(observations: list[dict[str, Tensor]], device: torch.device) -> dict[str, Tensor]:
+    return {key: torch.stack([o[key] for o in observations]).to(device) for key in observations[0]}

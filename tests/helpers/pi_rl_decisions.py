@@ -1,0 +1,53 @@
+"""Recorded πRL decisions from a tiny XVLA, encoded as the transitions actors send."""
+
+from __future__ import annotations
+
+import torch
+from lerobot.utils.transition import Transition
+
+from lerobot_pirl.recipes.pi_rl.recipe import PiRLRecipe
+from lerobot_pirl.recipes.pi_rl.transitions import encode_decision
+
+
+def record_episode(
+    recipe: PiRLRecipe,
+    states: torch.Tensor,
+    *,
+    actor_id: int,
+    episode_id: int,
+    policy_version: int | None = None,
+    terminated: bool = True,
+    seed: int = 0,
+) -> list[Transition]:
+    """One episode whose decision i starts from ``states[i]``; reward = −‖first action‖ per step."""
+    from lerobot_pirl.policies.tiny_xvla import observation_batch
+
+    policy = recipe.policy
+    obs = observation_batch(policy.config, states)
+    actions, record = policy.sample_actions(obs, generator=torch.Generator().manual_seed(seed))
+    executed = policy.pi_rl_sampling.executed_steps
+    version = recipe.assembler.policy_version if policy_version is None else policy_version
+    episode = []
+    for i in range(states.shape[0]):
+        step_rewards = -actions[i, :executed].float().norm(dim=-1)
+        last = i == states.shape[0] - 1
+        episode.append(
+            encode_decision(
+                observation={k: v[i] for k, v in obs.items()},
+                next_observation={k: v[min(i + 1, states.shape[0] - 1)] for k, v in obs.items()},
+                executed_actions=actions[i, :executed],
+                step_rewards=step_rewards,
+                executed_steps=executed,
+                terminated=last and terminated,
+                truncated=last and not terminated,
+                chain=record.chain[i],
+                step_index=int(record.step_index[i]),
+                old_log_prob=float(record.log_prob[i]),
+                old_value=float(record.value[i]),
+                policy_version=version,
+                actor_id=actor_id,
+                episode_id=episode_id,
+                decision_index=i,
+            )
+        )
+    return episode

@@ -1,0 +1,152 @@
+"""The pi-rl recipe: optimizers, rollout assembly, updates, and exact resume."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from helpers.pi_rl_decisions import record_episode
+from lerobot.configs.types import FeatureType, PolicyFeature
+from lerobot.policies.gaussian_actor.configuration_gaussian_actor import GaussianActorConfig
+from lerobot.policies.gaussian_actor.modeling_gaussian_actor import GaussianActorPolicy
+from lerobot.policies.xvla.modeling_xvla import XVLAPolicy
+
+from lerobot_pirl.policies.tiny_xvla import tiny_xvla_config
+from lerobot_pirl.recipes.pi_rl.config import PiRLConfig
+from lerobot_pirl.recipes.pi_rl.recipe import PiRLRecipe, PolicyNotSupportedError
+
+STATE_DIM, ACTION_DIM = 3, 2
+
+
+def make_recipe(noise_method: str = "flow_noise", seed: int = 0, **overrides) -> PiRLRecipe:
+    torch.manual_seed(seed)
+    policy = XVLAPolicy(  # what LeRobot's make_policy builds: a stock XVLA
+        tiny_xvla_config(STATE_DIM, ACTION_DIM, chunk_size=4, n_action_steps=2, num_denoising_steps=3,
+                         hidden_size=32, depth=1)
+    )
+    fields = dict(noise_method=noise_method, rollout_decisions=8, minibatch_size=4, update_epochs=2,
+                  actor_lr=1e-3, value_hidden_dims=[32, 32], noise_hidden_dim=16)
+    fields.update(overrides)
+    recipe = PiRLRecipe(policy, PiRLConfig(policy_config=policy.config, **fields))
+    recipe.build_optimizers()
+    return recipe
+
+
+def states(n: int, seed: int) -> torch.Tensor:
+    return torch.rand(n, STATE_DIM, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+def feed(recipe: PiRLRecipe, seed: int) -> list:
+    """Two actors' episodes, interleaved and out of order, 8 decisions in all."""
+    a = record_episode(recipe, states(4, seed), actor_id=0, episode_id=seed, seed=seed)
+    b = record_episode(recipe, states(4, seed + 100), actor_id=1, episode_id=seed, terminated=False, seed=seed + 1)
+    transitions = [b[2], a[0], a[3], b[0], a[1], b[3], a[2], b[1]]
+    for transition in transitions:
+        recipe.accept(transition)
+    return transitions
+
+
+def test_pi_rl_rejects_a_policy_it_cannot_train() -> None:
+    config = GaussianActorConfig(
+        input_features={"observation.state": PolicyFeature(type=FeatureType.STATE, shape=(2,))},
+        output_features={"action": PolicyFeature(type=FeatureType.ACTION, shape=(2,))},
+    )
+    with pytest.raises(PolicyNotSupportedError, match="policy.type is 'gaussian_actor'. Use recipe=sac"):
+        PiRLRecipe(GaussianActorPolicy(config), PiRLConfig())
+
+
+def test_config_errors_name_field_value_and_accepted_values() -> None:
+    with pytest.raises(ValueError) as err:
+        PiRLConfig(noise_method="flow_magic", num_steps=0, noise_std_min=0.2, noise_std_max=0.1, actor_lr=-1.0)
+    message = str(err.value)
+    assert "noise_method='flow_magic' (accepted: flow_noise, flow_sde)" in message
+    assert "num_steps=0" in message and "noise_std_min=0.2, noise_std_max=0.1" in message
+    assert "actor_lr=-1.0 (must be ≥ 0)" in message
+
+
+def test_optimizer_has_one_group_per_part_with_its_own_lr() -> None:
+    recipe = make_recipe("flow_noise", actor_lr=1e-5, value_lr=2e-4, noise_lr=3e-4)
+    groups = {g["name"]: g for g in recipe.optimizer.param_groups}
+    assert {name: g["lr"] for name, g in groups.items()} == {"actor": 1e-5, "value_head": 2e-4, "noise_head": 3e-4}
+    actor_ids = {id(p) for p in groups["actor"]["params"]}
+    assert not actor_ids & {id(p) for p in recipe.policy.model.vlm.parameters()}  # VLM frozen
+    assert actor_ids == {id(p) for p in recipe.policy.parameters() if p.requires_grad}
+    assert groups["actor"]["betas"] == (0.9, 0.95) and groups["actor"]["weight_decay"] == 0.01
+    assert "noise_head" not in {g["name"] for g in make_recipe("flow_sde").optimizer.param_groups}
+
+
+def test_interleaved_actor_episodes_are_grouped_in_order() -> None:
+    recipe = make_recipe()
+    feed(recipe, seed=1)
+    assert recipe.rollout_ready()
+    rollout = recipe.take_rollout()
+    assert [(d.actor_id, d.decision_index) for d in rollout.decisions] == [(0, i) for i in range(4)] + [
+        (1, i) for i in range(4)
+    ]
+    assert rollout.segment_end.tolist() == [False, False, False, True] * 2
+    assert rollout.terminated.tolist() == [False, False, False, True] + [False] * 4
+    assert rollout.truncated.tolist() == [False] * 7 + [True]
+    assert not recipe.rollout_ready() and recipe.assembler.pending() == 0  # consumed, then discarded
+
+
+def test_stale_decisions_are_dropped_and_counted() -> None:
+    recipe = make_recipe(max_policy_staleness=1)
+    recipe.assembler.policy_version = 5
+    for version, episode in ((5, 0), (4, 1), (3, 2)):
+        for t in record_episode(recipe, states(2, episode), actor_id=0, episode_id=episode, policy_version=version):
+            recipe.accept(t)
+    assert (recipe.assembler.received, recipe.assembler.dropped_stale, recipe.assembler.pending()) == (6, 2, 4)
+    recipe.assembler.advance_policy_version()  # version 6: the version-4 episode is now too old
+    assert (recipe.assembler.dropped_stale, recipe.assembler.pending()) == (4, 2)
+
+
+@pytest.mark.parametrize("noise_method", ["flow_noise", "flow_sde"])
+def test_update_trains_xvla_and_reports_the_recipe_metrics(noise_method: str) -> None:
+    recipe = make_recipe(noise_method)
+    before = copy.deepcopy(recipe.policy.state_dict())
+    heads_before = copy.deepcopy(recipe.heads.state_dict())
+    feed(recipe, seed=1)
+    metrics = recipe.update_step(iter([recipe.take_rollout()]), step=0)
+    changed = [k for k, v in recipe.policy.state_dict().items() if not torch.equal(v, before[k])]
+    assert any(k.startswith("model.transformer") for k in changed)
+    assert not any(k.startswith("model.vlm") for k in changed)  # frozen
+    assert any(not torch.equal(v, heads_before[k]) for k, v in recipe.heads.state_dict().items())
+    for key in ("loss_actor", "loss_value", "loss_entropy", "approx_kl", "clip_frac", "ratio_mean",
+                "explained_variance", "entropy", "pi_rl_grad_norm", "lr_actor", "lr_value_head"):
+        assert key in metrics, key
+    assert metrics["rollout_decisions"] == 8 and metrics["policy_version"] == 1
+    assert metrics["decisions_consumed_total"] == 8 and metrics["dropped_stale_total"] == 0
+    # The first minibatch of the first epoch sees ratio 1 exactly; later ones have moved.
+    assert metrics["approx_kl"] > 0
+
+
+def _snapshot(recipe: PiRLRecipe) -> dict:
+    return {
+        "policy": copy.deepcopy(recipe.policy.state_dict()),
+        "recipe": copy.deepcopy(recipe.state_dict()),
+        "optimizer": copy.deepcopy(recipe.optimizer.state_dict()),
+    }
+
+
+def test_resumed_recipe_makes_the_same_next_update_bitwise() -> None:
+    uninterrupted = make_recipe("flow_noise")
+    feed(uninterrupted, seed=1)
+    uninterrupted.update_step(iter([uninterrupted.take_rollout()]), step=0)
+    saved = _snapshot(uninterrupted)
+    transitions_2 = feed(uninterrupted, seed=2)
+    expected_metrics = uninterrupted.update_step(iter([uninterrupted.take_rollout()]), step=1)
+
+    resumed = make_recipe("flow_noise", seed=123)  # different init: everything must come from the save
+    resumed.policy.load_state_dict(saved["policy"])
+    resumed.load_state_dict(saved["recipe"], device="cpu")
+    resumed.optimizer.load_state_dict(saved["optimizer"])
+    for transition in transitions_2:
+        resumed.accept(transition)
+    metrics = resumed.update_step(iter([resumed.take_rollout()]), step=1)
+
+    assert metrics == expected_metrics
+    for key, value in uninterrupted.policy.state_dict().items():
+        assert torch.equal(value, resumed.policy.state_dict()[key]), key
+    for key, value in uninterrupted.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]), key

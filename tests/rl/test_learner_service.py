@@ -1,0 +1,148 @@
+"""πRL decisions through LeRobot's real gRPC LearnerService, then XVLA's pi_rl forward on arrival.
+
+The actor side samples with the XVLA mixin and encodes each decision as a stock `Transition`; the
+learner side is LeRobot's own `start_learner` gRPC server. What arrives must reproduce the actor's
+log-probs exactly (ratio 1), which is the precondition for every PPO update the learner makes.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+
+import pytest
+import torch
+from helpers.configs import free_port
+from helpers.grpc_client import LearnerClient
+from helpers.xvla_batches import EXECUTED, make_pi_rl_policy, observations
+from lerobot.rl.learner import start_learner
+from lerobot.rl.train_rl import TrainRLServerPipelineConfig
+from lerobot.transport.utils import bytes_to_transitions
+from torch.multiprocessing import Event, Queue
+
+from lerobot_pirl.policies import PI_RL_ADVANTAGE, PI_RL_RETURN
+from lerobot_pirl.recipes.pi_rl.transitions import (
+    ChainShape,
+    PiRLTransitionError,
+    decode_decision,
+    encode_decision,
+)
+
+DECISIONS = 6
+
+
+def _encoded_decisions(policy, record, obs, actions) -> list:
+    transitions = []
+    for row in range(DECISIONS):
+        rewards = torch.tensor([0.1 * row, 0.0, 1.0])[:EXECUTED]
+        transitions.append(
+            encode_decision(
+                observation={k: v[row] for k, v in obs.items()},
+                next_observation={k: v[row] for k, v in obs.items()},
+                executed_actions=actions[row, :EXECUTED],
+                step_rewards=rewards,
+                executed_steps=EXECUTED,
+                terminated=row == DECISIONS - 1,
+                truncated=False,
+                chain=record.chain[row],
+                step_index=int(record.step_index[row]),
+                old_log_prob=float(record.log_prob[row]),
+                old_value=float(record.value[row]),
+                policy_version=3,
+                actor_id=1,
+                episode_id=0,
+                decision_index=row,
+            )
+        )
+    return transitions
+
+
+@pytest.fixture
+def learner_server():
+    """LeRobot's learner gRPC server (`lerobot.rl.learner.start_learner`) in a thread."""
+    port = free_port()
+    cfg = LearnerClient(port).cfg  # a stock config carrying host/port/timeouts
+    assert isinstance(cfg, TrainRLServerPipelineConfig)
+    cfg.policy.concurrency.learner = "threads"
+    transitions, interactions, parameters, shutdown = Queue(), Queue(), Queue(), Event()
+    thread = threading.Thread(
+        target=start_learner, args=(parameters, transitions, interactions, shutdown, cfg), daemon=True
+    )
+    thread.start()
+    yield port, transitions
+    shutdown.set()
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+
+
+def _receive(transitions: Queue, count: int, timeout: float = 60.0) -> list:
+    received: list = []
+    while len(received) < count:
+        try:
+            received.extend(bytes_to_transitions(transitions.get(timeout=timeout)))
+        except queue.Empty:
+            raise AssertionError(f"learner received {len(received)}/{count} transitions") from None
+    return received
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("noise_method", ["flow_sde", "flow_noise"])
+def test_pi_rl_xvla_forward_on_decisions_received_by_learner_service(learner_server, noise_method) -> None:
+    port, learner_transitions = learner_server
+    policy, _ = make_pi_rl_policy(noise_method, seed=0)
+    obs = observations(policy, DECISIONS, seed=5)
+    actions, record = policy.sample_actions(obs, generator=torch.Generator().manual_seed(7))
+
+    client = LearnerClient(port)
+    try:
+        assert client.connect(attempts=10)
+        client.start()
+        client.send(_encoded_decisions(policy, record, obs, actions))
+        received = _receive(learner_transitions, DECISIONS)
+    finally:
+        client.close()
+
+    sampling = policy.pi_rl_sampling
+    shape = ChainShape(sampling.num_steps + 1, policy.config.chunk_size, policy.model.dim_action)
+    decisions = sorted((decode_decision(t, shape) for t in received), key=lambda d: d.decision_index)
+    assert [d.decision_index for d in decisions] == list(range(DECISIONS))
+    chain = torch.stack([d.chain for d in decisions])
+    assert torch.equal(chain, record.chain)  # float32 end to end, bit for bit
+    assert [d.reward for d in decisions] == pytest.approx([0.1 * r + 1.0 for r in range(DECISIONS)])
+    assert [d.terminated for d in decisions] == [False] * (DECISIONS - 1) + [True]
+
+    batch = {key: torch.stack([d.observation[key] for d in decisions]) for key in obs}
+    batch.update(
+        {
+            "pi_rl.chain": chain,
+            "pi_rl.step_index": torch.tensor([float(d.step_index) for d in decisions]),
+            "pi_rl.old_log_prob": torch.tensor([d.old_log_prob for d in decisions]),
+            "pi_rl.old_value": torch.tensor([d.old_value for d in decisions]),
+            PI_RL_ADVANTAGE: torch.linspace(-1.0, 1.0, DECISIONS),
+            PI_RL_RETURN: torch.ones(DECISIONS),
+        }
+    )
+    loss, metrics = policy.forward(batch, model="pi_rl")
+    assert torch.isfinite(loss)
+    assert metrics["ratio_mean"] == pytest.approx(1.0, abs=1e-5)
+    assert metrics["ratio_max"] == pytest.approx(1.0, abs=1e-5)
+    assert metrics["approx_kl"] == pytest.approx(0.0, abs=1e-6)
+    assert metrics["clip_frac"] == 0.0
+    # With ratio 1 the PPO actor loss is −mean(Â); Â here averages to zero.
+    assert metrics["loss_actor"] == pytest.approx(0.0, abs=1e-5)
+
+
+def test_transition_without_pi_rl_keys_is_rejected_with_the_key_names() -> None:
+    transition = {"state": {}, "action": torch.zeros(2), "reward": 0.0, "next_state": {}, "done": False,
+                  "truncated": False, "complementary_info": {"pi_rl.chain": torch.zeros(4)}}
+    with pytest.raises(PiRLTransitionError, match=r"missing πRL complementary_info keys \['pi_rl.step_index'"):
+        decode_decision(transition, ChainShape(2, 1, 2))
+
+
+def test_chain_of_the_wrong_size_names_the_expected_shape() -> None:
+    policy, _ = make_pi_rl_policy("flow_sde", seed=0)
+    obs = observations(policy, DECISIONS, seed=5)
+    actions, record = policy.sample_actions(obs)
+    [transition] = _encoded_decisions(policy, record, obs, actions)[:1]
+    with pytest.raises(PiRLTransitionError, match=r"expected \(K\+1\)·H·D = 5·4·"):
+        decode_decision(transition, ChainShape(5, policy.config.chunk_size, policy.model.dim_action))
