@@ -3,7 +3,9 @@
     lerobot-pirl-learner --config_path=train_config.json [--recipe=NAME] [--field=value ...]
     python -m lerobot_pirl.runtime.learner --config_path=...
 
-Takes a stock LeRobot 0.6 learner config. ``recipe`` (JSON key or ``--recipe``) defaults to ``sac``.
+Takes a stock LeRobot 0.6 learner config; ``recipe`` (JSON key or ``--recipe``) defaults to
+``sac``. Recipes declaring ``runtime = "on_policy"`` (pi-rl) run in
+`lerobot_pirl.runtime.on_policy`; all others in LeRobot's own learner loop.
 ``--torch_threads=N`` sets this process's torch threads.
 """
 
@@ -19,7 +21,12 @@ from .cli import run_main
 def _run(entry: RecipeEntry, args: list[str]) -> None:
     seam.install_recipe_lookup(installed())
     cfg = seam.parse_train_config(args)
-    seam.run_stock_learner(cfg)
+    if getattr(entry.recipe_cls, "runtime", "stock") == "on_policy":
+        from .on_policy import run_on_policy_learner
+
+        run_on_policy_learner(cfg)
+    else:
+        seam.run_stock_learner(cfg)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -9,11 +9,16 @@ pins each point so a LeRobot upgrade breaks loudly here and nowhere else:
 - ``TrainPipelineConfig.validate`` dereferences ``dataset.repo_id`` although RL configs may omit
   the dataset; `RecipeTrainConfig` keeps that crash away from users.
 - ``lerobot.configs.parser.wrap`` reads ``sys.argv``; `parse_train_config` feeds it ours.
+- ``LearnerService``'s constructor and LeRobot's gRPC message-size limits, which
+  `start_learner_server` assembles into a server (the stock ``start_learner`` reads SAC-only policy
+  fields for the same values).
 """
 
 import sys
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 from lerobot.configs import parser
 from lerobot.configs.default import DatasetConfig
@@ -89,3 +94,47 @@ def run_stock_actor(cfg: TrainRLServerPipelineConfig) -> None:
     from lerobot.rl import actor
 
     actor.actor_cli.__wrapped__(cfg)  # parser.wrap keeps the undecorated function here
+
+
+def start_learner_server(
+    host: str,
+    port: int,
+    *,
+    shutdown_event: Any,
+    parameters_queue: Any,
+    transition_queue: Any,
+    interaction_queue: Any,
+    seconds_between_pushes: float,
+    queue_get_timeout: float,
+    max_actors: int = 4,
+) -> Any:
+    """LeRobot's gRPC ``LearnerService`` on ``host:port``, served from a thread pool.
+
+    Each actor holds three streams (parameters, transitions, interactions); the pool is sized for
+    ``max_actors`` of them so one actor cannot starve the next.
+    """
+    import grpc
+    from lerobot.rl.learner_service import LearnerService
+    from lerobot.transport import services_pb2_grpc
+    from lerobot.transport.utils import MAX_MESSAGE_SIZE
+
+    service = LearnerService(
+        shutdown_event=shutdown_event,
+        parameters_queue=parameters_queue,
+        seconds_between_pushes=seconds_between_pushes,
+        transition_queue=transition_queue,
+        interaction_message_queue=interaction_queue,
+        queue_get_timeout=queue_get_timeout,
+    )
+    server = grpc.server(
+        ThreadPoolExecutor(max_workers=3 * max_actors),
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_SIZE),
+            ("grpc.max_send_message_length", MAX_MESSAGE_SIZE),
+        ],
+    )
+    services_pb2_grpc.add_LearnerServiceServicer_to_server(service, server)
+    if server.add_insecure_port(f"{host}:{port}") == 0:
+        raise OSError(f"learner could not bind {host}:{port} (in use?)")
+    server.start()
+    return server

@@ -71,6 +71,9 @@ class LearnerClient:
         for thread in self.threads:
             thread.join(timeout=10)
         self.channel.close()
+        # Unread pushes would make the queues' feeder threads block interpreter exit.
+        for q in (self.parameters, self.transitions):
+            q.cancel_join_thread()
 
 
 def random_episode(length: int, state_dim: int, action_dim: int, seed: int) -> list[Transition]:

@@ -22,11 +22,25 @@ STATE_DIM, ACTION_DIM = 3, 2
 def make_recipe(noise_method: str = "flow_noise", seed: int = 0, **overrides) -> PiRLRecipe:
     torch.manual_seed(seed)
     policy = XVLAPolicy(  # what LeRobot's make_policy builds: a stock XVLA
-        tiny_xvla_config(STATE_DIM, ACTION_DIM, chunk_size=4, n_action_steps=2, num_denoising_steps=3,
-                         hidden_size=32, depth=1)
+        tiny_xvla_config(
+            STATE_DIM,
+            ACTION_DIM,
+            chunk_size=4,
+            n_action_steps=2,
+            num_denoising_steps=3,
+            hidden_size=32,
+            depth=1,
+        )
     )
-    fields = dict(noise_method=noise_method, rollout_decisions=8, minibatch_size=4, update_epochs=2,
-                  actor_lr=1e-3, value_hidden_dims=[32, 32], noise_hidden_dim=16)
+    fields = dict(
+        noise_method=noise_method,
+        rollout_decisions=8,
+        minibatch_size=4,
+        update_epochs=2,
+        actor_lr=1e-3,
+        value_hidden_dims=[32, 32],
+        noise_hidden_dim=16,
+    )
     fields.update(overrides)
     recipe = PiRLRecipe(policy, PiRLConfig(policy_config=policy.config, **fields))
     recipe.build_optimizers()
@@ -40,7 +54,9 @@ def states(n: int, seed: int) -> torch.Tensor:
 def feed(recipe: PiRLRecipe, seed: int) -> list:
     """Two actors' episodes, interleaved and out of order, 8 decisions in all."""
     a = record_episode(recipe, states(4, seed), actor_id=0, episode_id=seed, seed=seed)
-    b = record_episode(recipe, states(4, seed + 100), actor_id=1, episode_id=seed, terminated=False, seed=seed + 1)
+    b = record_episode(
+        recipe, states(4, seed + 100), actor_id=1, episode_id=seed, terminated=False, seed=seed + 1
+    )
     transitions = [b[2], a[0], a[3], b[0], a[1], b[3], a[2], b[1]]
     for transition in transitions:
         recipe.accept(transition)
@@ -58,7 +74,9 @@ def test_pi_rl_rejects_a_policy_it_cannot_train() -> None:
 
 def test_config_errors_name_field_value_and_accepted_values() -> None:
     with pytest.raises(ValueError) as err:
-        PiRLConfig(noise_method="flow_magic", num_steps=0, noise_std_min=0.2, noise_std_max=0.1, actor_lr=-1.0)
+        PiRLConfig(
+            noise_method="flow_magic", num_steps=0, noise_std_min=0.2, noise_std_max=0.1, actor_lr=-1.0
+        )
     message = str(err.value)
     assert "noise_method='flow_magic' (accepted: flow_noise, flow_sde)" in message
     assert "num_steps=0" in message and "noise_std_min=0.2, noise_std_max=0.1" in message
@@ -68,7 +86,11 @@ def test_config_errors_name_field_value_and_accepted_values() -> None:
 def test_optimizer_has_one_group_per_part_with_its_own_lr() -> None:
     recipe = make_recipe("flow_noise", actor_lr=1e-5, value_lr=2e-4, noise_lr=3e-4)
     groups = {g["name"]: g for g in recipe.optimizer.param_groups}
-    assert {name: g["lr"] for name, g in groups.items()} == {"actor": 1e-5, "value_head": 2e-4, "noise_head": 3e-4}
+    assert {name: g["lr"] for name, g in groups.items()} == {
+        "actor": 1e-5,
+        "value_head": 2e-4,
+        "noise_head": 3e-4,
+    }
     actor_ids = {id(p) for p in groups["actor"]["params"]}
     assert not actor_ids & {id(p) for p in recipe.policy.model.vlm.parameters()}  # VLM frozen
     assert actor_ids == {id(p) for p in recipe.policy.parameters() if p.requires_grad}
@@ -94,9 +116,15 @@ def test_stale_decisions_are_dropped_and_counted() -> None:
     recipe = make_recipe(max_policy_staleness=1)
     recipe.assembler.policy_version = 5
     for version, episode in ((5, 0), (4, 1), (3, 2)):
-        for t in record_episode(recipe, states(2, episode), actor_id=0, episode_id=episode, policy_version=version):
+        for t in record_episode(
+            recipe, states(2, episode), actor_id=0, episode_id=episode, policy_version=version
+        ):
             recipe.accept(t)
-    assert (recipe.assembler.received, recipe.assembler.dropped_stale, recipe.assembler.pending()) == (6, 2, 4)
+    assert (recipe.assembler.received, recipe.assembler.dropped_stale, recipe.assembler.pending()) == (
+        6,
+        2,
+        4,
+    )
     recipe.assembler.advance_policy_version()  # version 6: the version-4 episode is now too old
     assert (recipe.assembler.dropped_stale, recipe.assembler.pending()) == (4, 2)
 
@@ -112,8 +140,19 @@ def test_update_trains_xvla_and_reports_the_recipe_metrics(noise_method: str) ->
     assert any(k.startswith("model.transformer") for k in changed)
     assert not any(k.startswith("model.vlm") for k in changed)  # frozen
     assert any(not torch.equal(v, heads_before[k]) for k, v in recipe.heads.state_dict().items())
-    for key in ("loss_actor", "loss_value", "loss_entropy", "approx_kl", "clip_frac", "ratio_mean",
-                "explained_variance", "entropy", "pi_rl_grad_norm", "lr_actor", "lr_value_head"):
+    for key in (
+        "loss_actor",
+        "loss_value",
+        "loss_entropy",
+        "approx_kl",
+        "clip_frac",
+        "ratio_mean",
+        "explained_variance",
+        "entropy",
+        "pi_rl_grad_norm",
+        "lr_actor",
+        "lr_value_head",
+    ):
         assert key in metrics, key
     assert metrics["rollout_decisions"] == 8 and metrics["policy_version"] == 1
     assert metrics["decisions_consumed_total"] == 8 and metrics["dropped_stale_total"] == 0
@@ -150,3 +189,59 @@ def test_resumed_recipe_makes_the_same_next_update_bitwise() -> None:
         assert torch.equal(value, resumed.policy.state_dict()[key]), key
     for key, value in uninterrupted.state_dict().items():
         assert torch.equal(value, resumed.state_dict()[key]), key
+
+
+def test_resume_through_lerobot_checkpoint_files_is_exact(tmp_path) -> None:
+    """save_run_checkpoint → restore_checkpoint (LeRobot's layout) → the same next update."""
+    from helpers.configs import free_port, pi_rl_learner_config, write_json
+    from lerobot.utils.constants import CHECKPOINTS_DIR, LAST_CHECKPOINT_LINK, PRETRAINED_MODEL_DIR
+
+    from lerobot_pirl import discover
+    from lerobot_pirl.runtime import seam
+    from lerobot_pirl.runtime.adapter import algorithm_class
+    from lerobot_pirl.runtime.cli import select_recipe
+    from lerobot_pirl.runtime.on_policy import CheckpointError, restore_checkpoint, save_run_checkpoint
+
+    data = pi_rl_learner_config(tmp_path / "out", free_port())
+    _, args = select_recipe([f"--config_path={write_json(tmp_path / 'c.json', data)}"], discover(blocked=()))
+    cfg = seam.parse_train_config(args)
+    cfg.validate()
+    algo_cls = algorithm_class(discover(blocked=()).resolve("pi-rl"))
+
+    def build(policy):
+        algorithm = algo_cls(policy=policy, config=cfg.algorithm)
+        return algorithm, algorithm.make_optimizers_and_scheduler()
+
+    torch.manual_seed(0)
+    run, run_optimizers = build(XVLAPolicy(cfg.policy))
+    for t in feed_list(run.recipe, seed=1):
+        run.recipe.accept(t)
+    log = run.update(iter([run.recipe.take_rollout()])).to_log_dict()
+    save_run_checkpoint(cfg, run.optimization_step, run.policy, run_optimizers, run, log)
+    checkpoint = tmp_path / "out" / CHECKPOINTS_DIR / LAST_CHECKPOINT_LINK
+    transitions_2 = feed_list(run.recipe, seed=2)
+    for t in transitions_2:
+        run.recipe.accept(t)
+    expected = run.update(iter([run.recipe.take_rollout()])).to_log_dict()
+
+    torch.manual_seed(99)  # a different RNG state and init: everything must come from the files
+    resumed, resumed_optimizers = build(XVLAPolicy.from_pretrained(checkpoint / PRETRAINED_MODEL_DIR))
+    assert restore_checkpoint(checkpoint, resumed_optimizers, resumed) == 1
+    for t in transitions_2:
+        resumed.recipe.accept(t)
+    assert resumed.update(iter([resumed.recipe.take_rollout()])).to_log_dict() == expected
+    for key, value in run.policy.state_dict().items():
+        assert torch.equal(value, resumed.policy.state_dict()[key]), key
+
+    (checkpoint / "algorithm" / "model.safetensors").write_bytes(b"truncated")
+    with pytest.raises(CheckpointError, match="cannot be restored"):
+        restore_checkpoint(checkpoint, resumed_optimizers, resumed)
+    (checkpoint / "algorithm" / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError, match=r"is incomplete: missing \['algorithm/model.safetensors'\]"):
+        restore_checkpoint(checkpoint, resumed_optimizers, resumed)
+
+
+def feed_list(recipe: PiRLRecipe, seed: int) -> list:
+    a = record_episode(recipe, states(4, seed), actor_id=0, episode_id=seed, seed=seed)
+    b = record_episode(recipe, states(4, seed + 100), actor_id=1, episode_id=seed, seed=seed + 1)
+    return [*a, *b]

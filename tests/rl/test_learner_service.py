@@ -72,6 +72,8 @@ def learner_server():
     yield port, transitions
     shutdown.set()
     thread.join(timeout=30)
+    for q in (transitions, interactions, parameters):
+        q.cancel_join_thread()
     assert not thread.is_alive()
 
 
@@ -133,9 +135,18 @@ def test_pi_rl_xvla_forward_on_decisions_received_by_learner_service(learner_ser
 
 
 def test_transition_without_pi_rl_keys_is_rejected_with_the_key_names() -> None:
-    transition = {"state": {}, "action": torch.zeros(2), "reward": 0.0, "next_state": {}, "done": False,
-                  "truncated": False, "complementary_info": {"pi_rl.chain": torch.zeros(4)}}
-    with pytest.raises(PiRLTransitionError, match=r"missing πRL complementary_info keys \['pi_rl.step_index'"):
+    transition = {
+        "state": {},
+        "action": torch.zeros(2),
+        "reward": 0.0,
+        "next_state": {},
+        "done": False,
+        "truncated": False,
+        "complementary_info": {"pi_rl.chain": torch.zeros(4)},
+    }
+    with pytest.raises(
+        PiRLTransitionError, match=r"missing πRL complementary_info keys \['pi_rl.step_index'"
+    ):
         decode_decision(transition, ChainShape(2, 1, 2))
 
 

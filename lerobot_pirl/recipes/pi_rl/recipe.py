@@ -30,7 +30,8 @@ from ...policies import (
     PiRLSampling,
     adopt_pi_rl,
 )
-from ..registry import RecipeError
+from ..hookspecs import hookimpl
+from ..registry import RecipeError, RecipeRegistry
 from .config import PiRLConfig
 from .rollout import Rollout, RolloutAssembler
 from .transitions import ChainShape, decode_decision
@@ -251,3 +252,8 @@ class PiRLRecipe:
 
 def _stack(observations: list[dict[str, Tensor]], device: torch.device) -> dict[str, Tensor]:
     return {key: torch.stack([o[key] for o in observations]).to(device) for key in observations[0]}
+
+
+@hookimpl
+def lerobot_pirl_register_recipes(registry: RecipeRegistry) -> None:
+    registry.add(PiRLRecipe)

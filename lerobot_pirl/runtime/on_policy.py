@@ -1,0 +1,202 @@
+"""The learner loop for on-policy recipes (``pi-rl``), assembled from LeRobot's parts.
+
+LeRobot's learner loop is SAC-shaped: it reads SAC-only policy fields, samples a DrQ-augmented
+replay buffer at random, and would recompute PPO ratios on augmented images. This loop keeps what
+carries over — the gRPC ``LearnerService``, the transport encoding, ``make_policy``,
+``make_algorithm`` (so the recipe is an ``RLAlgorithm``), LeRobot's checkpoint layout — and swaps
+the replay buffer for the recipe's on-policy rollout. It never blocks waiting for data.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import time
+from pathlib import Path
+from typing import Any
+
+from lerobot.common.train_utils import (
+    get_step_checkpoint_dir,
+    load_training_state,
+    save_checkpoint,
+    update_last_checkpoint,
+)
+from lerobot.common.wandb_utils import WandBLogger
+from lerobot.policies import make_policy
+from lerobot.rl.algorithms.factory import make_algorithm
+from lerobot.transport.utils import bytes_to_python_object, bytes_to_transitions, state_to_bytes
+from lerobot.utils.constants import (
+    ALGORITHM_DIR,
+    CHECKPOINTS_DIR,
+    LAST_CHECKPOINT_LINK,
+    PRETRAINED_MODEL_DIR,
+    TRAINING_STATE_DIR,
+    TRAINING_STEP,
+)
+from lerobot.utils.io_utils import write_json
+from lerobot.utils.process import ProcessSignalHandler
+from lerobot.utils.random_utils import set_seed
+from lerobot.utils.utils import init_logging
+from safetensors.torch import load_file
+from torch.multiprocessing import Queue
+
+from ..recipes.pi_rl.transitions import PiRLTransitionError
+from . import seam
+
+LOG_PREFIX = "[PI-RL LEARNER]"
+
+
+def run_on_policy_learner(cfg: seam.RecipeTrainConfig) -> None:
+    cfg.validate()
+    algo_cfg = cfg.algorithm
+    output_dir = Path(cfg.output_dir)
+    (output_dir / "logs").mkdir(parents=True, exist_ok=True)
+    init_logging(log_file=str(output_dir / "logs" / "learner.log"))
+    set_seed(cfg.seed)
+    shutdown = ProcessSignalHandler(use_threads=True).shutdown_event
+
+    checkpoint_dir = output_dir / CHECKPOINTS_DIR / LAST_CHECKPOINT_LINK
+    if cfg.resume:
+        _check_checkpoint(checkpoint_dir)
+        cfg.policy.pretrained_path = checkpoint_dir / PRETRAINED_MODEL_DIR  # LeRobot loads it
+    policy = make_policy(cfg=cfg.policy, env_cfg=cfg.env)
+    algorithm = make_algorithm(cfg=algo_cfg, policy=policy)
+    recipe = algorithm.recipe  # type: ignore[attr-defined]
+    optimizers = algorithm.make_optimizers_and_scheduler()
+    if cfg.resume:
+        restore_checkpoint(checkpoint_dir, optimizers, algorithm)
+        logging.info(f"{LOG_PREFIX} resumed from {checkpoint_dir} at update {algorithm.optimization_step}")
+    wandb = WandBLogger(cfg) if cfg.wandb.enable and cfg.wandb.project else None
+
+    transitions: Queue = Queue()
+    interactions: Queue = Queue()
+    parameters: Queue = Queue()
+    server = seam.start_learner_server(
+        algo_cfg.learner_host,
+        algo_cfg.learner_port,
+        shutdown_event=shutdown,
+        parameters_queue=parameters,
+        transition_queue=transitions,
+        interaction_queue=interactions,
+        seconds_between_pushes=0.0,
+        queue_get_timeout=algo_cfg.queue_get_timeout,
+    )
+    logging.info(f"{LOG_PREFIX} serving on {algo_cfg.learner_host}:{algo_cfg.learner_port}")
+    parameters.put(state_to_bytes(algorithm.get_weights()))
+
+    rejected = 0
+    episodes: list[dict[str, Any]] = []
+    try:
+        while not shutdown.is_set() and algorithm.optimization_step < algo_cfg.max_updates:
+            rejected += _drain_transitions(transitions, recipe)
+            episodes.extend(_drain_interactions(interactions))
+            if not recipe.rollout_ready():
+                time.sleep(0.01)
+                continue
+            started = time.perf_counter()
+            stats = algorithm.update(iter([recipe.take_rollout()]))
+            parameters.put(state_to_bytes(algorithm.get_weights()))
+            step = algorithm.optimization_step
+            log = stats.to_log_dict()
+            log.update(_episode_summary(episodes))
+            log["rejected_transitions_total"] = float(rejected)
+            log["update_seconds"] = time.perf_counter() - started
+            episodes.clear()
+            if wandb is not None:
+                wandb.log_dict(log, step=step, mode="train")
+            if step % max(cfg.log_freq, 1) == 0 or step == algo_cfg.max_updates:
+                values = " ".join(f"{k}={v:.5g}" for k, v in sorted(log.items()))
+                logging.info(f"{LOG_PREFIX} update {step}: {values}")
+            if cfg.save_checkpoint and (step % max(cfg.save_freq, 1) == 0 or step == algo_cfg.max_updates):
+                save_run_checkpoint(cfg, step, policy, optimizers, algorithm, log)
+    finally:
+        shutdown.set()
+        server.stop(grace=2).wait(timeout=10)
+        for q in (transitions, interactions, parameters):
+            q.cancel_join_thread()
+        logging.info(f"{LOG_PREFIX} stopped after {algorithm.optimization_step} updates")
+
+
+def _drain_transitions(transitions: Queue, recipe: Any) -> int:
+    """Move received transitions into the rollout, no further than one rollout (bounded memory).
+
+    Returns how many transitions were rejected.
+    """
+    rejected = 0
+    while not recipe.rollout_ready():
+        try:
+            payload = transitions.get_nowait()
+        except queue.Empty:
+            break
+        for transition in bytes_to_transitions(payload):
+            try:
+                recipe.accept(transition)
+            except PiRLTransitionError as exc:  # bad data is reported, never trained on
+                rejected += 1
+                logging.error(f"{LOG_PREFIX} rejected a transition: {exc}")
+    return rejected
+
+
+def _drain_interactions(interactions: Queue) -> list[dict[str, Any]]:
+    messages = []
+    while True:
+        try:
+            messages.append(bytes_to_python_object(interactions.get_nowait()))
+        except queue.Empty:
+            return messages
+
+
+def _episode_summary(messages: list[dict[str, Any]]) -> dict[str, float]:
+    returns = [float(m["Episodic reward"]) for m in messages if "Episodic reward" in m]
+    successes = [float(m["success"]) for m in messages if "success" in m]
+    summary: dict[str, float] = {}
+    if returns:
+        summary["episode_return_mean"] = sum(returns) / len(returns)
+        summary["episodes"] = float(len(returns))
+    if successes:
+        summary["success_rate"] = sum(successes) / len(successes)
+    return summary
+
+
+def save_run_checkpoint(
+    cfg: Any, step: int, policy: Any, optimizers: Any, algorithm: Any, log: dict[str, float]
+) -> None:
+    """LeRobot's checkpoint layout: stock XVLA ``pretrained_model/``, ``training_state/``, ``algorithm/``."""
+    checkpoint_dir = get_step_checkpoint_dir(Path(cfg.output_dir), cfg.algorithm.max_updates, step)
+    save_checkpoint(checkpoint_dir=checkpoint_dir, step=step, cfg=cfg, policy=policy, optimizer=optimizers)
+    algorithm.save_pretrained(checkpoint_dir / ALGORITHM_DIR)
+    write_json({"step": step, "metrics": log}, checkpoint_dir / TRAINING_STATE_DIR / TRAINING_STEP)
+    update_last_checkpoint(checkpoint_dir)
+    logging.info(f"{LOG_PREFIX} checkpoint {checkpoint_dir}")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be resumed from; never silently restart from step 0."""
+
+
+_CHECKPOINT_FILES = (
+    f"{PRETRAINED_MODEL_DIR}/model.safetensors",
+    f"{PRETRAINED_MODEL_DIR}/config.json",
+    f"{ALGORITHM_DIR}/model.safetensors",
+    f"{TRAINING_STATE_DIR}/{TRAINING_STEP}",
+)
+
+
+def _check_checkpoint(checkpoint_dir: Path) -> None:
+    if not checkpoint_dir.is_dir():
+        raise CheckpointError(f"resume=true but there is no checkpoint at {checkpoint_dir}")
+    missing = [name for name in _CHECKPOINT_FILES if not (checkpoint_dir / name).is_file()]
+    if missing:
+        raise CheckpointError(f"checkpoint {checkpoint_dir.resolve()} is incomplete: missing {missing}")
+
+
+def restore_checkpoint(checkpoint_dir: Path, optimizers: dict[str, Any], algorithm: Any) -> int:
+    """Optimizer states, RNG states, learner step and recipe state from a LeRobot checkpoint."""
+    _check_checkpoint(checkpoint_dir)
+    try:
+        step, _, _ = load_training_state(checkpoint_dir, optimizers, None)
+        algorithm.load_state_dict(load_file(str(checkpoint_dir / ALGORITHM_DIR / "model.safetensors")))
+    except Exception as exc:
+        raise CheckpointError(f"checkpoint {checkpoint_dir.resolve()} cannot be restored: {exc}") from exc
+    algorithm.optimization_step = step
+    return step
