@@ -1,6 +1,9 @@
-"""``lerobot-pirl-actor``: LeRobot's actor with a recipe chosen by name (same config as the learner).
+"""``lerobot-pirl-actor``: the actor for a recipe chosen by name (same config as the learner).
 
-lerobot-pirl-actor --config_path=train_config.json [--recipe=NAME] [--field=value ...]
+    lerobot-pirl-actor --config_path=train_config.json [--recipe=NAME] [--actor_id=N] [--field=value ...]
+
+On-policy recipes (pi-rl) run `lerobot_pirl.runtime.pi_rl_actor`; ``--actor_id`` (default 0)
+tells several actors of one learner apart. Other recipes run LeRobot's own actor.
 """
 
 from __future__ import annotations
@@ -9,13 +12,21 @@ from collections.abc import Sequence
 
 from ..recipes.registry import RecipeEntry, installed
 from . import seam
-from .cli import run_main
+from .cli import RecipeSelectionError, pop_option, run_main
 
 
 def _run(entry: RecipeEntry, args: list[str]) -> None:
+    raw_actor_id, args = pop_option(args, "actor_id")
+    if raw_actor_id is not None and not raw_actor_id.isdigit():
+        raise RecipeSelectionError(f"--actor_id must be a non-negative integer, got '{raw_actor_id}'")
     seam.install_recipe_lookup(installed())
     cfg = seam.parse_train_config(args)
-    seam.run_stock_actor(cfg)
+    if getattr(entry.recipe_cls, "runtime", "stock") == "on_policy":
+        from .pi_rl_actor import run_pi_rl_actor
+
+        run_pi_rl_actor(cfg, actor_id=int(raw_actor_id or 0))
+    else:
+        seam.run_stock_actor(cfg)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -134,8 +134,8 @@ def run_main(argv: Sequence[str] | None, run: Callable[[RecipeEntry, list[str]],
     try:
         _, args = configure_torch_threads(args)
         entry, args = select_recipe(args, installed())
-    except RecipeError as exc:
+        run(entry, args)
+    except RecipeError as exc:  # bad input: one clear line, not a traceback
         print(f"lerobot-pirl-{role}: error: {exc}", file=sys.stderr)
         return 2
-    run(entry, args)
     return 0

@@ -70,19 +70,18 @@ def run_on_policy_learner(cfg: seam.RecipeTrainConfig) -> None:
 
     transitions: Queue = Queue()
     interactions: Queue = Queue()
-    parameters: Queue = Queue()
+    weights = seam.LatestWeights()
     server = seam.start_learner_server(
         algo_cfg.learner_host,
         algo_cfg.learner_port,
         shutdown_event=shutdown,
-        parameters_queue=parameters,
+        weights=weights,
         transition_queue=transitions,
         interaction_queue=interactions,
-        seconds_between_pushes=0.0,
         queue_get_timeout=algo_cfg.queue_get_timeout,
     )
     logging.info(f"{LOG_PREFIX} serving on {algo_cfg.learner_host}:{algo_cfg.learner_port}")
-    parameters.put(state_to_bytes(algorithm.get_weights()))
+    weights.publish(state_to_bytes(algorithm.get_weights()))
 
     rejected = 0
     episodes: list[dict[str, Any]] = []
@@ -95,7 +94,7 @@ def run_on_policy_learner(cfg: seam.RecipeTrainConfig) -> None:
                 continue
             started = time.perf_counter()
             stats = algorithm.update(iter([recipe.take_rollout()]))
-            parameters.put(state_to_bytes(algorithm.get_weights()))
+            weights.publish(state_to_bytes(algorithm.get_weights()))
             step = algorithm.optimization_step
             log = stats.to_log_dict()
             log.update(_episode_summary(episodes))
@@ -112,9 +111,14 @@ def run_on_policy_learner(cfg: seam.RecipeTrainConfig) -> None:
     finally:
         shutdown.set()
         server.stop(grace=2).wait(timeout=10)
-        for q in (transitions, interactions, parameters):
+        for q in (transitions, interactions):
             q.cancel_join_thread()
-        logging.info(f"{LOG_PREFIX} stopped after {algorithm.optimization_step} updates")
+        assembler = recipe.assembler
+        logging.info(
+            f"{LOG_PREFIX} stopped after {algorithm.optimization_step} updates: "
+            f"received={assembler.received} consumed={assembler.consumed} "
+            f"dropped_stale={assembler.dropped_stale} pending={assembler.pending()} rejected={rejected}"
+        )
 
 
 def _drain_transitions(transitions: Queue, recipe: Any) -> int:

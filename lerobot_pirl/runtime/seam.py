@@ -15,6 +15,7 @@ pins each point so a LeRobot upgrade breaks loudly here and nowhere else:
 """
 
 import sys
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -26,10 +27,14 @@ from lerobot.rl.algorithms import factory
 from lerobot.rl.algorithms.base import RLAlgorithm
 from lerobot.rl.train_rl import TrainRLServerPipelineConfig
 
-from ..recipes.registry import RecipeCatalog
+from ..recipes.registry import RecipeCatalog, RecipeError
 from .adapter import algorithm_class
 
 _STOCK_GET_ALGORITHM_CLASS = factory.get_algorithm_class
+
+
+class InvalidConfigError(RecipeError, ValueError):
+    """The learner config parsed but a value is not acceptable; the message names it."""
 
 
 def install_recipe_lookup(catalog: RecipeCatalog) -> None:
@@ -73,6 +78,8 @@ def parse_train_config(argv: Sequence[str]) -> RecipeTrainConfig:
     sys.argv = [saved[0] if saved else "lerobot-pirl", *argv]
     try:
         return capture()
+    except ValueError as exc:  # a config class rejected a value (e.g. PiRLConfig.__post_init__)
+        raise InvalidConfigError(str(exc)) from exc
     finally:
         sys.argv = saved
 
@@ -96,32 +103,67 @@ def run_stock_actor(cfg: TrainRLServerPipelineConfig) -> None:
     actor.actor_cli.__wrapped__(cfg)  # parser.wrap keeps the undecorated function here
 
 
+class LatestWeights:
+    """The newest serialized weights and their version, for every actor stream to pick up."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._version = -1
+        self._payload: bytes | None = None
+
+    def publish(self, payload: bytes) -> int:
+        with self._condition:
+            self._version += 1
+            self._payload = payload
+            self._condition.notify_all()
+            return self._version
+
+    def newer_than(self, version: int, timeout: float) -> tuple[int, bytes | None]:
+        with self._condition:
+            self._condition.wait_for(lambda: self._version > version, timeout=timeout)
+            if self._version > version:
+                return self._version, self._payload
+            return version, None
+
+
 def start_learner_server(
     host: str,
     port: int,
     *,
     shutdown_event: Any,
-    parameters_queue: Any,
+    weights: LatestWeights,
     transition_queue: Any,
     interaction_queue: Any,
-    seconds_between_pushes: float,
     queue_get_timeout: float,
     max_actors: int = 4,
 ) -> Any:
-    """LeRobot's gRPC ``LearnerService`` on ``host:port``, served from a thread pool.
+    """LeRobot's gRPC ``LearnerService`` on ``host:port``, pushing every weight update to every actor.
 
-    Each actor holds three streams (parameters, transitions, interactions); the pool is sized for
-    ``max_actors`` of them so one actor cannot starve the next.
+    Stock ``StreamParameters`` drains one shared queue, so with several actors each push reaches only
+    one of them; the subclass below serves the latest weights to each stream instead. Each actor
+    holds three streams (parameters, transitions, interactions); the pool fits ``max_actors``.
     """
     import grpc
     from lerobot.rl.learner_service import LearnerService
-    from lerobot.transport import services_pb2_grpc
-    from lerobot.transport.utils import MAX_MESSAGE_SIZE
+    from lerobot.transport import services_pb2, services_pb2_grpc
+    from lerobot.transport.utils import MAX_MESSAGE_SIZE, send_bytes_in_chunks
+    from torch.multiprocessing import Queue
 
-    service = LearnerService(
+    class BroadcastLearnerService(LearnerService):
+        def StreamParameters(self, request: Any, context: Any) -> Any:  # noqa: N802 - gRPC name
+            sent = -1
+            while not self.shutdown_event.is_set():
+                version, payload = weights.newer_than(sent, timeout=self.queue_get_timeout)
+                if payload is None:
+                    continue
+                yield from send_bytes_in_chunks(payload, services_pb2.Parameters, silent=True)
+                sent = version
+            return services_pb2.Empty()
+
+    service = BroadcastLearnerService(
         shutdown_event=shutdown_event,
-        parameters_queue=parameters_queue,
-        seconds_between_pushes=seconds_between_pushes,
+        parameters_queue=Queue(),  # unused: weights are served from `weights`
+        seconds_between_pushes=0.0,
         transition_queue=transition_queue,
         interaction_message_queue=interaction_queue,
         queue_get_timeout=queue_get_timeout,
@@ -138,3 +180,67 @@ def start_learner_server(
         raise OSError(f"learner could not bind {host}:{port} (in use?)")
     server.start()
     return server
+
+
+@dataclass
+class ActorLink:
+    """An actor's three gRPC streams to the learner, fed and drained through queues."""
+
+    parameters: Any
+    transitions: Any
+    interactions: Any
+    threads: list[Any]
+
+
+def connect_actor(
+    host: str, port: int, shutdown_event: Any, queue_get_timeout: float, attempts: int = 30
+) -> ActorLink:
+    """Connect to a learner with LeRobot's actor transport (stub, streams, chunked messages).
+
+    LeRobot's ``receive_policy`` / ``send_transitions`` read SAC-only policy fields for their
+    settings, so the streams are opened here from the same building blocks.
+    """
+    import threading
+
+    from lerobot.rl import actor as stock_actor
+    from lerobot.transport import services_pb2
+    from lerobot.transport.utils import receive_bytes_in_chunks
+    from torch.multiprocessing import Queue
+
+    stub, _channel = stock_actor.learner_service_client(host=host, port=port)
+    if not stock_actor.establish_learner_connection(stub, shutdown_event, attempts=attempts):
+        raise ConnectionError(f"no learner answered at {host}:{port} after {attempts} attempts")
+    link = ActorLink(Queue(), Queue(), Queue(), [])
+
+    def receive() -> None:
+        receive_bytes_in_chunks(stub.StreamParameters(services_pb2.Empty()), link.parameters, shutdown_event)
+
+    def send_transitions() -> None:
+        stub.SendTransitions(
+            stock_actor.transitions_stream(shutdown_event, link.transitions, queue_get_timeout)
+        )
+
+    def send_interactions() -> None:
+        stub.SendInteractions(
+            stock_actor.interactions_stream(shutdown_event, link.interactions, queue_get_timeout)
+        )
+
+    for target in (receive, send_transitions, send_interactions):
+        thread = threading.Thread(target=_ignore_rpc_shutdown(target), daemon=True)
+        thread.start()
+        link.threads.append(thread)
+    return link
+
+
+def _ignore_rpc_shutdown(target: Any) -> Any:
+    import grpc
+
+    def run() -> None:
+        try:
+            target()
+        except grpc.RpcError as exc:  # the learner went away; the actor loop notices via timeouts
+            import logging
+
+            logging.warning(f"[ACTOR] stream closed: {exc.code() if hasattr(exc, 'code') else exc}")
+
+    return run

@@ -68,9 +68,9 @@ class LearnerClient:
 
     def close(self) -> None:
         self.shutdown.set()
+        self.channel.close()  # cancels the streams, so the threads end now
         for thread in self.threads:
             thread.join(timeout=10)
-        self.channel.close()
         # Unread pushes would make the queues' feeder threads block interpreter exit.
         for q in (self.parameters, self.transitions):
             q.cancel_join_thread()

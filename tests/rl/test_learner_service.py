@@ -157,3 +157,35 @@ def test_chain_of_the_wrong_size_names_the_expected_shape() -> None:
     [transition] = _encoded_decisions(policy, record, obs, actions)[:1]
     with pytest.raises(PiRLTransitionError, match=r"expected \(K\+1\)·H·D = 5·4·"):
         decode_decision(transition, ChainShape(5, policy.config.chunk_size, policy.model.dim_action))
+
+
+@pytest.mark.timeout(120)
+def test_every_actor_receives_every_weight_push() -> None:
+    """Stock StreamParameters hands each push to one stream only; ours reaches every actor."""
+    import threading as _threading
+
+    from lerobot.transport.utils import state_to_bytes
+
+    from lerobot_pirl.runtime import seam
+
+    port = free_port()
+    shutdown = _threading.Event()
+    weights = seam.LatestWeights()
+    server = seam.start_learner_server(
+        "127.0.0.1", port, shutdown_event=shutdown, weights=weights,
+        transition_queue=Queue(), interaction_queue=Queue(), queue_get_timeout=0.1,
+    )
+    clients = [LearnerClient(port) for _ in range(2)]
+    try:
+        for client in clients:
+            assert client.connect(attempts=10)
+            client.start()
+        for version in range(3):
+            weights.publish(state_to_bytes({"w": torch.full((3,), float(version))}))
+            for client in clients:
+                assert float(client.next_parameters(timeout=30)["w"][0]) == version
+    finally:
+        for client in clients:
+            client.close()
+        shutdown.set()
+        server.stop(grace=1).wait(timeout=10)

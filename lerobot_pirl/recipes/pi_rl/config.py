@@ -86,6 +86,12 @@ class PiRLConfig(RecipeConfig):
     """The learner stops after this many πRL updates."""
     queue_get_timeout: float = 0.1
     """Seconds the gRPC service waits on its queues (keeps shutdown prompt)."""
+    actor_weights_timeout_s: float = 120.0
+    """How long an actor waits for the learner's first weights before giving up."""
+    env_max_episode_steps: int = 100
+    """Actor episodes are truncated after this many env steps."""
+    env_render_images: bool = False
+    """Render camera images for the policy's image feature (False: a blank image, state only)."""
 
     def __post_init__(self) -> None:
         problems = []

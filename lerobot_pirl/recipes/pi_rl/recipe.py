@@ -128,7 +128,7 @@ class PiRLRecipe:
                 }
             )
         self.optimizer = torch.optim.AdamW(
-            groups, betas=tuple(self.config.betas), weight_decay=self.config.weight_decay
+            groups, betas=(self.config.betas[0], self.config.betas[1]), weight_decay=self.config.weight_decay
         )
         return {"pi_rl": self.optimizer}
 

@@ -1,0 +1,295 @@
+"""gym-hil ``PandaPickCubeBase-v0`` as single, unbatched XVLA-shaped observations.
+
+Construction path, and why
+--------------------------
+The env is built with ``gymnasium.make("gym_hil/PandaPickCubeBase-v0", ...)``. It does *not* go
+through LeRobot's ``lerobot.rl.gym_manipulator.make_robot_env``, because in LeRobot 0.6.1 that
+function cannot give us this task:
+
+* it always passes ``use_gripper=`` and ``gripper_penalty=``, which only gym-hil's *wrapped* ids
+  accept. ``PandaPickCubeBase-v0`` raises ``TypeError: unexpected keyword argument 'use_gripper'``.
+* the wrapped ``PandaPickCube-v0`` it can build has a fixed block at (0.5, 0): there is no way to
+  pass ``random_block_position``. It also forces ``image_obs=True`` (two 128 px cameras rendered
+  every step, and the block xyz we need for the state is left out), ``render_mode="human"``, a 4-D
+  action scaled by 2.5 cm, and ``ResetDelayWrapper``, which sleeps 1 s on every reset.
+
+gym-hil stays the single source of the task (physics, reward, termination). This module only
+adapts the observation, picks the camera, and keeps the block-position RNG reproducible.
+
+Observations (dict of float32 tensors, no batch dim)
+----------------------------------------------------
+* ``"observation.state"`` [21] = gym-hil ``agent_pos`` (18: joint qpos 7, joint qvel 7, gripper
+  command 1 **in raw actuator units 0..255**, TCP xyz 3) ⊕ block xyz (3).
+* ``"observation.images.front"`` [3, S, S] in [0, 1]. With ``image_obs=True`` it is the ``front``
+  camera, rendered at ``render_size`` and area-resized to ``image_size``. With ``image_obs=False``
+  it is all zeros: XVLA needs at least one image feature.
+
+gym-hil is always built with ``image_obs=False``, so it returns the block position, and we render
+the front camera ourselves, once per step. gym-hil's own image mode renders the wrist camera too.
+Our renderer turns off shadows, reflections and multisampling. Under OSMesa those dominate the cost:
+one frame takes about 260 ms with them and about 23 ms without.
+
+Actions (7-D): ``[dx, dy, dz, rx, ry, rz, grasp_delta]``
+--------------------------------------------------------
+These semantics were checked against gym-hil's ``FrankaGymEnv.apply_action``:
+
+* ``dx, dy, dz`` are metres added to the mocap target. The base env applies **no per-step limit**;
+  it only clips the target to the workspace box ``[[0.2, -0.3, 0], [0.6, 0.3, 0.5]]``. An opspace
+  controller then tracks the target for 50 physics substeps (``control_dt`` 0.1 s).
+* ``rx, ry, rz`` are ignored.
+* ``grasp_delta`` changes the gripper command: ``g = clip(g + grasp_delta, 0, 1)`` with 0 open and
+  1 closed. So +1 closes fully in one step and -1 opens fully. The state reports ``255 * g``.
+* This adapter clips the action to gym-hil's declared ``action_space`` ([-1, 1] per dim) and
+  does nothing else (no scaling).
+
+Episodes: the reward is sparse, 1.0 once the block is lifted 0.1 m. ``terminated`` is set on
+success, or when the block leaves the sampling area by more than 5 cm. ``truncated`` is set at
+``max_episode_steps`` by gymnasium's ``TimeLimit``. ``info["success"]`` reports the success.
+
+Rendering: gym-hil always creates a MuJoCo renderer, even for state-only observations. So on Linux
+with no ``DISPLAY`` and no ``MUJOCO_GL`` set, and with ``mujoco`` not yet imported, we default to
+``MUJOCO_GL=osmesa`` / ``PYOPENGL_PLATFORM=osmesa``. OSMesa needs the system package ``libosmesa6``.
+
+Seeding: gym-hil samples the block from numpy's *global* RNG (``np.random.uniform``). To keep that
+reproducible without touching the caller's global state, each env keeps a private numpy
+``RandomState``. It swaps that state in around gym-hil's ``reset`` and swaps it back out afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F  # noqa: N812
+
+ENV_ID = "gym_hil/PandaPickCubeBase-v0"
+STATE_DIM = 21
+ACTION_DIM = 7
+STATE_KEY = "observation.state"
+IMAGE_KEY = "observation.images.front"
+CAMERA = "front"
+
+# Indices into observation.state (agent_pos layout from gym-hil's FrankaGymEnv.get_robot_state).
+GRIPPER_IDX = 14
+TCP_SLICE = slice(15, 18)
+BLOCK_SLICE = slice(18, 21)
+GRIPPER_MAX = 255.0  # gym_hil.mujoco_gym_env.MAX_GRIPPER_COMMAND
+
+
+@dataclass
+class PickCubeEnvConfig:
+    image_obs: bool = False
+    image_size: int = 16
+    random_block_position: bool = True
+    max_episode_steps: int = 100
+    seed: int | None = 0
+    # Side of the rendered frame before it is area-resized to image_size. None: max(64, image_size).
+    # Under OSMesa the cost hardly depends on resolution, so rendering larger and downsampling is cheap.
+    render_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.image_size < 1:
+            raise ValueError(f"image_size must be >= 1, got {self.image_size}")
+        if self.max_episode_steps < 1:
+            raise ValueError(f"max_episode_steps must be >= 1, got {self.max_episode_steps}")
+        if self.render_size is not None and self.render_size < self.image_size:
+            raise ValueError(f"render_size ({self.render_size}) must be >= image_size ({self.image_size})")
+
+    @property
+    def resolved_render_size(self) -> int:
+        return self.render_size if self.render_size is not None else max(64, self.image_size)
+
+
+def policy_features(config: PickCubeEnvConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(input_features, output_features)`` for a LeRobot policy config driving this env."""
+    from lerobot.configs.types import FeatureType, PolicyFeature
+
+    size = config.image_size
+    inputs = {
+        STATE_KEY: PolicyFeature(type=FeatureType.STATE, shape=(STATE_DIM,)),
+        IMAGE_KEY: PolicyFeature(type=FeatureType.VISUAL, shape=(3, size, size)),
+    }
+    outputs = {"action": PolicyFeature(type=FeatureType.ACTION, shape=(ACTION_DIM,))}
+    return inputs, outputs
+
+
+def _default_headless_gl() -> None:
+    """Select OSMesa when nothing else can work headless and it is still early enough to choose."""
+    if (
+        sys.platform.startswith("linux")
+        and "MUJOCO_GL" not in os.environ
+        and not os.environ.get("DISPLAY")
+        and "mujoco" not in sys.modules
+    ):
+        os.environ["MUJOCO_GL"] = "osmesa"
+        os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
+
+
+class PickCubeEnv:
+    """One gym-hil PandaPickCube env returning XVLA-shaped observations (see module docstring)."""
+
+    def __init__(self, config: PickCubeEnvConfig):
+        _default_headless_gl()
+        import gymnasium as gym
+        import gym_hil  # noqa: F401  (registers the gym_hil/* ids)
+        from gym_hil import GymRenderingSpec
+
+        self.config = config
+        size = config.resolved_render_size
+        self._env = gym.make(
+            ENV_ID,
+            image_obs=False,
+            random_block_position=config.random_block_position,
+            seed=config.seed if config.seed is not None else 0,
+            render_spec=GymRenderingSpec(height=size, width=size),
+            max_episode_steps=config.max_episode_steps,
+            disable_env_checker=True,
+        )
+        space = self._env.action_space
+        self._action_low = np.asarray(space.low, dtype=np.float32)
+        self._action_high = np.asarray(space.high, dtype=np.float32)
+        self._rng_state = np.random.RandomState(config.seed).get_state()
+        self._renderer = self._make_renderer(size) if config.image_obs else None
+        self._blank = torch.zeros(3, config.image_size, config.image_size)
+
+    @property
+    def gym_env(self):
+        """The underlying gymnasium env (TimeLimit-wrapped gym-hil PandaPickCubeGymEnv)."""
+        return self._env
+
+    def _make_renderer(self, size: int):
+        import mujoco
+
+        base = self._env.unwrapped
+        model = base.model
+        # Multisampling only affects the offscreen buffer this renderer is about to create; it
+        # roughly doubles OSMesa's cost for no visible gain at these sizes.
+        model.vis.quality.offsamples = 0
+        renderer = mujoco.Renderer(model, height=size, width=size)
+        renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
+        renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
+        self._camera_id = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, CAMERA)
+        return renderer
+
+    def _image(self) -> torch.Tensor:
+        if self._renderer is None:
+            return self._blank.clone()
+        self._renderer.update_scene(self._env.unwrapped.data, camera=self._camera_id)
+        frame = torch.from_numpy(self._renderer.render().copy()).permute(2, 0, 1).float().div_(255.0)
+        size = self.config.image_size
+        if frame.shape[-1] != size:
+            frame = F.interpolate(frame.unsqueeze(0), size=(size, size), mode="area").squeeze(0)
+        return frame
+
+    def _obs(self, raw: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        state = np.concatenate([raw["agent_pos"], raw["environment_state"]]).astype(np.float32)
+        return {STATE_KEY: torch.from_numpy(state), IMAGE_KEY: self._image()}
+
+    def reset(self, seed: int | None = None) -> dict[str, torch.Tensor]:
+        if seed is not None:
+            self._rng_state = np.random.RandomState(seed).get_state()
+        outer = np.random.get_state()
+        np.random.set_state(self._rng_state)
+        try:
+            raw, _ = self._env.reset(seed=seed)
+        finally:
+            self._rng_state = np.random.get_state()
+            np.random.set_state(outer)
+        return self._obs(raw)
+
+    def step(
+        self, action: np.ndarray | torch.Tensor
+    ) -> tuple[dict[str, torch.Tensor], float, bool, bool, dict[str, Any]]:
+        if isinstance(action, torch.Tensor):
+            action = action.detach().to("cpu", torch.float32).numpy()
+        action = np.asarray(action, dtype=np.float32).reshape(-1)
+        if action.shape != (ACTION_DIM,):
+            raise ValueError(f"expected a {ACTION_DIM}-D action, got shape {action.shape}")
+        if not np.all(np.isfinite(action)):
+            raise ValueError(f"non-finite action: {action}")
+        action = np.clip(action, self._action_low, self._action_high)
+        raw, reward, terminated, truncated, info = self._env.step(action)
+        info = {"success": bool(info.get("succeed", False))}
+        return self._obs(raw), float(reward), bool(terminated), bool(truncated), info
+
+    def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
+        self._env.close()
+
+    def __enter__(self) -> PickCubeEnv:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def make_pick_cube_env(config: PickCubeEnvConfig | None = None) -> PickCubeEnv:
+    return PickCubeEnv(config if config is not None else PickCubeEnvConfig())
+
+
+# --------------------------------------------------------------------------------------------
+# Scripted expert
+# --------------------------------------------------------------------------------------------
+
+HOVER_HEIGHT = 0.08  # m above the block before descending
+MAX_DELTA = 0.03  # m per step
+GRASP_TOL_XY = 0.01
+GRASP_TOL_Z = 0.01
+HOVER_TOL_XY = 0.015
+CLOSE_STEPS = 5  # the gripper command ramps 0 -> 1 over this many steps; lift once it is full
+HOLD_DIST = 0.03  # block within this of the TCP counts as "in hand"
+
+
+def scripted_expert_action(
+    obs: dict[str, torch.Tensor | np.ndarray], rng: np.random.Generator, noise_std: float = 0.01
+) -> np.ndarray:
+    """Noisy pick-and-lift action for PandaPickCube, as a 7-D float32 numpy array.
+
+    The expert is stateless: it reads its phase from the observation. The gripper command in the
+    state (0..255) doubles as the grasp counter, because the expert closes in ``CLOSE_STEPS``
+    equal increments:
+
+    * gripper open, TCP not yet at the block: go to ``HOVER_HEIGHT`` above the block, and descend
+      once within ``HOVER_TOL_XY`` of it in xy;
+    * gripper open, TCP at the block (within 1 cm): start closing;
+    * gripper partly closed: hold position and keep closing;
+    * gripper fully closed with the block in hand: lift at the full step;
+    * gripper closed but the block not in hand (a missed grasp): open and start again.
+
+    Position deltas get Gaussian noise ``noise_std`` (m), then are clipped to ``MAX_DELTA`` per axis.
+    """
+    state = obs[STATE_KEY]
+    state = state.detach().cpu().numpy() if isinstance(state, torch.Tensor) else np.asarray(state)
+    state = state.reshape(-1)
+    tcp, block = state[TCP_SLICE].astype(np.float64), state[BLOCK_SLICE].astype(np.float64)
+    grip = float(state[GRIPPER_IDX]) / GRIPPER_MAX
+    step = 1.0 / CLOSE_STEPS
+
+    in_hand = np.linalg.norm(block - tcp) < HOLD_DIST
+    if grip > 0.0 and not in_hand:  # missed grasp / dropped: open and re-approach
+        target, grasp = tcp.copy(), -1.0
+    elif grip >= 1.0 - 1e-3:  # fully closed on the block: lift
+        target, grasp = tcp + np.array([0.0, 0.0, MAX_DELTA]), 1.0
+    elif grip > 0.0:  # closing: hold still
+        target, grasp = block.copy(), step
+    else:
+        err_xy = np.linalg.norm(block[:2] - tcp[:2])
+        at_grasp = err_xy < GRASP_TOL_XY and abs(block[2] - tcp[2]) < GRASP_TOL_Z
+        if at_grasp:
+            target, grasp = block.copy(), step
+        elif err_xy < HOVER_TOL_XY and tcp[2] < block[2] + HOVER_HEIGHT + 0.02:
+            target, grasp = block.copy(), -1.0  # descend
+        else:
+            target, grasp = block + np.array([0.0, 0.0, HOVER_HEIGHT]), -1.0
+
+    delta = target - tcp
+    if noise_std > 0:
+        delta = delta + rng.normal(0.0, noise_std, size=3)
+    delta = np.clip(delta, -MAX_DELTA, MAX_DELTA)
+    return np.concatenate([delta, np.zeros(3), [grasp]]).astype(np.float32)
