@@ -49,6 +49,8 @@ success, or when the block leaves the sampling area by more than 5 cm. ``truncat
 Rendering: gym-hil always creates a MuJoCo renderer, even for state-only observations. So on Linux
 with no ``DISPLAY`` and no ``MUJOCO_GL`` set, and with ``mujoco`` not yet imported, we default to
 ``MUJOCO_GL=osmesa`` / ``PYOPENGL_PLATFORM=osmesa``. OSMesa needs the system package ``libosmesa6``.
+Several envs can live in one process. ``close()`` works around a MuJoCo renderer-teardown bug that
+would otherwise corrupt the frames of the other envs still open (see ``_close_renderer``).
 
 Seeding: gym-hil samples the block from numpy's *global* RNG (``np.random.uniform``). To keep that
 reproducible without touching the caller's global state, each env keeps a private numpy
@@ -134,8 +136,8 @@ class PickCubeEnv:
 
     def __init__(self, config: PickCubeEnvConfig):
         _default_headless_gl()
-        import gymnasium as gym
         import gym_hil  # noqa: F401  (registers the gym_hil/* ids)
+        import gymnasium as gym
         from gym_hil import GymRenderingSpec
 
         self.config = config
@@ -218,15 +220,38 @@ class PickCubeEnv:
 
     def close(self) -> None:
         if self._renderer is not None:
-            self._renderer.close()
+            _close_renderer(self._renderer)
             self._renderer = None
-        self._env.close()
+        if self._env is not None:
+            # gym-hil's close() closes its own renderer: give it the same protection.
+            _make_current(getattr(self._env.unwrapped, "_viewer", None))
+            self._env.close()
+            self._env = None
 
     def __enter__(self) -> PickCubeEnv:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _make_current(renderer: Any) -> None:
+    ctx = getattr(renderer, "_gl_context", None)
+    if ctx is not None:
+        ctx.make_current()
+
+
+def _close_renderer(renderer: Any) -> None:
+    """Close a ``mujoco.Renderer`` without corrupting other live renderers.
+
+    ``Renderer.close()`` (mujoco 3.8) destroys its GL context, then frees its ``MjrContext``, which
+    deletes framebuffers and textures by id on whichever context is *current*. If another
+    renderer drew last, its objects get deleted and all its later frames are garbage (seen under
+    OSMesa with two envs in one process). Making our own context current first makes those deletes
+    land on the context being destroyed.
+    """
+    _make_current(renderer)
+    renderer.close()
 
 
 def make_pick_cube_env(config: PickCubeEnvConfig | None = None) -> PickCubeEnv:

@@ -111,6 +111,7 @@ def run_on_policy_learner(cfg: seam.RecipeTrainConfig) -> None:
     finally:
         shutdown.set()
         server.stop(grace=2).wait(timeout=10)
+        rejected += _drain_transitions(transitions, recipe, to_the_end=True)
         for q in (transitions, interactions):
             q.cancel_join_thread()
         assembler = recipe.assembler
@@ -121,13 +122,14 @@ def run_on_policy_learner(cfg: seam.RecipeTrainConfig) -> None:
         )
 
 
-def _drain_transitions(transitions: Queue, recipe: Any) -> int:
+def _drain_transitions(transitions: Queue, recipe: Any, *, to_the_end: bool = False) -> int:
     """Move received transitions into the rollout, no further than one rollout (bounded memory).
 
+    ``to_the_end`` drains everything (at shutdown, so the final counts cover all that arrived).
     Returns how many transitions were rejected.
     """
     rejected = 0
-    while not recipe.rollout_ready():
+    while to_the_end or not recipe.rollout_ready():
         try:
             payload = transitions.get_nowait()
         except queue.Empty:

@@ -33,7 +33,7 @@ LOG_PREFIX = "[PI-RL ACTOR]"
 
 def run_pi_rl_actor(cfg: seam.RecipeTrainConfig, actor_id: int) -> dict[str, int]:
     """Run episodes until shutdown; returns the actor's counters (episodes, decisions sent, env steps)."""
-    cfg.validate()
+    seam.validate_for_actor(cfg)
     algo_cfg = cfg.algorithm
     if getattr(cfg.env, "name", None) != "gym_hil" or "PickCube" not in str(cfg.env.task):
         raise seam.InvalidConfigError(

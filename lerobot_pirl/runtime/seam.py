@@ -67,6 +67,21 @@ class RecipeTrainConfig(TrainRLServerPipelineConfig):
             self.dataset = None
 
 
+def validate_for_actor(cfg: RecipeTrainConfig) -> None:
+    """``validate()`` for an actor sharing the learner's config and output directory.
+
+    Stock validation refuses an existing ``output_dir`` (unless resuming, which has other effects),
+    but an actor always starts after its learner created it: validate without the directory, then
+    put it back.
+    """
+    output_dir = cfg.output_dir
+    cfg.output_dir = None
+    try:
+        cfg.validate()
+    finally:
+        cfg.output_dir = output_dir
+
+
 def parse_train_config(argv: Sequence[str]) -> RecipeTrainConfig:
     """Parse ``--config_path=... --field=...`` exactly as LeRobot's ``parser.wrap`` does."""
 

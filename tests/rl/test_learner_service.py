@@ -172,8 +172,13 @@ def test_every_actor_receives_every_weight_push() -> None:
     shutdown = _threading.Event()
     weights = seam.LatestWeights()
     server = seam.start_learner_server(
-        "127.0.0.1", port, shutdown_event=shutdown, weights=weights,
-        transition_queue=Queue(), interaction_queue=Queue(), queue_get_timeout=0.1,
+        "127.0.0.1",
+        port,
+        shutdown_event=shutdown,
+        weights=weights,
+        transition_queue=Queue(),
+        interaction_queue=Queue(),
+        queue_get_timeout=0.1,
     )
     clients = [LearnerClient(port) for _ in range(2)]
     try:

@@ -1,0 +1,160 @@
+"""gym-hil PandaPickCube adapter: headless build, XVLA-shaped observations, episode semantics,
+scripted expert, throughput."""
+
+import os
+import time
+
+# Headless MuJoCo: must be decided before mujoco is first imported (DESIGN §2).
+os.environ.setdefault("MUJOCO_GL", "osmesa")
+os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from lerobot_pirl.envs import (  # noqa: E402
+    ACTION_DIM,
+    IMAGE_KEY,
+    STATE_DIM,
+    STATE_KEY,
+    PickCubeEnvConfig,
+    make_pick_cube_env,
+    policy_features,
+    scripted_expert_action,
+)
+
+pytestmark = pytest.mark.timeout(120)
+
+ZERO = np.zeros(ACTION_DIM, dtype=np.float32)
+
+
+@pytest.fixture(scope="module")
+def state_env():
+    env = make_pick_cube_env(PickCubeEnvConfig(image_obs=False, seed=0))
+    yield env
+    env.close()
+
+
+@pytest.fixture(scope="module")
+def image_env():
+    env = make_pick_cube_env(PickCubeEnvConfig(image_obs=True, image_size=16, seed=0))
+    yield env
+    env.close()
+
+
+def _check_obs(obs, image_size=16):
+    assert set(obs) == {STATE_KEY, IMAGE_KEY}
+    state, image = obs[STATE_KEY], obs[IMAGE_KEY]
+    assert state.shape == (STATE_DIM,) and state.dtype == torch.float32
+    assert image.shape == (3, image_size, image_size) and image.dtype == torch.float32
+    assert torch.isfinite(state).all()
+    assert 0.0 <= image.min().item() and image.max().item() <= 1.0
+
+
+def test_state_obs_shapes_and_blank_image(state_env):
+    obs = state_env.reset(seed=1)
+    _check_obs(obs)
+    assert torch.count_nonzero(obs[IMAGE_KEY]) == 0
+    block = obs[STATE_KEY][18:21].numpy()
+    # random_block_position samples x in [0.3, 0.5], y in [-0.15, 0.15]; the block rests at z = 0.02
+    assert 0.3 <= block[0] <= 0.5 and -0.15 <= block[1] <= 0.15
+    assert block[2] == pytest.approx(0.02, abs=1e-3)
+    # agent_pos layout: gripper command (0 = open) then TCP xyz
+    assert obs[STATE_KEY][14].item() == 0.0
+    assert 0.2 <= obs[STATE_KEY][15].item() <= 0.6
+
+
+def test_image_obs_shapes_and_content(image_env):
+    obs = image_env.reset(seed=1)
+    _check_obs(obs)
+    first = obs[IMAGE_KEY]
+    assert first.std().item() > 0.05  # a real frame, not a constant
+    for _ in range(3):  # move the arm up and sideways: the front camera must see it
+        obs, *_ = image_env.step(np.array([0.03, 0.03, 0.03, 0, 0, 0, 0], dtype=np.float32))
+    assert (obs[IMAGE_KEY] - first).abs().max().item() > 0.05
+
+
+def test_image_size_is_configurable():
+    with make_pick_cube_env(PickCubeEnvConfig(image_obs=True, image_size=24, seed=0)) as env:
+        _check_obs(env.reset(), image_size=24)
+
+
+def test_closing_one_env_keeps_other_frames_intact(image_env):
+    before = image_env.reset(seed=2)[IMAGE_KEY]
+    other = make_pick_cube_env(PickCubeEnvConfig(image_obs=True, seed=5))
+    other.reset()
+    other.close()  # MuJoCo's Renderer.close() would otherwise free image_env's GL objects
+    after = image_env.reset(seed=2)[IMAGE_KEY]
+    torch.testing.assert_close(after, before)
+
+
+def test_zero_actions_truncate_at_max_episode_steps():
+    with make_pick_cube_env(PickCubeEnvConfig(max_episode_steps=12, seed=0)) as env:
+        env.reset(seed=3)
+        for t in range(1, 13):
+            obs, reward, terminated, truncated, info = env.step(ZERO)
+            assert reward == 0.0 and isinstance(reward, float)
+            assert terminated is False and info["success"] is False
+            assert truncated is (t == 12)
+        _check_obs(obs)
+
+
+def test_seeded_reset_is_reproducible_and_leaves_global_rng_alone(state_env):
+    np.random.seed(123)
+    expected = np.random.rand()
+    np.random.seed(123)
+    a = state_env.reset(seed=7)[STATE_KEY]
+    b = state_env.reset(seed=7)[STATE_KEY]
+    c = state_env.reset(seed=8)[STATE_KEY]
+    assert np.random.rand() == expected
+    torch.testing.assert_close(a, b)
+    assert not torch.equal(a[18:21], c[18:21])
+
+
+def test_action_validation_and_tensor_actions(state_env):
+    state_env.reset(seed=0)
+    with pytest.raises(ValueError, match="7-D"):
+        state_env.step(np.zeros(4, dtype=np.float32))
+    with pytest.raises(ValueError, match="non-finite"):
+        state_env.step(np.full(ACTION_DIM, np.nan, dtype=np.float32))
+    # A batched torch action of out-of-range size is accepted: it is squeezed and clipped to [-1, 1].
+    obs, *_ = state_env.step(torch.tensor([[0.0, 0.0, 5.0, 0.0, 0.0, 0.0, 1.0]]))
+    assert obs[STATE_KEY][14].item() == pytest.approx(255.0)  # grasp_delta +1 closes fully in one step
+
+
+def test_policy_features_match_observations(state_env):
+    inputs, outputs = policy_features(state_env.config)
+    obs = state_env.reset(seed=0)
+    assert {k: tuple(f.shape) for k, f in inputs.items()} == {k: tuple(v.shape) for k, v in obs.items()}
+    assert tuple(outputs["action"].shape) == (ACTION_DIM,)
+
+
+def test_scripted_expert_succeeds_on_randomised_episodes(state_env):
+    rng = np.random.default_rng(0)
+    successes = 0
+    for episode in range(5):
+        obs = state_env.reset(seed=100 + episode)
+        for _ in range(state_env.config.max_episode_steps):
+            action = scripted_expert_action(obs, rng, noise_std=0.01)
+            assert action.shape == (ACTION_DIM,) and action.dtype == np.float32
+            assert np.all(np.abs(action[:3]) <= 0.03 + 1e-6)
+            obs, reward, terminated, truncated, info = state_env.step(action)
+            if terminated or truncated:
+                break
+        assert (reward == 1.0) == info["success"]
+        successes += info["success"]
+    assert successes >= 3, f"scripted expert succeeded in only {successes}/5 episodes"
+
+
+@pytest.mark.parametrize("which", ["state", "image"])
+def test_env_throughput(which, state_env, image_env):
+    env = state_env if which == "state" else image_env
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    n = 40
+    start = time.perf_counter()
+    for _ in range(n):
+        env.step(rng.uniform(-0.02, 0.02, ACTION_DIM).astype(np.float32))
+    rate = n / (time.perf_counter() - start)
+    print(f"\nPandaPickCube {which} obs: {rate:.1f} env steps/s")
+    assert rate > 5
