@@ -142,7 +142,7 @@ class PickCubeEnv:
 
         self.config = config
         size = config.resolved_render_size
-        self._env = gym.make(
+        self._env: Any = gym.make(
             ENV_ID,
             image_obs=False,
             random_block_position=config.random_block_position,
@@ -151,7 +151,7 @@ class PickCubeEnv:
             max_episode_steps=config.max_episode_steps,
             disable_env_checker=True,
         )
-        space = self._env.action_space
+        space: Any = self._env.action_space
         self._action_low = np.asarray(space.low, dtype=np.float32)
         self._action_high = np.asarray(space.high, dtype=np.float32)
         self._rng_state = np.random.RandomState(config.seed).get_state()

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
 from lerobot.common.train_utils import (
     get_step_checkpoint_dir,
     load_training_state,
@@ -53,6 +54,8 @@ def run_on_policy_learner(cfg: seam.RecipeTrainConfig) -> None:
     (output_dir / "logs").mkdir(parents=True, exist_ok=True)
     init_logging(log_file=str(output_dir / "logs" / "learner.log"))
     set_seed(cfg.seed)
+    if algo_cfg.torch_threads is not None:
+        torch.set_num_threads(algo_cfg.torch_threads)
     shutdown = ProcessSignalHandler(use_threads=True).shutdown_event
 
     checkpoint_dir = output_dir / CHECKPOINTS_DIR / LAST_CHECKPOINT_LINK
@@ -94,8 +97,9 @@ def run_on_policy_learner(cfg: seam.RecipeTrainConfig) -> None:
                 continue
             started = time.perf_counter()
             stats = algorithm.update(iter([recipe.take_rollout()]))
-            weights.publish(state_to_bytes(algorithm.get_weights()))
             step = algorithm.optimization_step
+            if step % algo_cfg.push_every_updates == 0:
+                weights.publish(state_to_bytes(algorithm.get_weights()))
             log = stats.to_log_dict()
             log.update(_episode_summary(episodes))
             log["rejected_transitions_total"] = float(rejected)

@@ -41,11 +41,19 @@ def run_pi_rl_actor(cfg: seam.RecipeTrainConfig, actor_id: int) -> dict[str, int
             f"name={getattr(cfg.env, 'name', None)!r} task={cfg.env.task!r}. Set env.name='gym_hil' "
             "and env.task='PandaPickCubeBase-v0'."
         )
-    output_dir = Path(cfg.output_dir)
-    (output_dir / "logs").mkdir(parents=True, exist_ok=True)
-    init_logging(log_file=str(output_dir / "logs" / f"actor_{actor_id}.log"))
     set_seed(cfg.seed + 7919 * (actor_id + 1))
+    if algo_cfg.torch_threads is not None:
+        torch.set_num_threads(algo_cfg.torch_threads)
     shutdown = ProcessSignalHandler(use_threads=True).shutdown_event
+    init_logging()
+    link = seam.connect_actor(
+        algo_cfg.learner_host, algo_cfg.learner_port, shutdown, algo_cfg.queue_get_timeout
+    )
+    # Only now does the learner's run directory exist (creating it first would make the learner
+    # refuse to start on an "existing" output_dir).
+    log_dir = Path(cfg.output_dir) / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    init_logging(log_file=str(log_dir / f"actor_{actor_id}.log"))
 
     policy = make_policy(cfg=cfg.policy, env_cfg=cfg.env)
     recipe = make_algorithm(cfg=algo_cfg, policy=policy).recipe  # type: ignore[attr-defined]
@@ -60,9 +68,6 @@ def run_pi_rl_actor(cfg: seam.RecipeTrainConfig, actor_id: int) -> dict[str, int
             max_episode_steps=algo_cfg.env_max_episode_steps,
             seed=cfg.seed + actor_id,
         )
-    )
-    link = seam.connect_actor(
-        algo_cfg.learner_host, algo_cfg.learner_port, shutdown, algo_cfg.queue_get_timeout
     )
     counters = {"episodes": 0, "decisions_sent": 0, "env_steps": 0, "weights_loaded": 0}
     try:
@@ -117,7 +122,8 @@ def _run_episode(
 ) -> tuple[list[Any], dict[str, Any]] | None:
     executed_steps = policy.pi_rl_sampling.executed_steps
     observation = _policy_observation(env.reset(seed=None), tokens)
-    decisions, total, steps, success = [], 0.0, 0, False
+    decisions: list[Any] = []
+    total, steps, success = 0.0, 0, False
     while True:
         if shutdown.is_set():
             return None

@@ -69,49 +69,9 @@ def write_json(path: Path, data: dict) -> Path:
 
 
 def pi_rl_learner_config(
-    output_dir: Path, port: int, *, state_dim: int = 3, action_dim: int = 2, **algorithm: object
+    output_dir: Path, port: int, *, state_dim: int = 3, action_dim: int = 2, **algorithm
 ) -> dict:
-    """A LeRobot learner config for a tiny offline XVLA with ``recipe: pi-rl``."""
-    import draccus
-    from lerobot.configs.policies import PreTrainedConfig
+    """A LeRobot learner config for a tiny offline XVLA with ``recipe: pi-rl`` (3-D state by default)."""
+    from lerobot_pirl.demo.configs import tiny_pi_rl_config
 
-    from lerobot_pirl.policies.tiny_xvla import tiny_xvla_config
-
-    policy = tiny_xvla_config(
-        state_dim, action_dim, chunk_size=4, n_action_steps=2, num_denoising_steps=3, hidden_size=32, depth=1
-    )
-    policy.push_to_hub = False
-    policy_block = json.loads(json.dumps(draccus.encode(policy, PreTrainedConfig), default=str))
-    for features in (policy_block["input_features"], policy_block["output_features"]):
-        for feature in features.values():
-            feature["type"] = feature["type"].split(".")[-1].removeprefix("FeatureType.")
-    algorithm_block = {
-        "type": "pi-rl",
-        "learner_port": port,
-        "rollout_decisions": 8,
-        "minibatch_size": 4,
-        "update_epochs": 1,
-        "actor_lr": 1e-3,
-        "value_hidden_dims": [32, 32],
-        "noise_hidden_dim": 16,
-        "max_updates": 3,
-    }
-    algorithm_block.update(algorithm)
-    return {
-        "output_dir": str(output_dir),
-        "job_name": "test_pi_rl",
-        "seed": 0,
-        "log_freq": 1,
-        "save_checkpoint": True,
-        "save_freq": 1,
-        "wandb": {"enable": False},
-        "recipe": "pi-rl",
-        "policy": policy_block,
-        "algorithm": algorithm_block,
-        "env": {
-            "type": "gym_manipulator",
-            "fps": 10,
-            "features": {"action": {"type": "ACTION", "shape": [action_dim]}},
-            "features_map": {"action": "action"},
-        },
-    }
+    return tiny_pi_rl_config(output_dir, port, state_dim=state_dim, action_dim=action_dim, **algorithm)

@@ -54,7 +54,6 @@ def test_pi_rl_two_actors_feed_one_learner_and_stop_cleanly(tmp_path: Path) -> N
         max_updates=1000,
         env_max_episode_steps=20,
     )
-    data["env"].update({"name": "gym_hil", "task": "PandaPickCubeBase-v0"})
     config = write_json(tmp_path / "train_config.json", data)
     learner = start_learner(config, tmp_path / "learner.log")
     actors = [start_actor(config, i, tmp_path / f"actor{i}.log") for i in range(2)]

@@ -90,3 +90,12 @@ def _parsed_config(tmp_path: Path, data: dict | None = None) -> seam.RecipeTrain
     path = write_json(tmp_path / "train_config.json", {**data, "recipe": "sac"})
     _, args = select_recipe([f"--config_path={path}"], discover(blocked=()))
     return seam.parse_train_config(args)
+
+
+def test_actor_validation_accepts_the_learners_existing_output_dir(tmp_path: Path) -> None:
+    cfg = _parsed_config(tmp_path)
+    Path(cfg.output_dir).mkdir(parents=True)
+    with pytest.raises(FileExistsError):  # what a stock validate() does to every actor
+        _parsed_config(tmp_path).validate()
+    seam.validate_for_actor(cfg)
+    assert Path(cfg.output_dir) == tmp_path / "out" and cfg.algorithm.policy_config is cfg.policy

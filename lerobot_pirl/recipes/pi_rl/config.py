@@ -83,7 +83,11 @@ class PiRLConfig(RecipeConfig):
     learner_port: int = 50051
     """Learner gRPC port."""
     max_updates: int = 100
-    """The learner stops after this many πRL updates."""
+    """The learner stops after this many πRL updates (LeRobot's ``online_steps`` for SAC)."""
+    push_every_updates: int = 1
+    """Push weights to the actors after every this many updates (actors load them between episodes)."""
+    torch_threads: int | None = None
+    """Torch threads in the learner and actor processes; null keeps ``--torch_threads`` / its default."""
     queue_get_timeout: float = 0.1
     """Seconds the gRPC service waits on its queues (keeps shutdown prompt)."""
     actor_weights_timeout_s: float = 120.0
@@ -108,11 +112,19 @@ class PiRLConfig(RecipeConfig):
         for name in ("actor_lr", "value_lr", "noise_lr", "noise_level", "weight_decay", "entropy_coef"):
             if getattr(self, name) < 0:
                 problems.append(f"{name}={getattr(self, name)} (must be ≥ 0)")
-        for name in ("update_epochs", "minibatch_size", "rollout_decisions", "max_updates"):
+        for name in (
+            "update_epochs",
+            "minibatch_size",
+            "rollout_decisions",
+            "max_updates",
+            "push_every_updates",
+        ):
             if getattr(self, name) < 1:
                 problems.append(f"{name}={getattr(self, name)} (must be ≥ 1)")
         if not 0 <= self.gamma <= 1 or not 0 <= self.gae_lambda <= 1:
             problems.append(f"gamma={self.gamma}, gae_lambda={self.gae_lambda} (must be in [0, 1])")
+        if self.torch_threads is not None and self.torch_threads < 1:
+            problems.append(f"torch_threads={self.torch_threads} (must be ≥ 1, or null)")
         if self.max_policy_staleness < 0:
             problems.append(f"max_policy_staleness={self.max_policy_staleness} (must be ≥ 0)")
         if problems:

@@ -1,0 +1,1 @@
+"""The embedded default: tiny offline XVLA learner configs for gym-hil PandaPickCube."""
