@@ -20,6 +20,10 @@ from ..recipes.protocol import Batch, Recipe, to_training_stats
 from ..recipes.registry import RecipeEntry, RecipeError
 
 
+class RecipeSetupError(RecipeError, ValueError):
+    """A recipe refused its policy or config at construction (before any training)."""
+
+
 class RecipeUpdateError(RecipeError, RuntimeError):
     """An exception raised inside a recipe's ``update_step``, labelled with the recipe's name."""
 
@@ -32,7 +36,12 @@ class RecipeAlgorithm(RLAlgorithm):
     def __init__(self, policy: nn.Module, config: RLAlgorithmConfig) -> None:
         self.policy = policy
         self.config = config
-        self.recipe: Recipe = self.entry.recipe_cls(policy=policy, config=config)  # type: ignore[call-arg]
+        try:
+            self.recipe: Recipe = self.entry.recipe_cls(policy=policy, config=config)  # type: ignore[call-arg]
+        except RecipeError:
+            raise
+        except (ValueError, TypeError) as exc:  # the recipe rejected this policy/config combination
+            raise RecipeSetupError(f"recipe '{self.entry.name}' cannot start: {exc}") from exc
         self.optimizers: dict[str, Optimizer] = {}
         self._optimization_step = 0
 

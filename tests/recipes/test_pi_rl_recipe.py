@@ -245,3 +245,50 @@ def feed_list(recipe: PiRLRecipe, seed: int) -> list:
     a = record_episode(recipe, states(4, seed), actor_id=0, episode_id=seed, seed=seed)
     b = record_episode(recipe, states(4, seed + 100), actor_id=1, episode_id=seed, seed=seed + 1)
     return [*a, *b]
+
+
+def test_executed_steps_longer_than_the_chunk_fails_before_training(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    from helpers.configs import free_port, pi_rl_learner_config, write_json
+
+    data = pi_rl_learner_config(tmp_path / "out", free_port(), executed_steps=9)
+    path = write_json(tmp_path / "c.json", data)
+    result = subprocess.run(
+        [sys.executable, "-m", "lerobot_pirl.runtime.learner", f"--config_path={path}"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "recipe 'pi-rl' cannot start" in result.stderr
+    assert "executed_steps must be in [1, chunk_size=4], got 9" in result.stderr
+    assert "Traceback" not in result.stderr.split("cannot start")[-1]
+
+
+def test_non_finite_loss_skips_the_step_and_leaves_parameters_untouched() -> None:
+    recipe = make_recipe("flow_sde")
+    feed(recipe, seed=1)
+    rollout = recipe.take_rollout()
+    rollout.decisions[0].old_log_prob = float("nan")  # poisons every minibatch that contains it
+    recipe.config.minibatch_size = 8  # one minibatch per epoch: every step sees the NaN
+    before = copy.deepcopy(recipe.policy.state_dict())
+    optimizer_before = copy.deepcopy(recipe.optimizer.state_dict())
+    metrics = recipe.update_step(iter([rollout]), step=0)
+    assert metrics["skipped_nonfinite_steps"] == 2  # 2 epochs × 1 minibatch
+    assert all(torch.equal(v, before[k]) for k, v in recipe.policy.state_dict().items())
+    assert recipe.optimizer.state_dict()["state"] == optimizer_before["state"]
+
+
+def test_two_seeded_runs_give_identical_update_metrics() -> None:
+    def run() -> list[dict]:
+        recipe = make_recipe("flow_noise", seed=0)
+        out = []
+        for update in range(3):
+            torch.manual_seed(100 + update)  # the actor's sampling RNG
+            feed(recipe, seed=update)
+            out.append(recipe.update_step(iter([recipe.take_rollout()]), step=update))
+        return out
+
+    assert run() == run()
