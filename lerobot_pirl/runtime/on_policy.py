@@ -10,7 +10,9 @@ the replay buffer for the recipe's on-policy rollout. It never blocks waiting fo
 from __future__ import annotations
 
 import logging
+import os
 import queue
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,6 @@ from lerobot.common.train_utils import (
     get_step_checkpoint_dir,
     load_training_state,
     save_checkpoint,
-    update_last_checkpoint,
 )
 from lerobot.common.wandb_utils import WandBLogger
 from lerobot.policies import make_policy
@@ -42,6 +43,7 @@ from safetensors.torch import load_file
 from torch.multiprocessing import Queue
 
 from ..recipes.pi_rl.transitions import PiRLTransitionError
+from ..recipes.registry import RecipeError
 from . import seam
 
 LOG_PREFIX = "[PI-RL LEARNER]"
@@ -171,16 +173,30 @@ def _episode_summary(messages: list[dict[str, Any]]) -> dict[str, float]:
 def save_run_checkpoint(
     cfg: Any, step: int, policy: Any, optimizers: Any, algorithm: Any, log: dict[str, float]
 ) -> None:
-    """LeRobot's checkpoint layout: stock XVLA ``pretrained_model/``, ``training_state/``, ``algorithm/``."""
+    """LeRobot's checkpoint layout (stock XVLA ``pretrained_model/``, ``training_state/``,
+    ``algorithm/``), written atomically: into a temporary folder that is renamed when complete,
+    so a learner killed mid-save leaves the previous checkpoint as ``last``.
+    """
     checkpoint_dir = get_step_checkpoint_dir(Path(cfg.output_dir), cfg.algorithm.max_updates, step)
-    save_checkpoint(checkpoint_dir=checkpoint_dir, step=step, cfg=cfg, policy=policy, optimizer=optimizers)
-    algorithm.save_pretrained(checkpoint_dir / ALGORITHM_DIR)
-    write_json({"step": step, "metrics": log}, checkpoint_dir / TRAINING_STATE_DIR / TRAINING_STEP)
-    update_last_checkpoint(checkpoint_dir)
+    partial = checkpoint_dir.with_name(checkpoint_dir.name + ".partial")
+    if partial.exists():
+        shutil.rmtree(partial)
+    save_checkpoint(checkpoint_dir=partial, step=step, cfg=cfg, policy=policy, optimizer=optimizers)
+    algorithm.save_pretrained(partial / ALGORITHM_DIR)
+    write_json({"step": step, "metrics": log}, partial / TRAINING_STATE_DIR / TRAINING_STEP)
+    if checkpoint_dir.exists():
+        shutil.rmtree(checkpoint_dir)
+    os.replace(partial, checkpoint_dir)
+    link = checkpoint_dir.parent / LAST_CHECKPOINT_LINK  # repointed atomically too
+    staged = link.with_name(link.name + ".partial")
+    if staged.is_symlink():
+        staged.unlink()
+    staged.symlink_to(checkpoint_dir.name)
+    os.replace(staged, link)
     logging.info(f"{LOG_PREFIX} checkpoint {checkpoint_dir}")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(RecipeError, RuntimeError):
     """A checkpoint that cannot be resumed from; never silently restart from step 0."""
 
 
