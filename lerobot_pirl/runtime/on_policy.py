@@ -140,6 +140,14 @@ def _drain_transitions(transitions: Queue, recipe: Any, *, to_the_end: bool = Fa
             payload = transitions.get_nowait()
         except queue.Empty:
             break
+        limit = recipe.config.max_message_bytes
+        if len(payload) > limit:
+            rejected += 1
+            logging.error(
+                f"{LOG_PREFIX} rejected a {len(payload)}-byte message: above algorithm.max_message_bytes="
+                f"{limit}; raise the limit or send shorter episodes"
+            )
+            continue
         for transition in bytes_to_transitions(payload):
             try:
                 recipe.accept(transition)

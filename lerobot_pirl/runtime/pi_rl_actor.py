@@ -14,16 +14,15 @@ from typing import Any
 
 import torch
 from lerobot.policies import make_policy
-from lerobot.rl.actor import push_transitions_to_transport_queue
 from lerobot.rl.algorithms.factory import make_algorithm
 from lerobot.rl.queue import get_last_item_from_queue
-from lerobot.transport.utils import bytes_to_state_dict, python_object_to_bytes
+from lerobot.transport.utils import bytes_to_state_dict, python_object_to_bytes, transitions_to_bytes
 from lerobot.utils.constants import OBS_LANGUAGE_TOKENS
 from lerobot.utils.process import ProcessSignalHandler
 from lerobot.utils.random_utils import set_seed
 from lerobot.utils.utils import init_logging
 
-from ..envs.pick_cube import PickCubeEnvConfig, make_pick_cube_env
+from ..envs.pick_cube import ACTION_DIM, PickCubeEnvConfig, make_pick_cube_env
 from ..policies.tiny_xvla import language_tokens
 from ..recipes.pi_rl.transitions import encode_decision
 from . import seam
@@ -61,6 +60,13 @@ def run_pi_rl_actor(cfg: seam.RecipeTrainConfig, actor_id: int) -> dict[str, int
     vocab = policy.config.florence_config["text_config"]["vocab_size"]
     tokens = language_tokens(1, policy.config.tokenizer_max_length, vocab)[0]
 
+    policy_action_dim = policy.config.output_features["action"].shape[0]
+    if policy_action_dim != ACTION_DIM:
+        raise seam.InvalidConfigError(
+            f"the policy's action feature has {policy_action_dim} dims but PandaPickCube takes {ACTION_DIM} "
+            "([dx, dy, dz, rx, ry, rz, grasp_delta]); set policy.output_features.action.shape to "
+            f"[{ACTION_DIM}]"
+        )
     env = make_pick_cube_env(
         PickCubeEnvConfig(
             image_obs=algo_cfg.env_render_images,
@@ -82,7 +88,13 @@ def run_pi_rl_actor(cfg: seam.RecipeTrainConfig, actor_id: int) -> dict[str, int
             if episode is None:
                 break  # interrupted: drop the partial episode
             decisions, info = episode
-            push_transitions_to_transport_queue(decisions, link.transitions)
+            payload = transitions_to_bytes(decisions)
+            if len(payload) > algo_cfg.max_message_bytes:
+                raise seam.InvalidConfigError(
+                    f"an episode serialises to {len(payload)} bytes, above algorithm.max_message_bytes="
+                    f"{algo_cfg.max_message_bytes}; raise the limit or shorten env_max_episode_steps"
+                )
+            link.transitions.put(payload)
             counters["episodes"] += 1
             counters["decisions_sent"] += len(decisions)
             counters["env_steps"] += info["env_steps"]

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import torch
+from lerobot.policies.xvla.modeling_xvla import XVLAPolicy
 from lerobot.utils.transition import Transition
 
+from lerobot_pirl.policies.tiny_xvla import tiny_xvla_config
+from lerobot_pirl.recipes.pi_rl.config import PiRLConfig
 from lerobot_pirl.recipes.pi_rl.recipe import PiRLRecipe
 from lerobot_pirl.recipes.pi_rl.transitions import encode_decision
 
@@ -51,3 +54,34 @@ def record_episode(
             )
         )
     return episode
+
+
+STATE_DIM, ACTION_DIM = 3, 2
+
+
+def make_recipe(noise_method: str = "flow_noise", seed: int = 0, **overrides) -> PiRLRecipe:
+    torch.manual_seed(seed)
+    policy = XVLAPolicy(  # what LeRobot's make_policy builds: a stock XVLA
+        tiny_xvla_config(
+            STATE_DIM,
+            ACTION_DIM,
+            chunk_size=4,
+            n_action_steps=2,
+            num_denoising_steps=3,
+            hidden_size=32,
+            depth=1,
+        )
+    )
+    fields = dict(
+        noise_method=noise_method,
+        rollout_decisions=8,
+        minibatch_size=4,
+        update_epochs=2,
+        actor_lr=1e-3,
+        value_hidden_dims=[32, 32],
+        noise_hidden_dim=16,
+    )
+    fields.update(overrides)
+    recipe = PiRLRecipe(policy, PiRLConfig(policy_config=policy.config, **fields))
+    recipe.build_optimizers()
+    return recipe

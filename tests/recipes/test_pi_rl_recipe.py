@@ -6,45 +6,16 @@ import copy
 
 import pytest
 import torch
-from helpers.pi_rl_decisions import record_episode
+from helpers.pi_rl_decisions import make_recipe, record_episode
 from lerobot.configs.types import FeatureType, PolicyFeature
 from lerobot.policies.gaussian_actor.configuration_gaussian_actor import GaussianActorConfig
 from lerobot.policies.gaussian_actor.modeling_gaussian_actor import GaussianActorPolicy
 from lerobot.policies.xvla.modeling_xvla import XVLAPolicy
 
-from lerobot_pirl.policies.tiny_xvla import tiny_xvla_config
 from lerobot_pirl.recipes.pi_rl.config import PiRLConfig
 from lerobot_pirl.recipes.pi_rl.recipe import PiRLRecipe, PolicyNotSupportedError
 
 STATE_DIM, ACTION_DIM = 3, 2
-
-
-def make_recipe(noise_method: str = "flow_noise", seed: int = 0, **overrides) -> PiRLRecipe:
-    torch.manual_seed(seed)
-    policy = XVLAPolicy(  # what LeRobot's make_policy builds: a stock XVLA
-        tiny_xvla_config(
-            STATE_DIM,
-            ACTION_DIM,
-            chunk_size=4,
-            n_action_steps=2,
-            num_denoising_steps=3,
-            hidden_size=32,
-            depth=1,
-        )
-    )
-    fields = dict(
-        noise_method=noise_method,
-        rollout_decisions=8,
-        minibatch_size=4,
-        update_epochs=2,
-        actor_lr=1e-3,
-        value_hidden_dims=[32, 32],
-        noise_hidden_dim=16,
-    )
-    fields.update(overrides)
-    recipe = PiRLRecipe(policy, PiRLConfig(policy_config=policy.config, **fields))
-    recipe.build_optimizers()
-    return recipe
 
 
 def states(n: int, seed: int) -> torch.Tensor:

@@ -95,3 +95,73 @@ def test_pi_rl_two_actors_feed_one_learner_and_stop_cleanly(tmp_path: Path) -> N
         assert _counter(log, "weights_loaded") >= 2  # pushed weights reached every actor
         versions = [int(v) for v in re.findall(r"version=(\d+)", log)]
         assert max(versions) >= 1  # policy versions advanced on the actor side
+
+
+def _updates(log: Path) -> int:
+    found = re.findall(r"\[PI-RL LEARNER\] update (\d+):", log.read_text()) if log.exists() else []
+    return int(found[-1]) if found else 0
+
+
+def _last_sent(text: str) -> int:
+    found = re.findall(r"decisions_sent_total=(\d+)", text)
+    return int(found[-1]) if found else 0
+
+
+@pytest.mark.timeout(600)
+def test_actor_killed_mid_episode_restarts_and_the_learner_keeps_serving(tmp_path: Path) -> None:
+    data = pi_rl_learner_config(
+        tmp_path / "out",
+        free_port(),
+        state_dim=STATE_DIM,
+        action_dim=ACTION_DIM,
+        noise_method="flow_sde",
+        rollout_decisions=20,
+        minibatch_size=10,
+        max_updates=1000,
+        env_max_episode_steps=20,
+    )
+    data["save_freq"] = 1000
+    config = write_json(tmp_path / "train_config.json", data)
+    learner_log = tmp_path / "learner.log"
+    learner = start_learner(config, learner_log)
+    survivor = start_actor(config, 0, tmp_path / "actor0.log")
+    victim = start_actor(config, 1, tmp_path / "actor1_first.log")
+    restarted = None
+    try:
+        wait_for(lambda: _updates(learner_log) >= 2 or learner.poll() is not None, 300, "2 updates")
+        victim.send_signal(signal.SIGKILL)  # mid-episode: episodes are only sent when they end
+        victim.wait(timeout=30)
+        killed_at = _updates(learner_log)
+        wait_for(lambda: _updates(learner_log) >= killed_at + 2, 120, "updates from the surviving actor")
+        restarted = start_actor(config, 1, tmp_path / "actor1_second.log")
+        wait_for(
+            lambda: _last_sent((tmp_path / "actor1_second.log").read_text()) > 0, 120, "the restarted actor"
+        )
+        for actor in (survivor, restarted):
+            actor.send_signal(signal.SIGTERM)
+        codes = [actor.wait(timeout=60) for actor in (survivor, restarted)]
+        time.sleep(2)
+    finally:
+        for actor in (survivor, victim, restarted):
+            if actor is not None and actor.poll() is None:
+                actor.kill()
+        learner_code = stop(learner, timeout=60)
+
+    assert codes == [0, 0] and learner_code == 0
+    sent = sum(
+        _last_sent((tmp_path / name).read_text())
+        for name in ("actor0.log", "actor1_first.log", "actor1_second.log")
+    )
+    updates, received, consumed, dropped, pending, rejected = map(
+        int,
+        re.findall(
+            r"stopped after (\d+) updates: received=(\d+) consumed=(\d+) dropped_stale=(\d+) "
+            r"pending=(\d+) rejected=(\d+)",
+            learner_log.read_text(),
+        )[-1],
+    )
+    # Only whole episodes arrive: what the killed actor had logged as sent, nothing of its last one.
+    assert received == sent and rejected == 0
+    assert received == consumed + dropped + pending
+    versions = [int(v) for v in re.findall(r"version=(\d+)", (tmp_path / "actor1_second.log").read_text())]
+    assert min(versions) >= 2  # the restarted actor got current weights, not version 0

@@ -90,6 +90,9 @@ class PiRLConfig(RecipeConfig):
     """Torch threads in the learner and actor processes; null keeps ``--torch_threads`` / its default."""
     queue_get_timeout: float = 0.1
     """Seconds the gRPC service waits on its queues (keeps shutdown prompt)."""
+    max_message_bytes: int = 64 * 2**20
+    """Largest serialized message (one actor episode) the learner accepts and an actor sends;
+    larger ones are rejected with an error naming both sizes (gRPC chunking alone has no bound)."""
     actor_weights_timeout_s: float = 120.0
     """How long an actor waits for the learner's first weights before giving up."""
     env_max_episode_steps: int = 100

@@ -155,6 +155,10 @@ def decode_decision(transition: Transition, shape: ChainShape) -> Decision:
     for key in (CHAIN, OLD_LOG_PROB, OLD_VALUE, STEP_REWARDS):
         if not torch.isfinite(torch.as_tensor(info[key])).all():
             raise PiRLTransitionError(f"{key} contains NaN or inf")
+    for part in ("state", "next_state"):
+        for key, value in transition[part].items():
+            if value.is_floating_point() and not torch.isfinite(value).all():
+                raise PiRLTransitionError(f"{part}[{key!r}] contains NaN or inf")
     return Decision(
         observation=transition["state"],
         chain=chain.view(shape.num_points, shape.chunk_size, shape.model_action_dim),

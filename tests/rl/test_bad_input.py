@@ -1,0 +1,91 @@
+"""Bad data reaching the learner is rejected precisely and never costs good data."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+from helpers.pi_rl_decisions import make_recipe, record_episode
+from lerobot.transport.utils import transitions_to_bytes
+from torch.multiprocessing import Queue
+
+from lerobot_pirl.recipes.pi_rl.recipe import PiRLRecipe
+from lerobot_pirl.recipes.pi_rl.transitions import PiRLTransitionError, decode_decision
+from lerobot_pirl.recipes.registry import RecipeEntry
+from lerobot_pirl.runtime.adapter import RecipeUpdateError, algorithm_class
+from lerobot_pirl.runtime.on_policy import _drain_transitions
+
+
+@pytest.fixture
+def recipe() -> PiRLRecipe:
+    return make_recipe("flow_sde", rollout_decisions=100)
+
+
+def _states(n: int, seed: int) -> torch.Tensor:
+    return torch.rand(n, 3, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+def _wait_nonempty(q: Queue, count: int) -> None:
+    deadline = time.monotonic() + 10
+    while q.qsize() < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def test_nan_observation_is_rejected_by_name(recipe: PiRLRecipe) -> None:
+    [transition] = record_episode(recipe, _states(1, 0), actor_id=0, episode_id=0)
+    transition["state"]["observation.state"][1] = float("nan")
+    with pytest.raises(PiRLTransitionError, match=r"state\['observation.state'\] contains NaN or inf"):
+        decode_decision(transition, recipe.chain_shape)
+
+
+def test_learner_drops_bad_and_oversized_messages_and_keeps_the_good(recipe: PiRLRecipe) -> None:
+    good = record_episode(recipe, _states(4, 1), actor_id=0, episode_id=0)
+    mixed = record_episode(recipe, _states(3, 2), actor_id=1, episode_id=0)
+    mixed[1]["complementary_info"]["pi_rl.old_log_prob"] = torch.tensor(float("inf"))
+    large = record_episode(recipe, _states(6, 3), actor_id=2, episode_id=0)
+    recipe.config.max_message_bytes = len(transitions_to_bytes(good)) + 2000  # the 6-decision episode is over
+
+    queue: Queue = Queue()
+    for episode in (good, mixed, large):
+        queue.put(transitions_to_bytes(episode))
+    _wait_nonempty(queue, 3)
+    rejected = _drain_transitions(queue, recipe)
+    queue.cancel_join_thread()
+
+    assert rejected == 2  # the inf decision, and the oversized message as a whole
+    assert recipe.assembler.pending() == 4 + 2  # every good decision kept, incl. the bad one's neighbours
+    rollout = recipe.take_rollout()
+    assert [(d.actor_id, d.decision_index) for d in rollout.decisions] == [
+        (0, 0),
+        (0, 1),
+        (0, 2),
+        (0, 3),
+        (1, 0),
+        (1, 2),
+    ]
+
+
+def test_exception_in_update_step_names_the_recipe() -> None:
+    class Exploding:
+        name = "exploding"
+
+        def __init__(self, policy, config):
+            pass
+
+        def build_optimizers(self):
+            return {}
+
+        def update_step(self, batches, step):
+            raise ZeroDivisionError("division by zero in my loss")
+
+    from lerobot_pirl.recipes.protocol import RecipeConfig
+
+    entry = RecipeEntry("exploding", Exploding, RecipeConfig, "exploding-dist")  # type: ignore[arg-type]
+    algorithm = algorithm_class(entry)(policy=torch.nn.Linear(1, 1), config=RecipeConfig())
+    with pytest.raises(
+        RecipeUpdateError,
+        match=r"recipe 'exploding' \(from 'exploding-dist'\) failed in "
+        r"update_step at learner step 0: ZeroDivisionError: division by zero in my loss",
+    ):
+        algorithm.update(iter([]))
