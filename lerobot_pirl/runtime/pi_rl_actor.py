@@ -40,6 +40,13 @@ def run_pi_rl_actor(cfg: seam.RecipeTrainConfig, actor_id: int) -> dict[str, int
             f"name={getattr(cfg.env, 'name', None)!r} task={cfg.env.task!r}. Set env.name='gym_hil' "
             "and env.task='PandaPickCubeBase-v0'."
         )
+    action = cfg.policy.output_features.get("action") or cfg.env.features.get("action")
+    if action is not None and action.shape[0] != ACTION_DIM:
+        raise seam.InvalidConfigError(
+            f"the policy's action feature has {action.shape[0]} dims but PandaPickCube takes {ACTION_DIM} "
+            "([dx, dy, dz, rx, ry, rz, grasp_delta]); set policy.output_features.action.shape to "
+            f"[{ACTION_DIM}]"
+        )
     set_seed(cfg.seed + 7919 * (actor_id + 1))
     if algo_cfg.torch_threads is not None:
         torch.set_num_threads(algo_cfg.torch_threads)
@@ -60,13 +67,6 @@ def run_pi_rl_actor(cfg: seam.RecipeTrainConfig, actor_id: int) -> dict[str, int
     vocab = policy.config.florence_config["text_config"]["vocab_size"]
     tokens = language_tokens(1, policy.config.tokenizer_max_length, vocab)[0]
 
-    policy_action_dim = policy.config.output_features["action"].shape[0]
-    if policy_action_dim != ACTION_DIM:
-        raise seam.InvalidConfigError(
-            f"the policy's action feature has {policy_action_dim} dims but PandaPickCube takes {ACTION_DIM} "
-            "([dx, dy, dz, rx, ry, rz, grasp_delta]); set policy.output_features.action.shape to "
-            f"[{ACTION_DIM}]"
-        )
     env = make_pick_cube_env(
         PickCubeEnvConfig(
             image_obs=algo_cfg.env_render_images,

@@ -92,8 +92,12 @@ def parse_train_config(argv: Sequence[str]) -> RecipeTrainConfig:
     saved = sys.argv
     sys.argv = [saved[0] if saved else "lerobot-pirl", *argv]
     try:
-        return capture()
-    except ValueError as exc:  # a config class rejected a value (e.g. PiRLConfig.__post_init__)
+        cfg = capture()
+        validate_algorithm = getattr(cfg.algorithm, "validate", None)
+        if callable(validate_algorithm):
+            validate_algorithm()  # e.g. PiRLConfig: every bad field, before anything starts
+        return cfg
+    except ValueError as exc:
         raise InvalidConfigError(str(exc)) from exc
     finally:
         sys.argv = saved

@@ -47,7 +47,7 @@ def test_config_errors_name_field_value_and_accepted_values() -> None:
     with pytest.raises(ValueError) as err:
         PiRLConfig(
             noise_method="flow_magic", num_steps=0, noise_std_min=0.2, noise_std_max=0.1, actor_lr=-1.0
-        )
+        ).validate()
     message = str(err.value)
     assert "noise_method='flow_magic' (accepted: flow_noise, flow_sde)" in message
     assert "num_steps=0" in message and "noise_std_min=0.2, noise_std_max=0.1" in message

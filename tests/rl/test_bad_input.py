@@ -89,3 +89,52 @@ def test_exception_in_update_step_names_the_recipe() -> None:
         r"update_step at learner step 0: ZeroDivisionError: division by zero in my loss",
     ):
         algorithm.update(iter([]))
+
+
+def _run_cli(module: str, config: dict, tmp_path, *args: str):
+    import subprocess
+    import sys
+
+    from helpers.configs import write_json
+
+    path = write_json(tmp_path / "c.json", config)
+    return subprocess.run(
+        [sys.executable, "-m", module, f"--config_path={path}", *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+def test_actor_refuses_a_policy_whose_action_dim_does_not_fit_the_env(tmp_path) -> None:
+    from helpers.configs import free_port, pi_rl_learner_config
+
+    result = _run_cli(
+        "lerobot_pirl.runtime.actor", pi_rl_learner_config(tmp_path / "out", free_port()), tmp_path
+    )
+    assert result.returncode == 2
+    assert "the policy's action feature has 2 dims but PandaPickCube takes 7" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_noise_method_on_the_command_line_is_one_clear_error(tmp_path) -> None:
+    from helpers.configs import free_port, pi_rl_learner_config
+
+    result = _run_cli(
+        "lerobot_pirl.runtime.learner",
+        pi_rl_learner_config(tmp_path / "out", free_port()),
+        tmp_path,
+        "--algorithm.noise_method=flow_magic",
+    )
+    assert result.returncode != 0
+    assert "noise_method='flow_magic' (accepted: flow_noise, flow_sde)" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_learner_and_actors_bind_to_localhost_by_default() -> None:
+    from lerobot.policies.gaussian_actor.configuration_gaussian_actor import ActorLearnerConfig
+
+    from lerobot_pirl.recipes.pi_rl.config import PiRLConfig
+
+    assert PiRLConfig().learner_host == "127.0.0.1"
+    assert ActorLearnerConfig().learner_host == "127.0.0.1"  # what recipe=sac (stock loops) uses

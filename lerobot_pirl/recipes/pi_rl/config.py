@@ -100,7 +100,11 @@ class PiRLConfig(RecipeConfig):
     env_render_images: bool = False
     """Render camera images for the policy's image feature (False: a blank image, state only)."""
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
+        """Raise one ValueError naming every bad field, its value and what is accepted.
+
+        Not ``__post_init__``: draccus would replace the message with a generic one.
+        """
         problems = []
         if self.noise_method not in NOISE_METHODS:
             problems.append(f"noise_method={self.noise_method!r} (accepted: {', '.join(NOISE_METHODS)})")

@@ -55,6 +55,7 @@ class PiRLRecipe:
                 f"recipe 'pi-rl' trains flow-matching policies of type {SUPPORTED_POLICY_TYPES}; the "
                 f"config's policy.type is '{policy_type}'. Use recipe=sac for gaussian_actor."
             )
+        config.validate()
         self.config = config
         self.policy = adopt_pi_rl(policy)  # type: ignore[arg-type]
         if config.freeze_vlm:
