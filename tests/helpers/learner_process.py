@@ -50,4 +50,5 @@ def checkpoint_steps(output_dir: Path) -> list[int]:
     return sorted(
         json.loads(path.read_text())["step"]
         for path in (output_dir / "checkpoints").glob("*/training_state/training_step.json")
+        if not path.parents[1].name.endswith(".partial")  # a checkpoint still being written
     )
