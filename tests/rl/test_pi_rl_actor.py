@@ -40,10 +40,9 @@ def _counter(text: str, name: str) -> int:
     return int(re.findall(rf"'{name}': (\d+)", text)[-1])
 
 
-@pytest.mark.timeout(600)
-def test_pi_rl_two_actors_feed_one_learner_and_stop_cleanly(tmp_path: Path) -> None:
-    output_dir = tmp_path / "out"
-    data = pi_rl_learner_config(
+def _pick_cube_config(output_dir: Path) -> dict:
+    """Tiny XVLA on PandaPickCube: flow_sde, 20-decision rollouts, 20-step episodes, no update cap."""
+    return pi_rl_learner_config(
         output_dir,
         free_port(),
         state_dim=STATE_DIM,
@@ -54,6 +53,22 @@ def test_pi_rl_two_actors_feed_one_learner_and_stop_cleanly(tmp_path: Path) -> N
         max_updates=1000,
         env_max_episode_steps=20,
     )
+
+
+def _final_counters(learner_log: str) -> tuple[int, ...]:
+    """(updates, received, consumed, dropped_stale, pending, rejected) from the learner's last line."""
+    found = re.findall(
+        r"stopped after (\d+) updates: received=(\d+) consumed=(\d+) dropped_stale=(\d+) "
+        r"pending=(\d+) rejected=(\d+)",
+        learner_log,
+    )
+    return tuple(map(int, found[-1]))
+
+
+@pytest.mark.timeout(600)
+def test_pi_rl_two_actors_feed_one_learner_and_stop_cleanly(tmp_path: Path) -> None:
+    output_dir = tmp_path / "out"
+    data = _pick_cube_config(output_dir)
     config = write_json(tmp_path / "train_config.json", data)
     learner = start_learner(config, tmp_path / "learner.log")
     actors = [start_actor(config, i, tmp_path / f"actor{i}.log") for i in range(2)]
@@ -82,12 +97,7 @@ def test_pi_rl_two_actors_feed_one_learner_and_stop_cleanly(tmp_path: Path) -> N
     assert learner_code == 0, learner_log[-2000:]
 
     sent = sum(_counter(log, "decisions_sent") for log in actor_logs)
-    final = re.findall(
-        r"stopped after (\d+) updates: received=(\d+) consumed=(\d+) dropped_stale=(\d+) pending=(\d+) "
-        r"rejected=(\d+)",
-        learner_log,
-    )[-1]
-    updates, received, consumed, dropped, pending, rejected = map(int, final)
+    updates, received, consumed, dropped, pending, rejected = _final_counters(learner_log)
     assert updates >= 3
     assert received == sent and rejected == 0  # nothing lost or corrupted on the wire
     assert received == consumed + dropped + pending
@@ -109,17 +119,7 @@ def _last_sent(text: str) -> int:
 
 @pytest.mark.timeout(600)
 def test_actor_killed_mid_episode_restarts_and_the_learner_keeps_serving(tmp_path: Path) -> None:
-    data = pi_rl_learner_config(
-        tmp_path / "out",
-        free_port(),
-        state_dim=STATE_DIM,
-        action_dim=ACTION_DIM,
-        noise_method="flow_sde",
-        rollout_decisions=20,
-        minibatch_size=10,
-        max_updates=1000,
-        env_max_episode_steps=20,
-    )
+    data = _pick_cube_config(tmp_path / "out")
     data["save_freq"] = 1000
     config = write_json(tmp_path / "train_config.json", data)
     learner_log = tmp_path / "learner.log"
@@ -152,14 +152,7 @@ def test_actor_killed_mid_episode_restarts_and_the_learner_keeps_serving(tmp_pat
         _last_sent((tmp_path / name).read_text())
         for name in ("actor0.log", "actor1_first.log", "actor1_second.log")
     )
-    updates, received, consumed, dropped, pending, rejected = map(
-        int,
-        re.findall(
-            r"stopped after (\d+) updates: received=(\d+) consumed=(\d+) dropped_stale=(\d+) "
-            r"pending=(\d+) rejected=(\d+)",
-            learner_log.read_text(),
-        )[-1],
-    )
+    _, received, consumed, dropped, pending, rejected = _final_counters(learner_log.read_text())
     # Only whole episodes arrive: what the killed actor had logged as sent, nothing of its last one.
     assert received == sent and rejected == 0
     assert received == consumed + dropped + pending
