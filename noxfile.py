@@ -1,11 +1,15 @@
 """Developer sessions: `nox` (tests), `nox -s lint`, `nox -s typecheck`."""
 
+import sys
+
 import nox
 
 nox.options.sessions = ["tests"]
 nox.options.default_venv_backend = "venv"
 
-PYTHON = "3.12"
+# Run from the project's 3.12 venv (`.venv/bin/nox`), reuse its interpreter: a bare `python3.12`
+# can fail through pyenv's shim.
+PYTHON = sys.executable if sys.version_info >= (3, 12) else "3.12"
 
 
 @nox.session(python=PYTHON)
