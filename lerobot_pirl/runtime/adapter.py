@@ -24,8 +24,12 @@ class RecipeSetupError(RecipeError, ValueError):
     """A recipe refused its policy or config at construction (before any training)."""
 
 
-class RecipeUpdateError(RecipeError, RuntimeError):
-    """An exception raised inside a recipe's ``update_step``, labelled with the recipe's name."""
+class RecipeUpdateError(RuntimeError):
+    """An exception raised inside a recipe's ``update_step``, labelled with the recipe's name.
+
+    Not a `RecipeError`: the command line turns those into one-line input errors, while a failure
+    during training must keep its traceback.
+    """
 
 
 class RecipeAlgorithm(RLAlgorithm):

@@ -14,6 +14,7 @@ pins each point so a LeRobot upgrade breaks loudly here and nowhere else:
   fields for the same values).
 """
 
+import logging
 import sys
 import threading
 from collections.abc import Sequence
@@ -258,8 +259,6 @@ def _ignore_rpc_shutdown(target: Any) -> Any:
         try:
             target()
         except grpc.RpcError as exc:  # the learner went away; the actor loop notices via timeouts
-            import logging
-
             logging.warning(f"[ACTOR] stream closed: {exc.code() if hasattr(exc, 'code') else exc}")
 
     return run

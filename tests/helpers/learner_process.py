@@ -52,3 +52,15 @@ def checkpoint_steps(output_dir: Path) -> list[int]:
         for path in (output_dir / "checkpoints").glob("*/training_state/training_step.json")
         if not path.parents[1].name.endswith(".partial")  # a checkpoint still being written
     )
+
+
+def run_shim(
+    module: str, config_path: Path, *args: str, timeout: float = 180.0
+) -> subprocess.CompletedProcess:
+    """Run ``python -m module --config_path=...`` to completion (for start-up errors), capturing output."""
+    return subprocess.run(
+        [sys.executable, "-m", module, f"--config_path={config_path}", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

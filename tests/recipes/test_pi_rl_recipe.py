@@ -219,19 +219,12 @@ def feed_list(recipe: PiRLRecipe, seed: int) -> list:
 
 
 def test_executed_steps_longer_than_the_chunk_fails_before_training(tmp_path) -> None:
-    import subprocess
-    import sys
-
     from helpers.configs import free_port, pi_rl_learner_config, write_json
+    from helpers.learner_process import run_shim
 
     data = pi_rl_learner_config(tmp_path / "out", free_port(), executed_steps=9)
     path = write_json(tmp_path / "c.json", data)
-    result = subprocess.run(
-        [sys.executable, "-m", "lerobot_pirl.runtime.learner", f"--config_path={path}"],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    result = run_shim("lerobot_pirl.runtime.learner", path)
     assert result.returncode == 2, result.stderr[-2000:]
     assert "recipe 'pi-rl' cannot start" in result.stderr
     assert "executed_steps must be in [1, chunk_size=4], got 9" in result.stderr

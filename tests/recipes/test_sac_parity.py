@@ -10,7 +10,6 @@ from lerobot.rl.algorithms.sac import SACAlgorithm, SACAlgorithmConfig
 
 from lerobot_pirl import discover
 from lerobot_pirl.runtime.adapter import algorithm_class
-from lerobot_pirl.runtime.cli import DEFAULT_RECIPE
 
 STATE_DIM, ACTION_DIM, BATCH, UPDATES = 4, 2, 16, 6
 
@@ -80,7 +79,3 @@ def test_sac_recipe_matches_stock_sac_bitwise() -> None:
     torch.manual_seed(0)
     initial = _policy().state_dict()
     assert any(not torch.equal(initial[k], stock_tensors[f"policy.{k}"]) for k in initial)
-
-
-def test_sac_is_the_default_recipe() -> None:
-    assert DEFAULT_RECIPE == "sac"

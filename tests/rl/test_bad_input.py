@@ -92,18 +92,11 @@ def test_exception_in_update_step_names_the_recipe() -> None:
 
 
 def _run_cli(module: str, config: dict, tmp_path, *args: str):
-    import subprocess
-    import sys
-
     from helpers.configs import write_json
+    from helpers.learner_process import run_shim
 
     path = write_json(tmp_path / "c.json", config)
-    return subprocess.run(
-        [sys.executable, "-m", module, f"--config_path={path}", *args],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    return run_shim(module, path, *args)
 
 
 def test_actor_refuses_a_policy_whose_action_dim_does_not_fit_the_env(tmp_path) -> None:

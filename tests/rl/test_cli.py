@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from helpers.configs import free_port, sac_learner_config, write_json
+from helpers.learner_process import run_shim
 
 from lerobot_pirl import UnknownRecipeError, discover
 from lerobot_pirl.runtime.cli import RecipeSelectionError, configure_torch_threads, pop_option, select_recipe
@@ -69,12 +68,7 @@ def test_unknown_recipe_is_reported_with_the_installed_ones(tmp_path, catalog, c
 
 def test_learner_command_fails_fast_and_clearly_on_a_bad_recipe(tmp_path, config) -> None:
     path = write_json(tmp_path / "c.json", config)
-    result = subprocess.run(
-        [sys.executable, "-m", "lerobot_pirl.runtime.learner", f"--config_path={path}", "--recipe=sack"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_shim("lerobot_pirl.runtime.learner", path, "--recipe=sack", timeout=120)
     assert result.returncode == 2
     assert "lerobot-pirl-learner: error: unknown recipe 'sack'. Installed recipes:" in result.stderr
     assert "Traceback" not in result.stderr

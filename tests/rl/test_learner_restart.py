@@ -10,7 +10,7 @@ import pytest
 import torch
 from helpers.configs import free_port, pi_rl_learner_config, write_json
 from helpers.grpc_client import LearnerClient
-from helpers.learner_process import start_learner, stop, wait_for
+from helpers.learner_process import run_shim, start_learner, stop, wait_for
 from helpers.pi_rl_decisions import record_episode
 from lerobot.policies.xvla.modeling_xvla import XVLAPolicy
 from safetensors.torch import load_file
@@ -94,17 +94,9 @@ def test_learner_killed_and_resumed_continues_from_its_checkpoint(tmp_path: Path
 
 @pytest.mark.timeout(120)
 def test_resume_without_a_checkpoint_is_refused(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
     data = pi_rl_learner_config(tmp_path / "out", free_port())
     (tmp_path / "out").mkdir()
     config = write_json(tmp_path / "train_config.json", data)
-    result = subprocess.run(
-        [sys.executable, "-m", "lerobot_pirl.runtime.learner", f"--config_path={config}", "--resume=true"],
-        capture_output=True,
-        text=True,
-        timeout=100,
-    )
+    result = run_shim("lerobot_pirl.runtime.learner", config, "--resume=true", timeout=100)
     assert result.returncode == 2
     assert "lerobot-pirl-learner: error: resume=true but there is no checkpoint at" in result.stderr
