@@ -38,14 +38,7 @@ def tiny_pi_rl_config(
     }
     policy_kwargs.update(policy or {})
     policy_config = tiny_xvla_config(state_dim, action_dim, **policy_kwargs)
-    policy_config.push_to_hub = False
-    policy_block = json.loads(json.dumps(draccus.encode(policy_config, PreTrainedConfig), default=str))
-    for features in (policy_block["input_features"], policy_block["output_features"]):
-        for feature in features.values():
-            feature["type"] = str(feature["type"]).removeprefix("FeatureType.")
     algorithm_block: dict[str, Any] = {
-        "type": "pi-rl",
-        "learner_port": port,
         "rollout_decisions": 8,
         "minibatch_size": 4,
         "update_epochs": 1,
@@ -55,6 +48,35 @@ def tiny_pi_rl_config(
         "max_updates": 3,
     }
     algorithm_block.update(algorithm)
+    return learner_config(policy_config, output_dir, port, action_dim=action_dim, env=env, **algorithm_block)
+
+
+def pretrained_pi_rl_config(
+    checkpoint: Path | str, output_dir: Path | str, port: int, *, seed: int = 0, **algorithm: Any
+) -> dict[str, Any]:
+    """A pi-rl learner/actor config that starts from a saved XVLA checkpoint (``pretrained_path``)."""
+    policy_config = PreTrainedConfig.from_pretrained(str(checkpoint))
+    policy_config.pretrained_path = Path(checkpoint)
+    return learner_config(policy_config, output_dir, port, seed=seed, **algorithm)
+
+
+def learner_config(
+    policy_config: PreTrainedConfig,
+    output_dir: Path | str,
+    port: int,
+    *,
+    action_dim: int = ACTION_DIM,
+    env: dict[str, Any] | None = None,
+    seed: int = 0,
+    **algorithm: Any,
+) -> dict[str, Any]:
+    """The JSON dict LeRobot's parser reads: ``policy`` from ``policy_config``, ``algorithm`` = pi-rl."""
+    policy_config.push_to_hub = False
+    policy_block = json.loads(json.dumps(draccus.encode(policy_config, PreTrainedConfig), default=str))
+    for features in (policy_block["input_features"], policy_block["output_features"]):
+        for feature in features.values():
+            feature["type"] = str(feature["type"]).removeprefix("FeatureType.")
+    algorithm_block: dict[str, Any] = {"type": "pi-rl", "learner_port": port, **algorithm}
     env_block = {
         **PICK_CUBE_ENV,
         "features": {"action": {"type": "ACTION", "shape": [action_dim]}},
@@ -64,7 +86,7 @@ def tiny_pi_rl_config(
     return {
         "output_dir": str(output_dir),
         "job_name": "pi_rl",
-        "seed": 0,
+        "seed": seed,
         "log_freq": 1,
         "save_checkpoint": True,
         "save_freq": 1,

@@ -19,7 +19,8 @@ adapts the observation, picks the camera, and keeps the block-position RNG repro
 Observations (dict of float32 tensors, no batch dim)
 ----------------------------------------------------
 * ``"observation.state"`` [21] = gym-hil ``agent_pos`` (18: joint qpos 7, joint qvel 7, gripper
-  command 1 **in raw actuator units 0..255**, TCP xyz 3) ⊕ block xyz (3).
+  command 1, TCP xyz 3) ⊕ block xyz (3). The gripper command is rescaled from gym-hil's actuator
+  units (0..255) to [0, 1] (0 open), so no state entry dwarfs the others for the policy.
 * ``"observation.images.front"`` [3, S, S] in [0, 1]. With ``image_obs=True`` it is the ``front``
   camera, rendered at ``render_size`` and area-resized to ``image_size``. With ``image_obs=False``
   it is all zeros: XVLA needs at least one image feature.
@@ -29,18 +30,21 @@ the front camera ourselves, once per step. gym-hil's own image mode renders the 
 Our renderer turns off shadows, reflections and multisampling. Under OSMesa those dominate the cost:
 one frame takes about 260 ms with them and about 23 ms without.
 
-Actions (7-D): ``[dx, dy, dz, rx, ry, rz, grasp_delta]``
---------------------------------------------------------
-These semantics were checked against gym-hil's ``FrankaGymEnv.apply_action``:
+Actions (4-D, each in [-1, 1]): ``[dx, dy, dz, grasp_delta]``
+-------------------------------------------------------------
+The policy acts in a normalised space, like gym-hil's wrapped tasks (4-D, scaled by 2.5 cm): the
+adapter clips each entry to [-1, 1], multiplies ``dx, dy, dz`` by ``POSITION_STEP`` (3 cm) and
+passes gym-hil its 7-D action ``[dx, dy, dz, 0, 0, 0, grasp_delta]``. gym-hil ignores the rotation
+entries, so exposing them would only add action dims whose exploration noise carries no signal
+(and inflates the πRL log-likelihood ratio). The πRL exploration noise (std 0.08–0.16 in action
+units) then means a few millimetres per step, as it would on a real arm. gym-hil semantics,
+checked against ``FrankaGymEnv.apply_action``:
 
-* ``dx, dy, dz`` are metres added to the mocap target. The base env applies **no per-step limit**;
-  it only clips the target to the workspace box ``[[0.2, -0.3, 0], [0.6, 0.3, 0.5]]``. An opspace
-  controller then tracks the target for 50 physics substeps (``control_dt`` 0.1 s).
-* ``rx, ry, rz`` are ignored.
+* ``dx, dy, dz`` (after scaling) are metres added to the mocap target. The base env applies **no
+  per-step limit**; it only clips the target to the workspace box ``[[0.2, -0.3, 0], [0.6, 0.3, 0.5]]``.
+  An opspace controller then tracks the target for 50 physics substeps (``control_dt`` 0.1 s).
 * ``grasp_delta`` changes the gripper command: ``g = clip(g + grasp_delta, 0, 1)`` with 0 open and
-  1 closed. So +1 closes fully in one step and -1 opens fully. The state reports ``255 * g``.
-* This adapter clips the action to gym-hil's declared ``action_space`` ([-1, 1] per dim) and
-  does nothing else (no scaling).
+  1 closed. So +1 closes fully in one step and -1 opens fully. The state reports ``g``.
 
 Episodes: the reward is sparse, 1.0 once the block is lifted 0.1 m. ``terminated`` is set on
 success, or when the block leaves the sampling area by more than 5 cm. ``truncated`` is set at
@@ -70,7 +74,8 @@ import torch.nn.functional as F  # noqa: N812
 
 ENV_ID = "gym_hil/PandaPickCubeBase-v0"
 STATE_DIM = 21
-ACTION_DIM = 7
+ACTION_DIM = 4
+GRASP_IDX = 3  # index of grasp_delta in the action
 STATE_KEY = "observation.state"
 IMAGE_KEY = "observation.images.front"
 CAMERA = "front"
@@ -79,7 +84,8 @@ CAMERA = "front"
 GRIPPER_IDX = 14
 TCP_SLICE = slice(15, 18)
 BLOCK_SLICE = slice(18, 21)
-GRIPPER_MAX = 255.0  # gym_hil.mujoco_gym_env.MAX_GRIPPER_COMMAND
+GRIPPER_MAX = 255.0  # gym_hil.mujoco_gym_env.MAX_GRIPPER_COMMAND: the state reports command / this
+POSITION_STEP = 0.03  # metres of TCP motion per unit of dx, dy, dz
 
 
 @dataclass
@@ -151,9 +157,7 @@ class PickCubeEnv:
             max_episode_steps=config.max_episode_steps,
             disable_env_checker=True,
         )
-        space: Any = self._env.action_space
-        self._action_low = np.asarray(space.low, dtype=np.float32)
-        self._action_high = np.asarray(space.high, dtype=np.float32)
+        self._gym_action_dim = int(self._env.action_space.shape[0])  # 7: xyz, rotation, grasp
         self._rng_state = np.random.RandomState(config.seed).get_state()
         self._renderer = self._make_renderer(size) if config.image_obs else None
         self._blank = torch.zeros(3, config.image_size, config.image_size)
@@ -189,6 +193,7 @@ class PickCubeEnv:
 
     def _obs(self, raw: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
         state = np.concatenate([raw["agent_pos"], raw["environment_state"]]).astype(np.float32)
+        state[GRIPPER_IDX] /= GRIPPER_MAX
         return {STATE_KEY: torch.from_numpy(state), IMAGE_KEY: self._image()}
 
     def reset(self, seed: int | None = None) -> dict[str, torch.Tensor]:
@@ -213,8 +218,11 @@ class PickCubeEnv:
             raise ValueError(f"expected a {ACTION_DIM}-D action, got shape {action.shape}")
         if not np.all(np.isfinite(action)):
             raise ValueError(f"non-finite action: {action}")
-        action = np.clip(action, self._action_low, self._action_high)
-        raw, reward, terminated, truncated, info = self._env.step(action)
+        action = np.clip(action, -1.0, 1.0)
+        gym_action = np.zeros(self._gym_action_dim, dtype=np.float32)
+        gym_action[:3] = action[:3] * POSITION_STEP
+        gym_action[-1] = action[GRASP_IDX]
+        raw, reward, terminated, truncated, info = self._env.step(gym_action)
         info = {"success": bool(info.get("succeed", False))}
         return self._obs(raw), float(reward), bool(terminated), bool(truncated), info
 
@@ -263,7 +271,6 @@ def make_pick_cube_env(config: PickCubeEnvConfig | None = None) -> PickCubeEnv:
 # --------------------------------------------------------------------------------------------
 
 HOVER_HEIGHT = 0.08  # m above the block before descending
-MAX_DELTA = 0.03  # m per step
 GRASP_TOL_XY = 0.01
 GRASP_TOL_Z = 0.01
 HOVER_TOL_XY = 0.015
@@ -274,10 +281,10 @@ HOLD_DIST = 0.03  # block within this of the TCP counts as "in hand"
 def scripted_expert_action(
     obs: dict[str, torch.Tensor | np.ndarray], rng: np.random.Generator, noise_std: float = 0.01
 ) -> np.ndarray:
-    """Noisy pick-and-lift action for PandaPickCube, as a 7-D float32 numpy array.
+    """Noisy pick-and-lift action for PandaPickCube, as a 4-D float32 numpy array in action units.
 
     The expert is stateless: it reads its phase from the observation. The gripper command in the
-    state (0..255) doubles as the grasp counter, because the expert closes in ``CLOSE_STEPS``
+    state (0..1) doubles as the grasp counter, because the expert closes in ``CLOSE_STEPS``
     equal increments:
 
     * gripper open, TCP not yet at the block: go to ``HOVER_HEIGHT`` above the block, and descend
@@ -287,20 +294,21 @@ def scripted_expert_action(
     * gripper fully closed with the block in hand: lift at the full step;
     * gripper closed but the block not in hand (a missed grasp): open and start again.
 
-    Position deltas get Gaussian noise ``noise_std`` (m), then are clipped to ``MAX_DELTA`` per axis.
+    Position deltas (m) get Gaussian noise ``noise_std`` (m), then are clipped to one
+    ``POSITION_STEP`` per axis and expressed in action units.
     """
     state = obs[STATE_KEY]
     state = state.detach().cpu().numpy() if isinstance(state, torch.Tensor) else np.asarray(state)
     state = state.reshape(-1)
     tcp, block = state[TCP_SLICE].astype(np.float64), state[BLOCK_SLICE].astype(np.float64)
-    grip = float(state[GRIPPER_IDX]) / GRIPPER_MAX
+    grip = float(state[GRIPPER_IDX])
     step = 1.0 / CLOSE_STEPS
 
     in_hand = np.linalg.norm(block - tcp) < HOLD_DIST
     if grip > 0.0 and not in_hand:  # missed grasp / dropped: open and re-approach
         target, grasp = tcp.copy(), -1.0
     elif grip >= 1.0 - 1e-3:  # fully closed on the block: lift
-        target, grasp = tcp + np.array([0.0, 0.0, MAX_DELTA]), 1.0
+        target, grasp = tcp + np.array([0.0, 0.0, POSITION_STEP]), 1.0
     elif grip > 0.0:  # closing: hold still
         target, grasp = block.copy(), step
     else:
@@ -316,5 +324,5 @@ def scripted_expert_action(
     delta = target - tcp
     if noise_std > 0:
         delta = delta + rng.normal(0.0, noise_std, size=3)
-    delta = np.clip(delta, -MAX_DELTA, MAX_DELTA)
-    return np.concatenate([delta, np.zeros(3), [grasp]]).astype(np.float32)
+    delta = np.clip(delta / POSITION_STEP, -1.0, 1.0)
+    return np.concatenate([delta, [grasp]]).astype(np.float32)

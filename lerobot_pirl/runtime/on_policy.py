@@ -9,6 +9,7 @@ the replay buffer for the recipe's on-policy rollout. It never blocks waiting fo
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import queue
@@ -47,6 +48,8 @@ from ..recipes.registry import RecipeError
 from . import seam
 
 LOG_PREFIX = "[PI-RL LEARNER]"
+METRICS_FILE = "metrics.jsonl"
+"""One JSON line per update under ``<output_dir>/logs/`` (what ``lerobot-pirl demo`` follows)."""
 
 
 def run_on_policy_learner(cfg: seam.RecipeTrainConfig) -> None:
@@ -89,7 +92,10 @@ def run_on_policy_learner(cfg: seam.RecipeTrainConfig) -> None:
     weights.publish(state_to_bytes(algorithm.get_weights()))
 
     rejected = 0
+    env_steps_total = _restored_env_steps(checkpoint_dir) if cfg.resume else 0
     episodes: list[dict[str, Any]] = []
+    metrics_file = output_dir / "logs" / METRICS_FILE
+    started_at = time.monotonic()
     try:
         while not shutdown.is_set() and algorithm.optimization_step < algo_cfg.max_updates:
             rejected += _drain_transitions(transitions, recipe)
@@ -104,16 +110,25 @@ def run_on_policy_learner(cfg: seam.RecipeTrainConfig) -> None:
                 weights.publish(state_to_bytes(algorithm.get_weights()))
             log = stats.to_log_dict()
             log.update(_episode_summary(episodes))
+            env_steps_total += sum(int(m.get("episode_env_steps", 0)) for m in episodes)
+            log["env_steps_total"] = float(env_steps_total)
             log["rejected_transitions_total"] = float(rejected)
             log["update_seconds"] = time.perf_counter() - started
             episodes.clear()
+            with metrics_file.open("a") as f:
+                f.write(json.dumps({"update": step, "wall_s": time.monotonic() - started_at, **log}) + "\n")
             if wandb is not None:
                 wandb.log_dict(log, step=step, mode="train")
-            if step % max(cfg.log_freq, 1) == 0 or step == algo_cfg.max_updates:
+            last = step == algo_cfg.max_updates or (
+                algo_cfg.max_env_steps is not None and env_steps_total >= algo_cfg.max_env_steps
+            )
+            if step % max(cfg.log_freq, 1) == 0 or last:
                 values = " ".join(f"{k}={v:.5g}" for k, v in sorted(log.items()))
                 logging.info(f"{LOG_PREFIX} update {step}: {values}")
-            if cfg.save_checkpoint and (step % max(cfg.save_freq, 1) == 0 or step == algo_cfg.max_updates):
+            if cfg.save_checkpoint and (step % max(cfg.save_freq, 1) == 0 or last):
                 save_run_checkpoint(cfg, step, policy, optimizers, algorithm, log)
+            if last:
+                break
     finally:
         shutdown.set()
         server.stop(grace=2).wait(timeout=10)
@@ -126,6 +141,12 @@ def run_on_policy_learner(cfg: seam.RecipeTrainConfig) -> None:
             f"received={assembler.received} consumed={assembler.consumed} "
             f"dropped_stale={assembler.dropped_stale} pending={assembler.pending()} rejected={rejected}"
         )
+
+
+def _restored_env_steps(checkpoint_dir: Path) -> int:
+    """The env-step counter saved with the checkpoint's metrics (0 for checkpoints without it)."""
+    state = json.loads((checkpoint_dir / TRAINING_STATE_DIR / TRAINING_STEP).read_text())
+    return int(state.get("metrics", {}).get("env_steps_total", 0))
 
 
 def _drain_transitions(transitions: Queue, recipe: Any, *, to_the_end: bool = False) -> int:

@@ -44,7 +44,7 @@ def run_pi_rl_actor(cfg: seam.RecipeTrainConfig, actor_id: int) -> dict[str, int
     if action is not None and action.shape[0] != ACTION_DIM:
         raise seam.InvalidConfigError(
             f"the policy's action feature has {action.shape[0]} dims but PandaPickCube takes {ACTION_DIM} "
-            "([dx, dy, dz, rx, ry, rz, grasp_delta]); set policy.output_features.action.shape to "
+            "([dx, dy, dz, grasp_delta]); set policy.output_features.action.shape to "
             f"[{ACTION_DIM}]"
         )
     set_seed(cfg.seed + 7919 * (actor_id + 1))
@@ -104,6 +104,7 @@ def run_pi_rl_actor(cfg: seam.RecipeTrainConfig, actor_id: int) -> dict[str, int
                     {
                         "Episodic reward": info["return"],
                         "Interaction step": counters["env_steps"],
+                        "episode_env_steps": info["env_steps"],
                         "success": float(info["success"]),
                         "actor_id": actor_id,
                         "policy_version": recipe.assembler.policy_version,

@@ -70,7 +70,7 @@ def test_image_obs_shapes_and_content(image_env):
     first = obs[IMAGE_KEY]
     assert first.std().item() > 0.05  # a real frame, not a constant
     for _ in range(3):  # move the arm up and sideways: the front camera must see it
-        obs, *_ = image_env.step(np.array([0.03, 0.03, 0.03, 0, 0, 0, 0], dtype=np.float32))
+        obs, *_ = image_env.step(np.array([1.0, 1.0, 1.0, 0], dtype=np.float32))
     assert (obs[IMAGE_KEY] - first).abs().max().item() > 0.05
 
 
@@ -113,13 +113,13 @@ def test_seeded_reset_is_reproducible_and_leaves_global_rng_alone(state_env):
 
 def test_action_validation_and_tensor_actions(state_env):
     state_env.reset(seed=0)
-    with pytest.raises(ValueError, match="7-D"):
-        state_env.step(np.zeros(4, dtype=np.float32))
+    with pytest.raises(ValueError, match="4-D"):
+        state_env.step(np.zeros(7, dtype=np.float32))
     with pytest.raises(ValueError, match="non-finite"):
         state_env.step(np.full(ACTION_DIM, np.nan, dtype=np.float32))
     # A batched torch action of out-of-range size is accepted: it is squeezed and clipped to [-1, 1].
-    obs, *_ = state_env.step(torch.tensor([[0.0, 0.0, 5.0, 0.0, 0.0, 0.0, 1.0]]))
-    assert obs[STATE_KEY][14].item() == pytest.approx(255.0)  # grasp_delta +1 closes fully in one step
+    obs, *_ = state_env.step(torch.tensor([[0.0, 0.0, 5.0, 1.0]]))
+    assert obs[STATE_KEY][14].item() == pytest.approx(1.0)  # grasp_delta +1 closes fully in one step
 
 
 def test_policy_features_match_observations(state_env):
@@ -137,7 +137,7 @@ def test_scripted_expert_succeeds_on_randomised_episodes(state_env):
         for _ in range(state_env.config.max_episode_steps):
             action = scripted_expert_action(obs, rng, noise_std=0.01)
             assert action.shape == (ACTION_DIM,) and action.dtype == np.float32
-            assert np.all(np.abs(action[:3]) <= 0.03 + 1e-6)
+            assert np.all(np.abs(action[:3]) <= 1.0)
             obs, reward, terminated, truncated, info = state_env.step(action)
             if terminated or truncated:
                 break

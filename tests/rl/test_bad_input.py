@@ -106,7 +106,7 @@ def test_actor_refuses_a_policy_whose_action_dim_does_not_fit_the_env(tmp_path) 
         "lerobot_pirl.runtime.actor", pi_rl_learner_config(tmp_path / "out", free_port()), tmp_path
     )
     assert result.returncode == 2
-    assert "the policy's action feature has 2 dims but PandaPickCube takes 7" in result.stderr
+    assert "the policy's action feature has 2 dims but PandaPickCube takes 4" in result.stderr
     assert not (tmp_path / "out").exists()
 
 

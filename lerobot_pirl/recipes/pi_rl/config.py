@@ -84,6 +84,8 @@ class PiRLConfig(RecipeConfig):
     """Learner gRPC port."""
     max_updates: int = 100
     """The learner stops after this many πRL updates (LeRobot's ``online_steps`` for SAC)."""
+    max_env_steps: int | None = None
+    """Also stop (with a final checkpoint) once the actors have reported this many env steps."""
     push_every_updates: int = 1
     """Push weights to the actors after every this many updates (actors load them between episodes)."""
     torch_threads: int | None = None
@@ -130,6 +132,8 @@ class PiRLConfig(RecipeConfig):
                 problems.append(f"{name}={getattr(self, name)} (must be ≥ 1)")
         if not 0 <= self.gamma <= 1 or not 0 <= self.gae_lambda <= 1:
             problems.append(f"gamma={self.gamma}, gae_lambda={self.gae_lambda} (must be in [0, 1])")
+        if self.max_env_steps is not None and self.max_env_steps < 1:
+            problems.append(f"max_env_steps={self.max_env_steps} (must be ≥ 1, or null)")
         if self.torch_threads is not None and self.torch_threads < 1:
             problems.append(f"torch_threads={self.torch_threads} (must be ≥ 1, or null)")
         if self.max_policy_staleness < 0:

@@ -1,0 +1,361 @@
+"""``lerobot-pirl demo``: πRL fine-tuning of the shipped SFT checkpoint, end to end on localhost.
+
+It runs exactly what a user would run by hand — one ``lerobot-pirl-learner`` and N
+``lerobot-pirl-actor`` processes with ``recipe=pi-rl`` on a plain LeRobot config whose
+``policy.pretrained_path`` is the shipped checkpoint — and adds what a first run needs to be
+convincing: a progress bar (env steps, updates, success), deterministic evaluations of the
+learner's checkpoints as they appear, and a learning curve (JSON + PNG).
+
+The learner stops itself at the env-step budget (``algorithm.max_env_steps``) with a final
+checkpoint; evaluation runs in its own process, one checkpoint at a time, so training never
+waits for it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lerobot.utils.constants import CHECKPOINTS_DIR, PRETRAINED_MODEL_DIR, TRAINING_STATE_DIR, TRAINING_STEP
+
+from ..recipes.pi_rl.config import NOISE_METHODS
+from .configs import pretrained_pi_rl_config
+from .machine import free_port, machine_info
+from .sft import PROVENANCE_FILE, SHIPPED_CHECKPOINT
+
+DEMO_ALGORITHM: dict[str, Any] = {
+    "rollout_decisions": 512,
+    "minibatch_size": 128,
+    "update_epochs": 4,
+    "actor_lr": 5e-5,
+    "value_lr": 1e-3,
+    "noise_lr": 1e-3,
+    "value_hidden_dims": [64, 64],
+    "noise_hidden_dim": 32,
+    "env_max_episode_steps": 50,
+    "torch_threads": 1,
+}
+"""πRL settings for the tiny XVLA (the paper's are for 3B models: larger lrs, smaller heads)."""
+
+
+class DemoError(RuntimeError):
+    """A demo that cannot start or whose processes failed; the message names the log to read."""
+
+
+@dataclass
+class DemoConfig:
+    noise_method: str = "flow_noise"
+    """``flow_noise`` or ``flow_sde``."""
+    env_steps: int = 25_000
+    """Training budget in env steps, summed over actors (the default takes ~15 min on 2 cores)."""
+    actors: int = 2
+    """Actor processes (each one env)."""
+    eval_every_updates: int = 6
+    """Evaluate (and checkpoint) every this many πRL updates; the final checkpoint is always evaluated."""
+    eval_episodes: int = 100
+    """Deterministic evaluation episodes per point."""
+    seed: int = 0
+    output_dir: Path = Path("outputs/pi_rl_demo")
+    checkpoint: Path = SHIPPED_CHECKPOINT
+    """The starting policy: a stock XVLA ``pretrained_model`` folder."""
+    algorithm: dict[str, Any] = field(default_factory=dict)
+    """Overrides of ``DEMO_ALGORITHM`` / any ``PiRLConfig`` field."""
+    progress: bool = True
+
+    def validate(self) -> None:
+        problems = []
+        if self.noise_method not in NOISE_METHODS:
+            problems.append(f"noise_method={self.noise_method!r} (accepted: {', '.join(NOISE_METHODS)})")
+        for name in ("env_steps", "actors", "eval_every_updates", "eval_episodes"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name}={getattr(self, name)} (must be ≥ 1)")
+        if not (self.checkpoint / "config.json").is_file():
+            problems.append(
+                f"checkpoint={self.checkpoint} (not an XVLA pretrained_model folder: no config.json)"
+            )
+        if self.output_dir.exists() and any(self.output_dir.iterdir()):
+            problems.append(f"output_dir={self.output_dir} exists and is not empty (choose a new one)")
+        if problems:
+            raise DemoError("invalid demo settings: " + "; ".join(problems))
+
+
+def _child_env() -> dict[str, str]:
+    return {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "LEROBOT_PIRL_TORCH_THREADS": "1",
+        "MUJOCO_GL": os.environ.get("MUJOCO_GL", "osmesa"),
+        "PYOPENGL_PLATFORM": os.environ.get("PYOPENGL_PLATFORM", "osmesa"),
+        "HF_HUB_OFFLINE": "1",
+    }
+
+
+def _spawn(args: list[str], log_path: Path) -> subprocess.Popen:
+    log = open(log_path, "w")  # noqa: SIM115 - the child owns it
+    return subprocess.Popen([sys.executable, *args], stdout=log, stderr=subprocess.STDOUT, env=_child_env())
+
+
+def _terminate(processes: list[subprocess.Popen], timeout: float = 30.0) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for process in processes:
+        try:
+            process.wait(timeout=max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+class _Evaluator:
+    """Evaluates checkpoints one at a time in a child process (``python -m lerobot_pirl.demo.evaluate``)."""
+
+    def __init__(self, config: DemoConfig, max_episode_steps: int, out_dir: Path):
+        self.config, self.max_episode_steps, self.out_dir = config, max_episode_steps, out_dir
+        self.queue: list[dict[str, Any]] = []
+        self.results: list[dict[str, Any]] = []
+        self._running: tuple[subprocess.Popen, dict[str, Any], Path] | None = None
+
+    def submit(self, point: dict[str, Any]) -> None:
+        self.queue.append(point)
+
+    @property
+    def busy(self) -> bool:
+        return self._running is not None or bool(self.queue)
+
+    def poll(self) -> dict[str, Any] | None:
+        """Advance; return a finished point (with its success rate) if one just completed."""
+        finished = None
+        if self._running is not None:
+            process, point, result_path = self._running
+            if process.poll() is None:
+                return None
+            self._running = None
+            if process.returncode != 0:
+                raise DemoError(
+                    f"evaluation of {point['checkpoint']} failed; see {result_path.with_suffix('.log')}"
+                )
+            finished = {**point, **json.loads(result_path.read_text())}
+            self.results.append(finished)
+        if self.queue:
+            point = self.queue.pop(0)
+            result_path = self.out_dir / f"eval_update_{point['update']:06d}.json"
+            args = [
+                "-m", "lerobot_pirl.demo.evaluate",
+                f"--checkpoint={point['checkpoint']}",
+                f"--episodes={self.config.eval_episodes}",
+                f"--max-episode-steps={self.max_episode_steps}",
+                f"--output={result_path}",
+            ]  # fmt: skip
+            self._running = (_spawn(args, result_path.with_suffix(".log")), point, result_path)
+        return finished
+
+    def stop(self) -> None:
+        if self._running is not None:
+            _terminate([self._running[0]])
+
+
+def _recorded_evaluation(checkpoint: Path, episodes: int, max_episode_steps: int) -> dict[str, Any] | None:
+    """The checkpoint's provenance evaluation, if it is exactly the one the demo would run."""
+    path = checkpoint / PROVENANCE_FILE
+    if not path.is_file():
+        return None
+    evaluation = json.loads(path.read_text()).get("evaluation", {})
+    if evaluation.get("episodes") != episodes or evaluation.get("max_episode_steps") != max_episode_steps:
+        return None
+    return evaluation
+
+
+def _new_checkpoints(learner_dir: Path, seen: set[str]) -> list[dict[str, Any]]:
+    points = []
+    root = learner_dir / CHECKPOINTS_DIR
+    for path in sorted(root.glob("*")) if root.is_dir() else []:
+        if path.name in seen or path.is_symlink() or path.name.endswith(".partial"):
+            continue
+        state_file = path / TRAINING_STATE_DIR / TRAINING_STEP
+        if not state_file.is_file():
+            continue
+        seen.add(path.name)
+        state = json.loads(state_file.read_text())
+        points.append(
+            {
+                "update": int(state["step"]),
+                "env_steps": int(state["metrics"].get("env_steps_total", 0)),
+                "checkpoint": str(path / PRETRAINED_MODEL_DIR),
+            }
+        )
+    return points
+
+
+def _read_new_lines(path: Path, offset: int) -> tuple[list[dict[str, Any]], int]:
+    if not path.is_file():
+        return [], offset
+    with path.open() as f:
+        f.seek(offset)
+        text = f.read()
+    complete = text[: text.rfind("\n") + 1]
+    return [json.loads(line) for line in complete.splitlines() if line], offset + len(complete)
+
+
+def run_demo(config: DemoConfig) -> dict[str, Any]:
+    """Train, evaluate, and write ``learning_curve.json`` / ``learning_curve.png``; returns the summary."""
+    from tqdm import tqdm
+
+    config.validate()
+    out = config.output_dir
+    out.mkdir(parents=True, exist_ok=True)
+    learner_dir = out / "learner"
+    algorithm = {**DEMO_ALGORITHM, **config.algorithm}
+    train_config = pretrained_pi_rl_config(
+        config.checkpoint,
+        learner_dir,
+        free_port(),
+        seed=config.seed,
+        noise_method=config.noise_method,
+        max_env_steps=config.env_steps,
+        max_updates=10**6,
+        **algorithm,
+    )
+    train_config["save_freq"] = config.eval_every_updates
+    config_path = out / "train_config.json"
+    config_path.write_text(json.dumps(train_config, indent=2))
+    max_episode_steps = int(algorithm["env_max_episode_steps"])
+
+    started = time.monotonic()
+    learner = _spawn(
+        ["-m", "lerobot_pirl.runtime.learner", f"--config_path={config_path}"], out / "learner.log"
+    )
+    actors = [
+        _spawn(
+            ["-m", "lerobot_pirl.runtime.actor", f"--config_path={config_path}", f"--actor_id={i}"],
+            out / f"actor_{i}.log",
+        )
+        for i in range(config.actors)
+    ]
+    evaluator = _Evaluator(config, max_episode_steps, out)
+    start = {"update": 0, "env_steps": 0, "checkpoint": str(config.checkpoint)}
+    recorded = _recorded_evaluation(config.checkpoint, config.eval_episodes, max_episode_steps)
+    if recorded is not None:  # the same deterministic evaluation, already run when it was built
+        evaluator.results.append({**start, **recorded, "source": PROVENANCE_FILE})
+    else:
+        evaluator.submit(start)
+    training: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    offset = 0
+    bar = tqdm(total=config.env_steps, unit="env step", disable=not config.progress, dynamic_ncols=True)
+    status = {"updates": 0, "train_success": "-", "eval_success": "-"}
+    try:
+        while learner.poll() is None or evaluator.busy:
+            lines, offset = _read_new_lines(learner_dir / "logs" / "metrics.jsonl", offset)
+            training.extend(lines)
+            if lines:
+                last = lines[-1]
+                bar.n = min(int(last["env_steps_total"]), config.env_steps)
+                status["updates"] = int(last["update"])
+                if "success_rate" in last:
+                    status["train_success"] = f"{last['success_rate']:.2f}"
+            for point in _new_checkpoints(learner_dir, seen):
+                evaluator.submit(point)
+            finished = evaluator.poll()
+            if finished is not None:
+                status["eval_success"] = f"{finished['success_rate']:.2f}@{finished['env_steps']}"
+            bar.set_postfix(status, refresh=False)
+            bar.refresh()
+            if learner.poll() is not None and any(a.poll() is None for a in actors):
+                _terminate(actors)  # the learner reached its budget: stop acting
+            if learner.poll() not in (None, 0):
+                raise DemoError(
+                    f"the learner exited with code {learner.returncode}; see {out / 'learner.log'}"
+                )
+            for i, actor in enumerate(actors):
+                if learner.poll() is None and actor.poll() is not None:
+                    raise DemoError(
+                        f"actor {i} exited with code {actor.returncode}; see {out / f'actor_{i}.log'}"
+                    )
+            time.sleep(0.5)
+    finally:
+        bar.close()
+        evaluator.stop()
+        _terminate([learner, *actors])
+
+    summary = summarize(config, algorithm, evaluator.results, training, time.monotonic() - started)
+    (out / "learning_curve.json").write_text(json.dumps(summary, indent=2) + "\n")
+    plot_learning_curves({config.noise_method: [summary]}, out / "learning_curve.png", title="πRL demo")
+    return summary
+
+
+def summarize(
+    config: DemoConfig,
+    algorithm: dict[str, Any],
+    evaluations: list[dict[str, Any]],
+    training: list[dict[str, Any]],
+    wall_s: float,
+) -> dict[str, Any]:
+    points = sorted(evaluations, key=lambda p: p["update"])
+    start, final = points[0]["success_rate"], points[-1]["success_rate"]
+    provenance_file = config.checkpoint / PROVENANCE_FILE
+    return {
+        "method": f"pi-rl/{config.noise_method}",
+        "seed": config.seed,
+        "env_step_budget": config.env_steps,
+        "sft_success_rate": start,
+        "final_success_rate": final,
+        "gap_closed": (final - start) / (1 - start) if start < 1 else None,
+        "evaluations": [
+            {
+                k: p[k]
+                for k in ("update", "env_steps", "success_rate", "stderr", "episodes", "mean_episode_steps")
+            }
+            for p in points
+        ],
+        "training": [
+            {k: t[k] for k in ("update", "env_steps_total", "wall_s", "success_rate", "approx_kl") if k in t}
+            for t in training
+        ],
+        "wall_s": round(wall_s, 1),
+        "settings": {
+            **asdict(config),
+            "output_dir": str(config.output_dir),
+            "checkpoint": str(config.checkpoint),
+        },
+        "algorithm": algorithm,
+        "checkpoint_provenance": json.loads(provenance_file.read_text())
+        if provenance_file.is_file()
+        else None,
+        "machine": machine_info(),
+    }
+
+
+def plot_learning_curves(runs: dict[str, list[dict[str, Any]]], path: Path, title: str) -> None:
+    """Evaluation success rate (± binomial s.e.) vs env steps, one line per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for label, summaries in runs.items():
+        for i, summary in enumerate(summaries):
+            points = summary["evaluations"]
+            x = [p["env_steps"] for p in points]
+            y = [p["success_rate"] for p in points]
+            err = [p["stderr"] for p in points]
+            name = label if len(summaries) == 1 else f"{label} (seed {summary['seed']})"
+            axis.errorbar(x, y, yerr=err, marker="o", capsize=3, label=name, alpha=1.0 if i == 0 else 0.6)
+    axis.set_xlabel("env steps")
+    axis.set_ylabel("success rate (deterministic eval)")
+    axis.set_ylim(0, 1.02)
+    axis.grid(alpha=0.3)
+    axis.set_title(title)
+    axis.legend(loc="lower right")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)

@@ -1,0 +1,231 @@
+"""Few-shot SFT of a tiny XVLA on noisy scripted-expert demonstrations (the demo's starting policy).
+
+The recipe mirrors how πRL is used in practice: a flow-matching VLA is first fine-tuned on a
+handful of imperfect demonstrations with its *own* loss (stock ``XVLAPolicy.forward``), which
+leaves a policy that succeeds sometimes; RL then closes the gap. Everything is seeded, so
+``scripts/build_sft_checkpoint.py`` rebuilds the shipped checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from lerobot.utils.constants import ACTION, OBS_LANGUAGE_TOKENS, OBS_STATE
+
+from ..envs.pick_cube import (
+    ACTION_DIM,
+    IMAGE_KEY,
+    STATE_DIM,
+    PickCubeEnvConfig,
+    make_pick_cube_env,
+    scripted_expert_action,
+)
+from ..policies.tiny_xvla import tiny_xvla_config
+from .evaluate import evaluate_policy, instruction_tokens
+
+PROVENANCE_FILE = "provenance.json"
+SHIPPED_CHECKPOINT = Path(__file__).parent / "assets" / "pick_cube_sft"
+"""The tiny XVLA SFT checkpoint shipped in the package (a stock XVLA ``pretrained_model`` folder)."""
+
+
+@dataclass
+class SFTConfig:
+    """Everything that determines the shipped checkpoint (recorded in its provenance)."""
+
+    seed: int = 0
+    """Seeds the demonstrations' block positions, the expert noise, the init and the SFT batches."""
+    demonstrations: int = 20
+    """Successful expert episodes kept for SFT (failed ones are discarded, as a human would)."""
+    expert_noise_m: float = 0.015
+    """Std (m) of the Gaussian noise on the expert's position deltas: an imperfect demonstrator."""
+    max_episode_steps: int = 50
+    """Episode limit while collecting, evaluating and training with RL."""
+    train_steps: int = 1500
+    """SFT gradient steps."""
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    eval_episodes: int = 100
+    """Deterministic evaluation episodes for the recorded SFT success rate."""
+    policy: dict[str, Any] = field(
+        default_factory=lambda: {
+            "chunk_size": 4,
+            "n_action_steps": 2,
+            "num_denoising_steps": 3,
+            "hidden_size": 64,
+            "depth": 2,
+        }
+    )
+    """``tiny_xvla_config`` fields of the policy."""
+
+
+@dataclass
+class Demonstrations:
+    states: torch.Tensor
+    """[N, STATE_DIM] observation.state at every step of every kept episode."""
+    action_chunks: torch.Tensor
+    """[N, chunk, ACTION_DIM] the expert's next ``chunk`` actions; past the episode end the last
+    action is repeated (the expert keeps lifting). ``action_chunks[:, 0]`` is the action taken."""
+    rewards: torch.Tensor
+    """[N] env reward of each step (1.0 on the success step)."""
+    next_states: torch.Tensor
+    """[N, STATE_DIM] observation.state after each step (for off-policy learners such as SAC)."""
+    terminated: torch.Tensor
+    """[N] bool, the episode ended by success or failure at this step (not by the time limit)."""
+    episodes_tried: int
+    episodes_kept: int
+    env_steps: int
+
+
+def collect_demonstrations(config: SFTConfig, chunk_size: int) -> Demonstrations:
+    rng = np.random.default_rng(config.seed)
+    env_config = PickCubeEnvConfig(max_episode_steps=config.max_episode_steps, seed=config.seed)
+    kept: list[dict[str, torch.Tensor]] = []
+    tried, env_steps = 0, 0
+    with make_pick_cube_env(env_config) as env:
+        while len(kept) < config.demonstrations:
+            observation = env.reset(seed=config.seed * 100_003 + tried)
+            tried += 1
+            steps: dict[str, list] = {
+                "states": [],
+                "actions": [],
+                "rewards": [],
+                "next": [],
+                "terminated": [],
+            }
+            success = False
+            for _ in range(config.max_episode_steps):
+                action = scripted_expert_action(observation, rng, noise_std=config.expert_noise_m)
+                steps["states"].append(observation[OBS_STATE])
+                steps["actions"].append(torch.from_numpy(action))
+                observation, reward, terminated, truncated, info = env.step(action)
+                steps["rewards"].append(reward)
+                steps["next"].append(observation[OBS_STATE])
+                steps["terminated"].append(terminated)
+                success = success or info["success"]
+                if terminated or truncated:
+                    break
+            env_steps += len(steps["actions"])
+            if not success:
+                continue
+            actions = torch.stack(steps["actions"])
+            padded = torch.cat([actions, actions[-1:].expand(chunk_size - 1, -1)])
+            kept.append(
+                {
+                    "states": torch.stack(steps["states"]),
+                    "chunks": padded.unfold(0, chunk_size, 1).transpose(1, 2),
+                    "rewards": torch.tensor(steps["rewards"], dtype=torch.float32),
+                    "next": torch.stack(steps["next"]),
+                    "terminated": torch.tensor(steps["terminated"]),
+                }
+            )
+    return Demonstrations(
+        *(
+            torch.cat([episode[key] for episode in kept])
+            for key in ("states", "chunks", "rewards", "next", "terminated")
+        ),
+        episodes_tried=tried,
+        episodes_kept=len(kept),
+        env_steps=env_steps,
+    )
+
+
+def make_sft_policy(config: SFTConfig) -> Any:
+    from ..policies.xvla_pi_rl import PiRLXVLAPolicy
+
+    torch.manual_seed(config.seed)
+    policy_config = tiny_xvla_config(STATE_DIM, ACTION_DIM, **config.policy)
+    policy_config.push_to_hub = False
+    # The image is blank and the instruction fixed: the VLM output is constant, so it stays frozen.
+    policy_config.freeze_vision_encoder = True
+    policy_config.freeze_language_encoder = True
+    policy = PiRLXVLAPolicy(policy_config)
+    for parameter in policy.model.vlm.parameters():
+        parameter.requires_grad_(False)
+    return policy
+
+
+def train_sft(policy: Any, demos: Demonstrations, config: SFTConfig, log_every: int = 250) -> list[float]:
+    """Stock XVLA flow-matching loss, AdamW, random minibatches; returns the loss curve."""
+    generator = torch.Generator().manual_seed(config.seed)
+    parameters = [p for p in policy.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, config.train_steps)
+    image_shape = tuple(policy.config.image_features[IMAGE_KEY].shape)
+    tokens = instruction_tokens(policy)
+    losses, started = [], time.perf_counter()
+    policy.train()
+    for step in range(1, config.train_steps + 1):
+        rows = torch.randint(len(demos.states), (config.batch_size,), generator=generator)
+        batch = {
+            OBS_STATE: demos.states[rows],
+            IMAGE_KEY: torch.zeros(config.batch_size, *image_shape),
+            OBS_LANGUAGE_TOKENS: tokens.expand(config.batch_size, -1),
+            ACTION: demos.action_chunks[rows],
+        }
+        loss, _ = policy.forward(batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+        optimizer.step()
+        schedule.step()
+        losses.append(loss.item())
+        if log_every and step % log_every == 0:
+            recent = sum(losses[-log_every:]) / log_every
+            elapsed = time.perf_counter() - started
+            print(f"sft step {step}/{config.train_steps}: loss {recent:.4f} ({elapsed:.0f}s)")
+    policy.eval()
+    return losses
+
+
+def build_checkpoint(config: SFTConfig, output_dir: Path) -> dict[str, Any]:
+    """Collect demos, SFT, evaluate, and write a stock XVLA checkpoint + ``provenance.json``."""
+    from ..policies import PiRLHeads, PiRLSampling
+
+    started = time.perf_counter()
+    policy = make_sft_policy(config)
+    demos = collect_demonstrations(config, policy.config.chunk_size)
+    print(f"{demos.episodes_kept} demonstrations kept of {demos.episodes_tried} expert episodes")
+    losses = train_sft(policy, demos, config)
+    # Evaluation needs the πRL sampler; the heads only supply a value that is ignored here.
+    policy.attach_pi_rl(PiRLHeads.for_policy(policy, noise_head=False), PiRLSampling(noise_method="flow_sde"))
+    result = evaluate_policy(
+        policy, episodes=config.eval_episodes, max_episode_steps=config.max_episode_steps
+    )
+    print(f"SFT success rate {result.success_rate:.3f} ± {result.stderr:.3f} over {result.episodes} episodes")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    policy.save_pretrained(output_dir)
+    provenance = {
+        "built_by": "scripts/build_sft_checkpoint.py",
+        "sft_config": asdict(config),
+        "demonstrations": {
+            "kept": demos.episodes_kept,
+            "expert_episodes": demos.episodes_tried,
+            "expert_success_rate": demos.episodes_kept / demos.episodes_tried,
+            "frames": len(demos.states),
+            "env_steps": demos.env_steps,
+        },
+        "sft_final_loss": sum(losses[-100:]) / min(len(losses), 100),
+        "evaluation": {
+            "sampler": "deterministic",
+            "max_episode_steps": config.max_episode_steps,
+            **result.to_dict(),
+        },
+        "parameters": sum(p.numel() for p in policy.parameters()),
+        "build_seconds": round(time.perf_counter() - started, 1),
+        "versions": {"torch": torch.__version__, "lerobot": _lerobot_version()},
+    }
+    (output_dir / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n")
+    return provenance
+
+
+def _lerobot_version() -> str:
+    from importlib.metadata import version
+
+    return version("lerobot")

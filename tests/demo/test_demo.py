@@ -1,0 +1,127 @@
+"""`lerobot-pirl demo`, the shipped SFT checkpoint and the evaluation every success rate comes from."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+os.environ.setdefault("MUJOCO_GL", "osmesa")
+os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from lerobot.policies.xvla.modeling_xvla import XVLAPolicy  # noqa: E402
+
+from lerobot_pirl.demo.evaluate import evaluate_policy, load_for_evaluation  # noqa: E402
+from lerobot_pirl.demo.sft import (  # noqa: E402
+    PROVENANCE_FILE,
+    SHIPPED_CHECKPOINT,
+    SFTConfig,
+    collect_demonstrations,
+)
+from lerobot_pirl.envs.pick_cube import ACTION_DIM, STATE_DIM  # noqa: E402
+
+PROVENANCE = json.loads((SHIPPED_CHECKPOINT / PROVENANCE_FILE).read_text())
+
+
+def test_shipped_checkpoint_is_a_small_stock_xvla_checkpoint_with_provenance():
+    policy = XVLAPolicy.from_pretrained(str(SHIPPED_CHECKPOINT))
+    assert policy.config.input_features["observation.state"].shape == (STATE_DIM,)
+    assert policy.config.output_features["action"].shape == (ACTION_DIM,)
+    size = sum(f.stat().st_size for f in SHIPPED_CHECKPOINT.iterdir())
+    assert size < 2 * 2**20, f"the shipped checkpoint is {size} bytes"
+    config = SFTConfig(**PROVENANCE["sft_config"])
+    assert config == SFTConfig(), "the shipped checkpoint was built with non-default settings"
+    assert PROVENANCE["demonstrations"]["kept"] == config.demonstrations
+    evaluation = PROVENANCE["evaluation"]
+    assert evaluation["episodes"] >= 100 and evaluation["sampler"] == "deterministic"
+    assert 0.0 < evaluation["success_rate"] < 1.0  # room for RL to improve
+
+
+@pytest.mark.timeout(900)
+def test_shipped_checkpoint_success_rate_matches_its_provenance():
+    """Re-measure the recorded SFT success rate: same seed, same episodes, same number."""
+    evaluation = PROVENANCE["evaluation"]
+    torch.manual_seed(0)
+    result = evaluate_policy(
+        load_for_evaluation(SHIPPED_CHECKPOINT),
+        episodes=evaluation["episodes"],
+        max_episode_steps=evaluation["max_episode_steps"],
+    )
+    assert result.successes == evaluation["successes"]
+    assert result.mean_episode_steps == pytest.approx(evaluation["mean_episode_steps"])
+
+
+def test_demonstrations_are_reproducible_successful_expert_episodes():
+    config = SFTConfig(demonstrations=2)
+    demos = collect_demonstrations(config, chunk_size=4)
+    again = collect_demonstrations(config, chunk_size=4)
+    torch.testing.assert_close(demos.states, again.states)
+    assert demos.episodes_kept == 2 and demos.episodes_tried >= 2
+    n = len(demos.states)
+    assert demos.action_chunks.shape == (n, 4, ACTION_DIM) and demos.next_states.shape == (n, STATE_DIM)
+    # Every kept episode ends in success: exactly one reward of 1.0 each, on a terminating step.
+    assert demos.rewards.sum().item() == 2.0
+    assert demos.terminated.sum().item() == 2 and bool(demos.terminated[-1])
+    assert torch.equal(demos.terminated, demos.rewards == 1.0)
+    # Chunks are the next actions: row t's second action is row t+1's first (within an episode).
+    first_end = int(torch.nonzero(demos.terminated)[0])
+    torch.testing.assert_close(demos.action_chunks[:first_end, 1], demos.action_chunks[1 : first_end + 1, 0])
+    # Consecutive steps chain: next_state[t] == state[t+1] within the episode.
+    torch.testing.assert_close(demos.next_states[:first_end], demos.states[1 : first_end + 1])
+    assert torch.all(demos.action_chunks[..., :3].abs() <= 1.0)
+
+
+def _demo(tmp_path, *args):
+    return subprocess.run(
+        [sys.executable, "-m", "lerobot_pirl.demo.cli", "demo", "--no-progress", *args],
+        capture_output=True,
+        text=True,
+        timeout=400,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        cwd=tmp_path,
+    )
+
+
+@pytest.mark.timeout(420)
+def test_demo_runs_learner_and_actor_and_writes_a_learning_curve(tmp_path):
+    out = tmp_path / "run"
+    algorithm = json.dumps({"rollout_decisions": 32, "minibatch_size": 16, "update_epochs": 1})
+    done = _demo(
+        tmp_path,
+        "--env-steps=150",
+        "--actors=1",
+        "--eval-every-updates=2",
+        "--eval-episodes=2",
+        "--noise-method=flow_sde",
+        f"--output-dir={out}",
+        f"--algorithm={algorithm}",
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = json.loads((out / "learning_curve.json").read_text())
+    assert (out / "learning_curve.png").stat().st_size > 10_000
+    points = summary["evaluations"]
+    assert points[0]["update"] == 0 and points[0]["env_steps"] == 0  # the SFT checkpoint itself
+    assert [p["update"] for p in points] == sorted({p["update"] for p in points})
+    assert len(points) >= 3 and points[-1]["env_steps"] >= 150  # the learner stopped at the budget
+    assert all(p["episodes"] == 2 for p in points)
+    assert summary["method"] == "pi-rl/flow_sde"
+    assert summary["checkpoint_provenance"]["sft_config"]["seed"] == 0
+    train_config = json.loads((out / "train_config.json").read_text())
+    assert train_config["recipe"] == "pi-rl" and train_config["policy"]["pretrained_path"]
+    assert "success rate" in done.stdout
+    learner_log = (out / "learner.log").read_text()
+    assert "stopped after" in learner_log and "rejected=0" in learner_log
+
+
+def test_demo_refuses_bad_settings_before_starting(tmp_path):
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "keep.txt").write_text("user data")
+    done = _demo(tmp_path, "--env-steps=0", f"--output-dir={tmp_path / 'taken'}")
+    assert done.returncode == 2
+    assert "env_steps=0 (must be ≥ 1)" in done.stderr and "exists and is not empty" in done.stderr
+    assert (tmp_path / "taken" / "keep.txt").read_text() == "user data"
+    bad = _demo(tmp_path, "--noise-method=flow_magic")
+    assert bad.returncode == 2 and "flow_noise" in bad.stderr
