@@ -100,3 +100,17 @@ def test_resume_without_a_checkpoint_is_refused(tmp_path: Path) -> None:
     result = run_shim("lerobot_pirl.runtime.learner", config, "--resume=true", timeout=100)
     assert result.returncode == 2
     assert "lerobot-pirl-learner: error: resume=true but there is no checkpoint at" in result.stderr
+
+
+def test_env_step_counter_resumes_from_the_checkpoint_metrics(tmp_path: Path) -> None:
+    """``max_env_steps`` budgets survive a restart: the counter comes back from training_step.json."""
+    from lerobot_pirl.runtime.on_policy import _restored_env_steps
+
+    state_dir = tmp_path / "training_state"
+    state_dir.mkdir()
+    (state_dir / "training_step.json").write_text(
+        json.dumps({"step": 3, "metrics": {"env_steps_total": 1234.0}})
+    )
+    assert _restored_env_steps(tmp_path) == 1234
+    (state_dir / "training_step.json").write_text(json.dumps({"step": 3, "metrics": {}}))
+    assert _restored_env_steps(tmp_path) == 0  # checkpoints written before the counter existed
