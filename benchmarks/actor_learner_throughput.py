@@ -13,45 +13,18 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import torch
-
 from lerobot_pirl.demo.configs import tiny_pi_rl_config
+from lerobot_pirl.demo.machine import free_port, machine_info
 
 RESULTS = Path(__file__).parent / "results"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def machine() -> dict:
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }
 
 
 def run(n_actors: int, seconds: float, noise_method: str, workdir: Path) -> dict:
@@ -139,7 +112,7 @@ def main() -> None:
     result = {
         "benchmark": "actor_learner_throughput",
         "date": datetime.date.today().isoformat(),
-        "machine": machine(),
+        "machine": machine_info(),
         "setup": {
             "policy": "tiny XVLA (hidden 32, depth 1, chunk 4, H'=2, K=3)",
             "env": "PandaPickCubeBase-v0, state obs",

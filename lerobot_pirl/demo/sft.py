@@ -125,11 +125,16 @@ def collect_demonstrations(config: SFTConfig, chunk_size: int) -> Demonstrations
                     "terminated": torch.tensor(steps["terminated"]),
                 }
             )
+
+    def joined(key: str) -> torch.Tensor:
+        return torch.cat([episode[key] for episode in kept])
+
     return Demonstrations(
-        *(
-            torch.cat([episode[key] for episode in kept])
-            for key in ("states", "chunks", "rewards", "next", "terminated")
-        ),
+        states=joined("states"),
+        action_chunks=joined("chunks"),
+        rewards=joined("rewards"),
+        next_states=joined("next"),
+        terminated=joined("terminated"),
         episodes_tried=tried,
         episodes_kept=len(kept),
         env_steps=env_steps,

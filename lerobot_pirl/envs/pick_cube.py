@@ -65,6 +65,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -157,7 +158,8 @@ class PickCubeEnv:
             max_episode_steps=config.max_episode_steps,
             disable_env_checker=True,
         )
-        self._gym_action_dim = int(self._env.action_space.shape[0])  # 7: xyz, rotation, grasp
+        space: Any = self._env.action_space
+        self._gym_action_dim = int(space.shape[0])  # 7: xyz, rotation, grasp
         self._rng_state = np.random.RandomState(config.seed).get_state()
         self._renderer = self._make_renderer(size) if config.image_obs else None
         self._blank = torch.zeros(3, config.image_size, config.image_size)
@@ -279,7 +281,7 @@ HOLD_DIST = 0.03  # block within this of the TCP counts as "in hand"
 
 
 def scripted_expert_action(
-    obs: dict[str, torch.Tensor | np.ndarray], rng: np.random.Generator, noise_std: float = 0.01
+    obs: Mapping[str, torch.Tensor | np.ndarray], rng: np.random.Generator, noise_std: float = 0.01
 ) -> np.ndarray:
     """Noisy pick-and-lift action for PandaPickCube, as a 4-D float32 numpy array in action units.
 

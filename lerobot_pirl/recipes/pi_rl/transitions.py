@@ -6,6 +6,12 @@ the H' executed env actions, ``reward`` the chunk reward (sum of step rewards), 
 ``truncated`` whether the episode ended inside the chunk. ``complementary_info`` follows LeRobot's
 rules (DESIGN §3): float32 tensors only, a fixed key set, fixed shapes, no leading size-1 dim, no
 3-D tensors (the chain is flattened, so a K+1 of 3 cannot be mistaken for an image).
+
+The ``complementary_info`` tensors and ``action`` are views of one float32 buffer per decision.
+LeRobot's transport is ``torch.save``, which writes one zip record (~200 bytes of headers and
+padding) per storage and reads it back with one ``load_tensor`` call: one storage instead of
+twelve cuts a tiny-XVLA decision's wire bytes by ~22% and the learner's ``torch.load`` time ~2×
+(``benchmarks/overhead.py``). Keys, shapes and values are unchanged.
 """
 
 from __future__ import annotations
@@ -79,8 +85,27 @@ class Decision:
     decision_index: int
 
 
-def _scalar(value: float | int) -> Tensor:
-    return torch.tensor(float(value), dtype=torch.float32)
+# The scalar keys, in the order encode_decision packs them.
+_SCALAR_KEYS = (
+    STEP_INDEX,
+    OLD_LOG_PROB,
+    OLD_VALUE,
+    NUM_STEPS,
+    POLICY_VERSION,
+    ACTOR_ID,
+    EPISODE_ID,
+    DECISION_INDEX,
+)
+
+
+def _packed(parts: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Copy float32 ``parts`` into one buffer and return views of it with the parts' shapes."""
+    buffer = torch.cat([part.reshape(-1) for part in parts.values()])
+    views, offset = {}, 0
+    for key, part in parts.items():
+        views[key] = buffer[offset : offset + part.numel()].view(part.shape)
+        offset += part.numel()
+    return views
 
 
 def _exact_int(name: str, value: int) -> int:
@@ -113,21 +138,29 @@ def encode_decision(
         raise PiRLTransitionError(f"a decision executes 1..{executed_steps} env steps, got {num_steps}")
     padded_rewards = torch.zeros(executed_steps, dtype=torch.float32)
     padded_rewards[:num_steps] = step_rewards.to(torch.float32).flatten()
-    info = {
+    scalars = [
+        step_index,
+        old_log_prob,
+        old_value,
+        num_steps,
+        _exact_int(POLICY_VERSION, policy_version),
+        _exact_int(ACTOR_ID, actor_id),
+        _exact_int(EPISODE_ID, episode_id),
+        _exact_int(DECISION_INDEX, decision_index),
+    ]
+    parts = {
         CHAIN: chain.detach().to("cpu", torch.float32).flatten(),
-        STEP_INDEX: _scalar(step_index),
-        OLD_LOG_PROB: _scalar(old_log_prob),
-        OLD_VALUE: _scalar(old_value),
         STEP_REWARDS: padded_rewards,
-        NUM_STEPS: _scalar(num_steps),
-        POLICY_VERSION: _scalar(_exact_int(POLICY_VERSION, policy_version)),
-        ACTOR_ID: _scalar(_exact_int(ACTOR_ID, actor_id)),
-        EPISODE_ID: _scalar(_exact_int(EPISODE_ID, episode_id)),
-        DECISION_INDEX: _scalar(_exact_int(DECISION_INDEX, decision_index)),
+        "scalars": torch.tensor([float(value) for value in scalars], dtype=torch.float32),
+        "action": executed_actions.detach().to("cpu", torch.float32),
     }
+    views = _packed(parts)
+    info = {CHAIN: views[CHAIN], STEP_REWARDS: views[STEP_REWARDS]}
+    for key, value in zip(_SCALAR_KEYS, views["scalars"].unbind(), strict=True):
+        info[key] = value
     return Transition(
         state=observation,
-        action=executed_actions.detach().to("cpu", torch.float32),
+        action=views["action"],
         reward=float(padded_rewards.sum()),
         next_state=next_observation,
         done=bool(terminated),

@@ -1,0 +1,71 @@
+"""benchmarks/overhead.py stays honest: its floor computes the recipe's log-prob, and the wire format
+keeps one storage per decision for the πRL record (what its wire ratio relies on)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from lerobot.transport.utils import bytes_to_transitions, transitions_to_bytes
+
+from lerobot_pirl.policies.tiny_xvla import observation_batch
+from lerobot_pirl.recipes.pi_rl.transitions import encode_decision
+
+BENCHMARK = Path(__file__).parents[2] / "benchmarks" / "overhead.py"
+
+
+@pytest.fixture(scope="module")
+def overhead():
+    spec = importlib.util.spec_from_file_location("overhead_benchmark", BENCHMARK)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _episode(recipe, length: int, episode_id: int) -> list:
+    """Decisions shaped like the actor's: one observation per step, sampled at batch 1."""
+    policy = recipe.policy
+    executed = policy.pi_rl_sampling.executed_steps
+    states = torch.rand(length + 1, policy.config.input_features["observation.state"].shape[0]) * 2 - 1
+    observations = [{k: v[0] for k, v in observation_batch(policy.config, s[None]).items()} for s in states]
+    episode = []
+    for i in range(length):
+        actions, record = policy.sample_actions({k: v[None] for k, v in observations[i].items()})
+        episode.append(
+            encode_decision(
+                observation=observations[i],
+                next_observation=observations[i + 1],
+                executed_actions=actions[0, :executed],
+                step_rewards=torch.zeros(executed),
+                executed_steps=executed,
+                terminated=i == length - 1,
+                truncated=False,
+                chain=record.chain[0],
+                step_index=int(record.step_index[0]),
+                old_log_prob=float(record.log_prob[0]),
+                old_value=float(record.value[0]),
+                policy_version=0,
+                actor_id=0,
+                episode_id=episode_id,
+                decision_index=i,
+            )
+        )
+    return episode
+
+
+@pytest.mark.parametrize("method", ["flow_sde", "flow_noise"])
+def test_floor_matches_recipe_and_record_is_one_storage(overhead, method: str) -> None:
+    recipe = overhead.make_recipe(method, rollout_decisions=16)
+    payloads = [(transitions_to_bytes(_episode(recipe, 8, e)), 8) for e in range(2)]
+    [first, *_] = bytes_to_transitions(payloads[0][0])
+    storages = {v.untyped_storage().data_ptr() for v in first["complementary_info"].values()}
+    assert storages == {first["action"].untyped_storage().data_ptr()}
+
+    floor_recipe = overhead.make_recipe(method, rollout_decisions=16)
+    overhead.ingest(floor_recipe, payloads, 16)
+    floor = overhead.HandWrittenPPO(floor_recipe)
+    assert overhead.check_floor_matches(floor_recipe, floor, overhead.stacked_rollout(floor_recipe)) < 1e-3
