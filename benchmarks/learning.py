@@ -36,7 +36,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from lerobot_pirl.demo.machine import machine_info  # noqa: E402
-from lerobot_pirl.demo.run import DemoConfig, plot_learning_curves, run_demo  # noqa: E402
+from lerobot_pirl.demo.run import DemoConfig, run_demo  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 RUNS = RESULTS / "learning"
@@ -113,12 +113,71 @@ def summarize(budget: int) -> dict[str, Any]:
     summary = {"budget_env_steps": budget, "methods": table, "machine": machine_info()}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "learning.json").write_text(json.dumps(summary, indent=2) + "\n")
-    plot_learning_curves(
-        {LABELS[m]: rs for m, rs in sorted(runs.items())},
-        RESULTS / "learning.png",
-        title=f"PandaPickCube, {budget} env steps, deterministic eval",
-    )
+    plot_summary(runs, table, budget, RESULTS / "learning.png")
     return summary
+
+
+def plot_summary(
+    runs: dict[str, list[dict[str, Any]]], table: dict[str, Any], budget: int, path: Path
+) -> None:
+    """Mean ± std over seeds per method (interpolated on a common grid), each seed's points faint."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for color, method in zip(("C0", "C1", "C2"), METHODS, strict=True):
+        if method not in table:
+            continue
+        entry = table[method]
+        x, mean, std = (
+            np.array(entry[k]) for k in ("curve_env_steps", "curve_success_mean", "curve_success_std")
+        )
+        axis.plot(x, mean, color=color, marker="o", label=f"{LABELS[method]} ({len(entry['seeds'])} seeds)")
+        axis.fill_between(x, mean - std, mean + std, color=color, alpha=0.15)
+        for run in runs[method]:
+            points = run["evaluations"]
+            axis.plot(
+                [p["env_steps"] for p in points],
+                [p["success_rate"] for p in points],
+                ".",
+                color=color,
+                alpha=0.35,
+            )
+    axis.set_xlabel("env steps")
+    axis.set_ylabel("success rate (100 deterministic episodes)")
+    axis.set_ylim(0, 1.02)
+    axis.grid(alpha=0.3)
+    axis.set_title(f"PandaPickCube, {budget} env-step budget")
+    axis.legend(loc="upper left")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def markdown_table(summary: dict[str, Any]) -> str:
+    """The README table: success at the start, halfway and at the budget (mean ± std over seeds)."""
+    grid = None
+    rows = []
+    for method in METHODS:
+        entry = summary["methods"].get(method)
+        if entry is None:
+            continue
+        grid = entry["curve_env_steps"]
+        curve = [
+            f"{m:.2f} ± {s:.2f}"
+            for m, s in zip(entry["curve_success_mean"], entry["curve_success_std"], strict=True)
+        ]
+        gap = entry.get("gap_closed")
+        rows.append(
+            f"| {LABELS[method]} | {len(entry['seeds'])} | "
+            + " | ".join(curve)
+            + f" | {'' if gap is None else f'{100 * gap:.0f} %'} |"
+        )
+    header = "| method | seeds | " + " | ".join(f"{int(x)} steps" for x in grid or []) + " | gap closed |"
+    rule = "|---|---|" + "---|" * len(grid or []) + "---|"
+    return "\n".join([header, rule, *rows])
 
 
 def _mean_std(values: list[float]) -> dict[str, float]:
@@ -153,7 +212,9 @@ def main() -> None:
                 result["benchmark_method"] = method
                 path.write_text(json.dumps(result, indent=2) + "\n")
                 print(json.dumps({"method": method, "seed": seed, "evaluations": result["evaluations"]}))
-    print(json.dumps(summarize(args.env_steps), indent=2))
+    summary = summarize(args.env_steps)
+    print(json.dumps(summary, indent=2))
+    print(markdown_table(summary))
 
 
 if __name__ == "__main__":
