@@ -51,8 +51,8 @@ class DemoError(RuntimeError):
 
 @dataclass
 class DemoConfig:
-    noise_method: str = "flow_noise"
-    """``flow_noise`` or ``flow_sde``."""
+    noise_method: str = "flow_sde"
+    """``flow_sde`` or ``flow_noise`` (flow_sde was the steadier of the two in benchmarks/learning.py)."""
     env_steps: int = 25_000
     """Training budget in env steps, summed over actors (the default takes ~15 min on 2 cores)."""
     actors: int = 2
