@@ -54,7 +54,7 @@ class DemoConfig:
     noise_method: str = "flow_sde"
     """``flow_sde`` or ``flow_noise`` (flow_sde was the steadier of the two in benchmarks/learning.py)."""
     env_steps: int = 25_000
-    """Training budget in env steps, summed over actors (the default takes ~15 min on 2 cores)."""
+    """Training budget in env steps, summed over actors (the default takes ~8 min on 2 cores)."""
     actors: int = 2
     """Actor processes (each one env)."""
     eval_every_updates: int = 6
