@@ -288,7 +288,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
 
     summary = summarize(config, algorithm, evaluator.results, training, time.monotonic() - started)
     (out / "learning_curve.json").write_text(json.dumps(summary, indent=2) + "\n")
-    plot_learning_curves({config.noise_method: [summary]}, out / "learning_curve.png", title="πRL demo")
+    plot_learning_curve(summary, out / "learning_curve.png")
     return summary
 
 
@@ -334,27 +334,28 @@ def summarize(
     }
 
 
-def plot_learning_curves(runs: dict[str, list[dict[str, Any]]], path: Path, title: str) -> None:
-    """Evaluation success rate (± binomial s.e.) vs env steps, one line per run."""
+def plot_learning_curve(summary: dict[str, Any], path: Path) -> None:
+    """Evaluation success rate (± binomial s.e.) vs env steps."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    points = summary["evaluations"]
     figure, axis = plt.subplots(figsize=(7, 4.5))
-    for label, summaries in runs.items():
-        for i, summary in enumerate(summaries):
-            points = summary["evaluations"]
-            x = [p["env_steps"] for p in points]
-            y = [p["success_rate"] for p in points]
-            err = [p["stderr"] for p in points]
-            name = label if len(summaries) == 1 else f"{label} (seed {summary['seed']})"
-            axis.errorbar(x, y, yerr=err, marker="o", capsize=3, label=name, alpha=1.0 if i == 0 else 0.6)
+    axis.errorbar(
+        [p["env_steps"] for p in points],
+        [p["success_rate"] for p in points],
+        yerr=[p["stderr"] for p in points],
+        marker="o",
+        capsize=3,
+        label=summary["method"],
+    )
     axis.set_xlabel("env steps")
-    axis.set_ylabel("success rate (deterministic eval)")
+    axis.set_ylabel(f"success rate ({points[-1]['episodes']} deterministic episodes)")
     axis.set_ylim(0, 1.02)
     axis.grid(alpha=0.3)
-    axis.set_title(title)
+    axis.set_title("lerobot-pirl demo: πRL from the SFT checkpoint on PandaPickCube")
     axis.legend(loc="lower right")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
