@@ -20,7 +20,7 @@ import torch
 from lerobot.utils.constants import OBS_LANGUAGE_TOKENS
 
 from ..envs.pick_cube import PickCubeEnvConfig, make_pick_cube_env
-from ..policies.tiny_xvla import language_tokens
+from ..policies.tiny_xvla import instruction_tokens
 
 EVAL_SEED_OFFSET = 1_000_000
 """Evaluation episode i is reset with seed ``EVAL_SEED_OFFSET + i`` (away from training seeds)."""
@@ -40,12 +40,6 @@ class EvalResult:
         return asdict(self)
 
 
-def instruction_tokens(policy: Any) -> torch.Tensor:
-    """The fixed language token ids the actors feed this policy ([L], long)."""
-    vocab = policy.config.florence_config["text_config"]["vocab_size"]
-    return language_tokens(1, policy.config.tokenizer_max_length, vocab)[0]
-
-
 @torch.no_grad()
 def evaluate_policy(
     policy: Any,
@@ -59,7 +53,7 @@ def evaluate_policy(
     ``policy`` is a πRL-attached XVLA (``PiRLMixin``). The sampler's start noise comes from a fixed
     generator, so the same policy always gets the same result.
     """
-    tokens = instruction_tokens(policy)
+    tokens = instruction_tokens(policy.config)
     executed_steps = policy.pi_rl_sampling.executed_steps
     image_size = int(next(iter(policy.config.image_features.values())).shape[-1])
     generator = torch.Generator().manual_seed(EVAL_SEED_OFFSET)

@@ -26,8 +26,8 @@ from ..envs.pick_cube import (
     make_pick_cube_env,
     scripted_expert_action,
 )
-from ..policies.tiny_xvla import tiny_xvla_config
-from .evaluate import evaluate_policy, instruction_tokens
+from ..policies.tiny_xvla import instruction_tokens, tiny_xvla_config
+from .evaluate import evaluate_policy
 
 PROVENANCE_FILE = "provenance.json"
 SHIPPED_CHECKPOINT = Path(__file__).parent / "assets" / "pick_cube_sft"
@@ -163,7 +163,7 @@ def train_sft(policy: Any, demos: Demonstrations, config: SFTConfig, log_every: 
     optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, config.train_steps)
     image_shape = tuple(policy.config.image_features[IMAGE_KEY].shape)
-    tokens = instruction_tokens(policy)
+    tokens = instruction_tokens(policy.config)
     losses, started = [], time.perf_counter()
     policy.train()
     for step in range(1, config.train_steps + 1):

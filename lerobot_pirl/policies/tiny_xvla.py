@@ -154,6 +154,12 @@ def language_tokens(
     return ids.unsqueeze(0).expand(batch_size, length).clone()
 
 
+def instruction_tokens(config: XVLAConfig) -> Tensor:
+    """The fixed instruction for one observation ([L], long), sized to ``config``'s text input."""
+    vocab_size = config.florence_config["text_config"]["vocab_size"]
+    return language_tokens(1, config.tokenizer_max_length, vocab_size)[0]
+
+
 def observation_batch(config: XVLAConfig, state: Tensor, images: dict[str, Tensor] | None = None) -> dict:
     """An already-preprocessed observation batch for a tiny XVLA, from a [B, state_dim] state.
 

@@ -23,7 +23,7 @@ from lerobot.utils.random_utils import set_seed
 from lerobot.utils.utils import init_logging
 
 from ..envs.pick_cube import ACTION_DIM, PickCubeEnvConfig, make_pick_cube_env
-from ..policies.tiny_xvla import language_tokens
+from ..policies.tiny_xvla import instruction_tokens
 from ..recipes.pi_rl.transitions import encode_decision
 from . import seam
 
@@ -64,8 +64,7 @@ def run_pi_rl_actor(cfg: seam.RecipeTrainConfig, actor_id: int) -> dict[str, int
     policy = make_policy(cfg=cfg.policy, env_cfg=cfg.env)
     recipe = make_algorithm(cfg=algo_cfg, policy=policy).recipe  # type: ignore[attr-defined]
     policy = recipe.policy
-    vocab = policy.config.florence_config["text_config"]["vocab_size"]
-    tokens = language_tokens(1, policy.config.tokenizer_max_length, vocab)[0]
+    tokens = instruction_tokens(policy.config)
 
     env = make_pick_cube_env(
         PickCubeEnvConfig(
