@@ -59,7 +59,12 @@ from lerobot_pirl.flow_rl import math as flow_math  # noqa: E402
 from lerobot_pirl.policies.tiny_xvla import language_tokens, observation_batch, tiny_xvla_config  # noqa: E402
 from lerobot_pirl.recipes.pi_rl.config import PiRLConfig  # noqa: E402
 from lerobot_pirl.recipes.pi_rl.recipe import PiRLRecipe  # noqa: E402
-from lerobot_pirl.recipes.pi_rl.transitions import EPISODE_ID, POLICY_VERSION, encode_decision  # noqa: E402
+from lerobot_pirl.recipes.pi_rl.transitions import (  # noqa: E402
+    RECORD,
+    RecordLayout,
+    encode_decision,
+    packed_observation,
+)
 
 torch.set_num_threads(1)
 RESULTS = Path(__file__).parent / "results"
@@ -224,9 +229,9 @@ def ingest(recipe: PiRLRecipe, payloads: list[tuple[bytes, int]], decisions: int
     while recipe.assembler.pending() < decisions:
         payload, _ = payloads[copy % len(payloads)]
         for transition in bytes_to_transitions(payload):
-            info = transition["complementary_info"]
-            info[EPISODE_ID] = torch.tensor(float(copy))
-            info[POLICY_VERSION] = torch.tensor(float(recipe.assembler.policy_version))  # always fresh
+            record = transition["complementary_info"][RECORD]
+            record[RecordLayout.scalar_index("episode_id")] = float(copy)
+            record[RecordLayout.scalar_index("policy_version")] = float(recipe.assembler.policy_version)
             if not recipe.accept(transition):
                 raise RuntimeError("a benchmark decision was dropped as stale")
         copy += 1
@@ -463,7 +468,8 @@ def bench_actor(quick: bool) -> dict:
         executed = policy.pi_rl_sampling.executed_steps
 
         def block() -> int:
-            for index, observation in enumerate(observations):
+            for index, raw in enumerate(observations):
+                observation = packed_observation(raw) if encode else raw
                 actions, record = policy.sample_actions({k: v.unsqueeze(0) for k, v in observation.items()})
                 if not encode:
                     continue
@@ -518,13 +524,10 @@ def bench_actor(quick: bool) -> dict:
 # ----------------------------------------------------------------------------- 4. wire and memory
 
 
-def raw_bytes_per_decision(transition: dict) -> dict:
+def raw_bytes_per_decision(transition: dict, layout: RecordLayout) -> dict:
     """Raw tensor bytes of one decision: its chain and its observation (float32; token ids int64)."""
-    from lerobot_pirl.policies import PI_RL_CHAIN
-
-    chain = transition["complementary_info"][PI_RL_CHAIN]
     observation = sum(v.numel() * v.element_size() for v in transition["state"].values())
-    return {"chain": chain.numel() * chain.element_size(), "observation": observation}
+    return {"chain": layout.chain_numel * 4, "observation": observation}
 
 
 def held_bytes(recipe: PiRLRecipe) -> int:
@@ -543,9 +546,9 @@ def bench_wire(payloads: dict[str, list]) -> dict:
     for method, episodes in payloads.items():
         decisions = sum(n for _, n in episodes)
         wire = sum(len(p) for p, _ in episodes) / decisions
-        raw = raw_bytes_per_decision(bytes_to_transitions(episodes[0][0])[0])
-        raw_total = raw["chain"] + raw["observation"]
         recipe = make_recipe(method, rollout_decisions=decisions)
+        raw = raw_bytes_per_decision(bytes_to_transitions(episodes[0][0])[0], recipe.record_layout)
+        raw_total = raw["chain"] + raw["observation"]
         ingest(recipe, episodes, decisions)
         held = held_bytes(recipe) / decisions
         out[method] = {

@@ -457,7 +457,8 @@ class PiRLMixin(_MixinBase):
                 f"mode={mode!r} differs from the attached noise_method={sampling.noise_method!r}; "
                 "the learner would score the chain with the wrong density"
             )
-        self.eval()
+        if any(m.training for m in attachment.modules):  # Module.eval() walks the tree: ~1 ms
+            self.eval()
         obs = self._encode_observation(batch)
         if mode == "native":
             chain, model_action = self._native_chain(obs, attachment.num_steps, generator)

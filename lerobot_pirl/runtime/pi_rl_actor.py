@@ -24,7 +24,7 @@ from lerobot.utils.utils import init_logging
 
 from ..envs.pick_cube import ACTION_DIM, PickCubeEnvConfig, make_pick_cube_env
 from ..policies.tiny_xvla import instruction_tokens
-from ..recipes.pi_rl.transitions import encode_decision
+from ..recipes.pi_rl.transitions import encode_decision, packed_observation
 from . import seam
 
 LOG_PREFIX = "[PI-RL ACTOR]"
@@ -177,7 +177,7 @@ def _run_episode(
 
 
 def _policy_observation(raw: dict[str, torch.Tensor], tokens: torch.Tensor) -> dict[str, torch.Tensor]:
-    return {**raw, OBS_LANGUAGE_TOKENS: tokens}
+    return packed_observation({**raw, OBS_LANGUAGE_TOKENS: tokens})
 
 
 def _pad_rows(actions: torch.Tensor, rows: int) -> torch.Tensor:

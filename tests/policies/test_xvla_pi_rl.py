@@ -136,6 +136,18 @@ def test_pi_rl_value_is_the_rollout_value_without_sampling():
     assert not torch.equal(policy.pi_rl_value(other), record.value)
 
 
+def test_sampling_runs_dropout_free_even_after_train():
+    policy, _ = make_pi_rl_policy("flow_sde")
+    observation = observations(policy, BATCH, seed=3)
+    _, in_eval = policy.sample_actions(observation, generator=torch.Generator().manual_seed(4))
+    policy.model.transformer.blocks[0].train()  # one submodule in training mode is enough to switch
+    _, after_train = policy.sample_actions(observation, generator=torch.Generator().manual_seed(4))
+    assert not any(m.training for m in policy.modules())
+    assert torch.equal(in_eval.chain, after_train.chain) and torch.equal(
+        in_eval.log_prob, after_train.log_prob
+    )
+
+
 def test_sampling_with_the_same_generator_is_reproducible():
     policy, _ = make_pi_rl_policy("flow_noise")
     _, actions_a, record_a = rollout(policy, seed=3)

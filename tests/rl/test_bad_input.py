@@ -10,7 +10,7 @@ from helpers.pi_rl_decisions import make_recipe, record_episode
 from lerobot.transport.utils import transitions_to_bytes
 
 from lerobot_pirl.recipes.pi_rl.recipe import PiRLRecipe
-from lerobot_pirl.recipes.pi_rl.transitions import PiRLTransitionError, decode_decision
+from lerobot_pirl.recipes.pi_rl.transitions import RECORD, PiRLTransitionError, RecordLayout, decode_decision
 from lerobot_pirl.recipes.registry import RecipeEntry
 from lerobot_pirl.runtime.adapter import RecipeUpdateError, algorithm_class
 from lerobot_pirl.runtime.on_policy import _drain_transitions
@@ -29,13 +29,13 @@ def test_nan_observation_is_rejected_by_name(recipe: PiRLRecipe) -> None:
     [transition] = record_episode(recipe, _states(1, 0), actor_id=0, episode_id=0)
     transition["state"]["observation.state"][1] = float("nan")
     with pytest.raises(PiRLTransitionError, match=r"state\['observation.state'\] contains NaN or inf"):
-        decode_decision(transition, recipe.chain_shape)
+        decode_decision(transition, recipe.record_layout)
 
 
 def test_learner_drops_bad_and_oversized_messages_and_keeps_the_good(recipe: PiRLRecipe) -> None:
     good = record_episode(recipe, _states(4, 1), actor_id=0, episode_id=0)
     mixed = record_episode(recipe, _states(3, 2), actor_id=1, episode_id=0)
-    mixed[1]["complementary_info"]["pi_rl.old_log_prob"] = torch.tensor(float("inf"))
+    mixed[1]["complementary_info"][RECORD][RecordLayout.scalar_index("old_log_prob")] = float("inf")
     large = record_episode(recipe, _states(6, 3), actor_id=2, episode_id=0)
     recipe.config.max_message_bytes = len(transitions_to_bytes(good)) + 2000  # the 6-decision episode is over
 

@@ -7,6 +7,7 @@ log-probs exactly (ratio 1), which is the precondition for every PPO update the 
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import threading
 
@@ -22,13 +23,20 @@ from torch.multiprocessing import Event, Queue
 
 from lerobot_pirl.policies import PI_RL_ADVANTAGE, PI_RL_RETURN
 from lerobot_pirl.recipes.pi_rl.transitions import (
-    ChainShape,
     PiRLTransitionError,
+    RecordLayout,
     decode_decision,
     encode_decision,
 )
 
 DECISIONS = 6
+
+
+def _layout(policy) -> RecordLayout:
+    sampling = policy.pi_rl_sampling
+    return RecordLayout(
+        sampling.num_steps + 1, policy.config.chunk_size, policy.model.dim_action, sampling.executed_steps
+    )
 
 
 def _encoded_decisions(policy, record, obs, actions) -> list:
@@ -104,9 +112,9 @@ def test_pi_rl_xvla_forward_on_decisions_received_by_learner_service(learner_ser
     finally:
         client.close()
 
-    sampling = policy.pi_rl_sampling
-    shape = ChainShape(sampling.num_steps + 1, policy.config.chunk_size, policy.model.dim_action)
-    decisions = sorted((decode_decision(t, shape) for t in received), key=lambda d: d.decision_index)
+    decisions = sorted(
+        (decode_decision(t, _layout(policy)) for t in received), key=lambda d: d.decision_index
+    )
     assert [d.decision_index for d in decisions] == list(range(DECISIONS))
     chain = torch.stack([d.chain for d in decisions])
     assert torch.equal(chain, record.chain)  # float32 end to end, bit for bit
@@ -145,9 +153,11 @@ def test_transition_without_pi_rl_keys_is_rejected_with_the_key_names() -> None:
         "complementary_info": {"pi_rl.chain": torch.zeros(4)},
     }
     with pytest.raises(
-        PiRLTransitionError, match=r"missing πRL complementary_info keys \['pi_rl.step_index'"
+        PiRLTransitionError,
+        match=r"no 'pi_rl.record' in complementary_info \(keys: \['pi_rl.chain'\]\).*"
+        r"8 scalars \+ H'=1 step rewards \+ \(K\+1\)·H·D = 2·1·2 chain values = 13",
     ):
-        decode_decision(transition, ChainShape(2, 1, 2))
+        decode_decision(transition, RecordLayout(2, 1, 2, executed_steps=1))
 
 
 def test_chain_of_the_wrong_size_names_the_expected_shape() -> None:
@@ -155,8 +165,9 @@ def test_chain_of_the_wrong_size_names_the_expected_shape() -> None:
     obs = observations(policy, DECISIONS, seed=5)
     actions, record = policy.sample_actions(obs)
     [transition] = _encoded_decisions(policy, record, obs, actions)[:1]
-    with pytest.raises(PiRLTransitionError, match=r"expected \(K\+1\)·H·D = 5·4·"):
-        decode_decision(transition, ChainShape(5, policy.config.chunk_size, policy.model.dim_action))
+    wrong_k = dataclasses.replace(_layout(policy), num_points=5)
+    with pytest.raises(PiRLTransitionError, match=r"has \d+ values, expected .*\(K\+1\)·H·D = 5·4·"):
+        decode_decision(transition, wrong_k)
 
 
 @pytest.mark.timeout(120)

@@ -34,7 +34,7 @@ from ..hookspecs import hookimpl
 from ..registry import RecipeError, RecipeRegistry
 from .config import PiRLConfig
 from .rollout import Rollout, RolloutAssembler
-from .transitions import ChainShape, decode_decision
+from .transitions import RecordLayout, decode_decision
 
 SUPPORTED_POLICY_TYPES = ("xvla",)
 
@@ -86,8 +86,11 @@ class PiRLRecipe:
         self.policy.attach_pi_rl(self.heads, sampling, loss)
         resolved = self.policy.pi_rl_sampling
         assert resolved.num_steps is not None
-        self.chain_shape = ChainShape(
-            resolved.num_steps + 1, self.policy.config.chunk_size, self.policy.model.dim_action
+        self.record_layout = RecordLayout(
+            num_points=resolved.num_steps + 1,
+            chunk_size=self.policy.config.chunk_size,
+            model_action_dim=self.policy.model.dim_action,
+            executed_steps=resolved.executed_steps,
         )
         self.assembler = RolloutAssembler(config.rollout_decisions, config.max_policy_staleness)
         self.generator = torch.Generator().manual_seed(0)  # minibatch order; checkpointed
@@ -97,7 +100,7 @@ class PiRLRecipe:
 
     def accept(self, transition: dict[str, Any]) -> bool:
         """Decode one received transition into the rollout (False if dropped as stale)."""
-        return self.assembler.add(decode_decision(transition, self.chain_shape))
+        return self.assembler.add(decode_decision(transition, self.record_layout))
 
     def rollout_ready(self) -> bool:
         return self.assembler.ready()

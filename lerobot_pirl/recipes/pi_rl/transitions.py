@@ -3,15 +3,18 @@
 A decision samples one action chunk and executes H' env steps (chunk-level MDP). The actor sends
 one transition per decision: ``state`` is the observation the chunk was sampled from, ``action``
 the H' executed env actions, ``reward`` the chunk reward (sum of step rewards), ``done`` /
-``truncated`` whether the episode ended inside the chunk. ``complementary_info`` follows LeRobot's
-rules (DESIGN §3): float32 tensors only, a fixed key set, fixed shapes, no leading size-1 dim, no
-3-D tensors (the chain is flattened, so a K+1 of 3 cannot be mistaken for an image).
+``truncated`` whether the episode ended inside the chunk.
 
-The ``complementary_info`` tensors and ``action`` are views of one float32 buffer per decision.
-LeRobot's transport is ``torch.save``, which writes one zip record (~200 bytes of headers and
-padding) per storage and reads it back with one ``load_tensor`` call: one storage instead of
-twelve cuts a tiny-XVLA decision's wire bytes by ~22% and the learner's ``torch.load`` time ~2×
-(``benchmarks/overhead.py``). Keys, shapes and values are unchanged.
+``complementary_info`` holds one key, ``pi_rl.record``: a flat float32 vector laid out as
+`RecordLayout` says — the eight scalars of `SCALAR_FIELDS`, the H' step rewards (zero-padded when
+the episode ended inside the chunk), then the flattened denoising chain x_{t0..tK}. One flat
+float32 tensor of fixed size satisfies LeRobot's ``complementary_info`` rules (DESIGN §3: float32,
+fixed key set and shapes, no 3-D tensor that a checkpoint could mistake for an image).
+
+Why one key: LeRobot's transport is ``torch.save``, which pays a pickled tensor header per tensor
+and a zip record (~200 bytes) per storage. One record key instead of ten, and ``action`` a view of
+the record's buffer, keeps a tiny-XVLA decision's wire bytes within 1.25× its raw chain +
+observation bytes (``benchmarks/overhead.py``).
 """
 
 from __future__ import annotations
@@ -22,48 +25,59 @@ import torch
 from lerobot.utils.transition import Transition
 from torch import Tensor
 
-from ...policies import PI_RL_CHAIN as CHAIN
-from ...policies import PI_RL_OLD_LOG_PROB as OLD_LOG_PROB
-from ...policies import PI_RL_OLD_VALUE as OLD_VALUE
-from ...policies import PI_RL_STEP_INDEX as STEP_INDEX
-
-STEP_REWARDS = "pi_rl.step_rewards"
-NUM_STEPS = "pi_rl.num_steps"
-POLICY_VERSION = "pi_rl.policy_version"
-ACTOR_ID = "pi_rl.actor_id"
-EPISODE_ID = "pi_rl.episode_id"
-DECISION_INDEX = "pi_rl.decision_index"
-
-REQUIRED_KEYS = (
-    CHAIN,
-    STEP_INDEX,
-    OLD_LOG_PROB,
-    OLD_VALUE,
-    STEP_REWARDS,
-    NUM_STEPS,
-    POLICY_VERSION,
-    ACTOR_ID,
-    EPISODE_ID,
-    DECISION_INDEX,
+RECORD = "pi_rl.record"
+SCALAR_FIELDS = (
+    "step_index",
+    "old_log_prob",
+    "old_value",
+    "num_steps",
+    "policy_version",
+    "actor_id",
+    "episode_id",
+    "decision_index",
 )
 _EXACT_INT_LIMIT = 2**24  # float32 represents integers exactly up to here
 
 
 class PiRLTransitionError(ValueError):
-    """A transition that cannot be used for πRL; the message names the key and what is expected."""
+    """A transition that cannot be used for πRL; the message names the field and what is expected."""
 
 
 @dataclass(frozen=True)
-class ChainShape:
-    """(K+1, H, D_model): how to unflatten ``pi_rl.chain``."""
+class RecordLayout:
+    """The layout of ``pi_rl.record``: `SCALAR_FIELDS`, H' step rewards, the chain (K+1, H, D_model)."""
 
     num_points: int
     chunk_size: int
     model_action_dim: int
+    executed_steps: int
+
+    @property
+    def chain_numel(self) -> int:
+        return self.num_points * self.chunk_size * self.model_action_dim
+
+    @property
+    def rewards_start(self) -> int:
+        return len(SCALAR_FIELDS)
+
+    @property
+    def chain_start(self) -> int:
+        return self.rewards_start + self.executed_steps
 
     @property
     def numel(self) -> int:
-        return self.num_points * self.chunk_size * self.model_action_dim
+        return self.chain_start + self.chain_numel
+
+    @staticmethod
+    def scalar_index(name: str) -> int:
+        """Position of a scalar field in the record (``SCALAR_FIELDS`` order)."""
+        return SCALAR_FIELDS.index(name)
+
+    def describe(self) -> str:
+        return (
+            f"{len(SCALAR_FIELDS)} scalars + H'={self.executed_steps} step rewards + (K+1)·H·D = "
+            f"{self.num_points}·{self.chunk_size}·{self.model_action_dim} chain values = {self.numel}"
+        )
 
 
 @dataclass
@@ -85,33 +99,27 @@ class Decision:
     decision_index: int
 
 
-# The scalar keys, in the order encode_decision packs them.
-_SCALAR_KEYS = (
-    STEP_INDEX,
-    OLD_LOG_PROB,
-    OLD_VALUE,
-    NUM_STEPS,
-    POLICY_VERSION,
-    ACTOR_ID,
-    EPISODE_ID,
-    DECISION_INDEX,
-)
-
-
-def _packed(parts: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Copy float32 ``parts`` into one buffer and return views of it with the parts' shapes."""
-    buffer = torch.cat([part.reshape(-1) for part in parts.values()])
-    views, offset = {}, 0
-    for key, part in parts.items():
-        views[key] = buffer[offset : offset + part.numel()].view(part.shape)
-        offset += part.numel()
-    return views
-
-
-def _exact_int(name: str, value: int) -> int:
+def _exact_int(name: str, value: int) -> float:
     if not 0 <= int(value) < _EXACT_INT_LIMIT:
         raise PiRLTransitionError(f"{name}={value} must be in [0, 2**24) to survive float32 transport")
-    return int(value)
+    return float(int(value))
+
+
+def packed_observation(observation: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The observation with its float32 tensors as views of one buffer (other dtypes as they are).
+
+    ``torch.save`` writes one zip record per storage; an actor that builds each observation this
+    way sends state and image as one record (~200 bytes less per decision). Values are unchanged.
+    """
+    floats = {k: v for k, v in observation.items() if v.dtype == torch.float32}
+    if len(floats) < 2:
+        return dict(observation)
+    buffer = torch.cat([v.detach().reshape(-1) for v in floats.values()])
+    packed, offset = dict(observation), 0
+    for key, value in floats.items():
+        packed[key] = buffer[offset : offset + value.numel()].view(value.shape)
+        offset += value.numel()
+    return packed
 
 
 def encode_decision(
@@ -136,74 +144,81 @@ def encode_decision(
     num_steps = int(step_rewards.numel())
     if not 1 <= num_steps <= executed_steps:
         raise PiRLTransitionError(f"a decision executes 1..{executed_steps} env steps, got {num_steps}")
+    if executed_actions.shape[0] != executed_steps:
+        raise PiRLTransitionError(
+            f"executed_actions has {executed_actions.shape[0]} rows, "
+            f"expected H'={executed_steps} (zero-padded)"
+        )
+    scalars = torch.tensor(
+        [
+            float(step_index),
+            float(old_log_prob),
+            float(old_value),
+            float(num_steps),
+            _exact_int("policy_version", policy_version),
+            _exact_int("actor_id", actor_id),
+            _exact_int("episode_id", episode_id),
+            _exact_int("decision_index", decision_index),
+        ],
+        dtype=torch.float32,
+    )
     padded_rewards = torch.zeros(executed_steps, dtype=torch.float32)
     padded_rewards[:num_steps] = step_rewards.to(torch.float32).flatten()
-    scalars = [
-        step_index,
-        old_log_prob,
-        old_value,
-        num_steps,
-        _exact_int(POLICY_VERSION, policy_version),
-        _exact_int(ACTOR_ID, actor_id),
-        _exact_int(EPISODE_ID, episode_id),
-        _exact_int(DECISION_INDEX, decision_index),
-    ]
-    parts = {
-        CHAIN: chain.detach().to("cpu", torch.float32).flatten(),
-        STEP_REWARDS: padded_rewards,
-        "scalars": torch.tensor([float(value) for value in scalars], dtype=torch.float32),
-        "action": executed_actions.detach().to("cpu", torch.float32),
-    }
-    views = _packed(parts)
-    info = {CHAIN: views[CHAIN], STEP_REWARDS: views[STEP_REWARDS]}
-    for key, value in zip(_SCALAR_KEYS, views["scalars"].unbind(), strict=True):
-        info[key] = value
+    action = executed_actions.detach().to("cpu", torch.float32)
+    # One buffer: the record, then the action (a view of the same storage, saved once).
+    buffer = torch.cat(
+        [scalars, padded_rewards, chain.detach().to("cpu", torch.float32).flatten(), action.flatten()]
+    )
+    record_numel = buffer.numel() - action.numel()
     return Transition(
         state=observation,
-        action=views["action"],
+        action=buffer[record_numel:].view(action.shape),
         reward=float(padded_rewards.sum()),
         next_state=next_observation,
         done=bool(terminated),
         truncated=bool(truncated),
-        complementary_info=info,
+        complementary_info={RECORD: buffer[:record_numel]},
     )
 
 
-def decode_decision(transition: Transition, shape: ChainShape) -> Decision:
-    """Validate and decode a received transition; errors say exactly which key is wrong."""
+def decode_decision(transition: Transition, layout: RecordLayout) -> Decision:
+    """Validate and decode a received transition; errors say exactly which field is wrong."""
     info = transition.get("complementary_info") or {}
-    missing = [key for key in REQUIRED_KEYS if key not in info]
-    if missing:
+    if RECORD not in info:
         raise PiRLTransitionError(
-            f"transition is missing πRL complementary_info keys {missing}; a pi-rl actor "
-            f"(lerobot-pirl-actor with recipe=pi-rl) sends {list(REQUIRED_KEYS)}"
+            f"transition has no {RECORD!r} in complementary_info (keys: {sorted(info)}); a pi-rl actor "
+            f"(lerobot-pirl-actor with recipe=pi-rl) sends it, laid out as {layout.describe()}"
         )
-    chain = torch.as_tensor(info[CHAIN], dtype=torch.float32).flatten()
-    if chain.numel() != shape.numel:
+    record = torch.as_tensor(info[RECORD], dtype=torch.float32).flatten()
+    if record.numel() != layout.numel:
         raise PiRLTransitionError(
-            f"{CHAIN} has {chain.numel()} values, expected (K+1)·H·D = {shape.num_points}·"
-            f"{shape.chunk_size}·{shape.model_action_dim} = {shape.numel}: actor and learner disagree "
-            "on num_steps, chunk_size or the action space"
+            f"{RECORD} has {record.numel()} values, expected {layout.describe()}: actor and learner "
+            "disagree on num_steps, chunk_size, n_action_steps or the action space"
         )
-    for key in (CHAIN, OLD_LOG_PROB, OLD_VALUE, STEP_REWARDS):
-        if not torch.isfinite(torch.as_tensor(info[key])).all():
-            raise PiRLTransitionError(f"{key} contains NaN or inf")
+    step_rewards = record[layout.rewards_start : layout.chain_start]
+    chain = record[layout.chain_start :]
+    fields = {name: record[i : i + 1] for i, name in enumerate(SCALAR_FIELDS)}
+    fields.update(step_rewards=step_rewards, chain=chain)
+    for name, values in fields.items():
+        if not torch.isfinite(values).all():
+            raise PiRLTransitionError(f"{RECORD} field {name} contains NaN or inf")
     for part in ("state", "next_state"):
         for key, value in transition[part].items():
             if value.is_floating_point() and not torch.isfinite(value).all():
                 raise PiRLTransitionError(f"{part}[{key!r}] contains NaN or inf")
+    scalars = dict(zip(SCALAR_FIELDS, record[: layout.rewards_start].tolist(), strict=True))
     return Decision(
         observation=transition["state"],
-        chain=chain.view(shape.num_points, shape.chunk_size, shape.model_action_dim),
-        step_index=int(round(float(info[STEP_INDEX]))),
-        old_log_prob=float(info[OLD_LOG_PROB]),
-        old_value=float(info[OLD_VALUE]),
-        reward=float(torch.as_tensor(info[STEP_REWARDS]).sum()),
+        chain=chain.view(layout.num_points, layout.chunk_size, layout.model_action_dim),
+        step_index=round(scalars["step_index"]),
+        old_log_prob=scalars["old_log_prob"],
+        old_value=scalars["old_value"],
+        reward=float(step_rewards.sum()),
         terminated=bool(transition["done"]),
         truncated=bool(transition["truncated"]),
         next_observation=transition["next_state"],
-        policy_version=int(round(float(info[POLICY_VERSION]))),
-        actor_id=int(round(float(info[ACTOR_ID]))),
-        episode_id=int(round(float(info[EPISODE_ID]))),
-        decision_index=int(round(float(info[DECISION_INDEX]))),
+        policy_version=round(scalars["policy_version"]),
+        actor_id=round(scalars["actor_id"]),
+        episode_id=round(scalars["episode_id"]),
+        decision_index=round(scalars["decision_index"]),
     )
