@@ -102,7 +102,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=40.0)
     parser.add_argument("--actors", type=int, nargs="+", default=[1, 2, 4])
-    parser.add_argument("--noise_method", default="flow_sde", choices=["flow_noise", "flow_sde"])  # demo default
+    parser.add_argument(  # the demo's default
+        "--noise_method", default="flow_sde", choices=["flow_noise", "flow_sde"]
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         rows = [run(n, args.seconds, args.noise_method, Path(tmp)) for n in args.actors]

@@ -85,7 +85,7 @@ class PiRLRecipe:
         )
         self.policy.attach_pi_rl(self.heads, sampling, loss)
         resolved = self.policy.pi_rl_sampling
-        assert resolved.num_steps is not None
+        assert resolved.num_steps is not None and resolved.executed_steps is not None  # resolved
         self.record_layout = RecordLayout(
             num_points=resolved.num_steps + 1,
             chunk_size=self.policy.config.chunk_size,
