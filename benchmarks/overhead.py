@@ -62,7 +62,6 @@ from lerobot_pirl.recipes.pi_rl.recipe import PiRLRecipe  # noqa: E402
 from lerobot_pirl.recipes.pi_rl.transitions import (  # noqa: E402
     RECORD,
     RecordLayout,
-    encode_decision,
     packed_observation,
 )
 
@@ -444,7 +443,7 @@ def bench_learner(quick: bool, payloads: dict[str, list]) -> dict:
 
 
 def bench_actor(quick: bool) -> dict:
-    from lerobot_pirl.runtime.pi_rl_actor import _pad_rows
+    from lerobot_pirl.runtime.pi_rl_actor import decision_transition
 
     decisions_per_block = 25
     recipes = {method: make_recipe(method) for method in ("flow_sde", "flow_noise")}
@@ -473,19 +472,15 @@ def bench_actor(quick: bool) -> dict:
                 actions, record = policy.sample_actions({k: v.unsqueeze(0) for k, v in observation.items()})
                 if not encode:
                     continue
-                rewards = torch.zeros(executed)
-                encode_decision(  # exactly as runtime/pi_rl_actor.py's _run_episode
-                    observation=observation,
-                    next_observation=observation,
-                    executed_actions=_pad_rows(actions[0, :executed], executed),
-                    step_rewards=torch.tensor(rewards.tolist()),
+                decision_transition(  # the actor's own encoding (runtime/pi_rl_actor.py)
+                    observation,
+                    observation,
+                    actions[0],
+                    record,
+                    [0.0] * executed,
                     executed_steps=executed,
                     terminated=False,
                     truncated=False,
-                    chain=record.chain[0],
-                    step_index=int(record.step_index[0]),
-                    old_log_prob=float(record.log_prob[0]),
-                    old_value=float(record.value[0]),
                     policy_version=recipe.assembler.policy_version,
                     actor_id=0,
                     episode_id=0,

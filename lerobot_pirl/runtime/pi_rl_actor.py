@@ -152,18 +152,15 @@ def _run_episode(
                 break
         next_observation = _policy_observation(next_raw, tokens)
         decisions.append(
-            encode_decision(
-                observation=observation,
-                next_observation=next_observation,
-                executed_actions=_pad_rows(actions[0, : len(rewards)], executed_steps),
-                step_rewards=torch.tensor(rewards),
+            decision_transition(
+                observation,
+                next_observation,
+                actions[0],
+                record,
+                rewards,
                 executed_steps=executed_steps,
                 terminated=terminated,
                 truncated=truncated,
-                chain=record.chain[0],
-                step_index=int(record.step_index[0]),
-                old_log_prob=float(record.log_prob[0]),
-                old_value=float(record.value[0]),
                 policy_version=recipe.assembler.policy_version,
                 actor_id=actor_id,
                 episode_id=episode_id,
@@ -174,6 +171,42 @@ def _run_episode(
         observation = next_observation
         if terminated or truncated:
             return decisions, {"return": total, "success": success, "env_steps": steps}
+
+
+def decision_transition(
+    observation: dict[str, torch.Tensor],
+    next_observation: dict[str, torch.Tensor],
+    chunk: torch.Tensor,
+    record: Any,
+    rewards: list[float],
+    *,
+    executed_steps: int,
+    terminated: bool,
+    truncated: bool,
+    policy_version: int,
+    actor_id: int,
+    episode_id: int,
+    decision_index: int,
+) -> Any:
+    """The transition for one decision: ``chunk`` [H, D] sampled with ``record`` (batch of one),
+    of which the first ``len(rewards)`` actions ran in the env (H' = ``executed_steps`` at most)."""
+    return encode_decision(
+        observation=observation,
+        next_observation=next_observation,
+        executed_actions=_pad_rows(chunk[: len(rewards)], executed_steps),
+        step_rewards=torch.tensor(rewards),
+        executed_steps=executed_steps,
+        terminated=terminated,
+        truncated=truncated,
+        chain=record.chain[0],
+        step_index=int(record.step_index[0]),
+        old_log_prob=float(record.log_prob[0]),
+        old_value=float(record.value[0]),
+        policy_version=policy_version,
+        actor_id=actor_id,
+        episode_id=episode_id,
+        decision_index=decision_index,
+    )
 
 
 def _policy_observation(raw: dict[str, torch.Tensor], tokens: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -87,7 +87,9 @@ def test_wire_and_held_bytes_within_a_quarter_of_the_raw_bytes(overhead) -> None
     payloads = [(transitions_to_bytes(_episode(recipe, 32, e)), 32) for e in range(2)]
     wire = overhead.bench_wire({"flow_sde": payloads})["flow_sde"]
     raw = wire["raw_bytes_per_decision"]
-    layout = recipe.record_layout
-    assert raw["chain"] == 4 * layout.num_points * layout.chunk_size * layout.model_action_dim
+    [first, *_] = bytes_to_transitions(payloads[0][0])
+    _, record = recipe.policy.sample_actions({k: v[None] for k, v in first["state"].items()})
+    assert raw["chain"] == record.chain[0].numel() * 4  # float32 chain as sampled
+    assert raw["observation"] == 21 * 4 + 3 * 16 * 16 * 4 + 8 * 8  # state, 16 px image, 8 int64 tokens
     assert wire["wire_ratio"] <= 1.25
     assert 1.0 <= wire["learner_held_ratio"] <= 1.25

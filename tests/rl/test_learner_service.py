@@ -32,13 +32,6 @@ from lerobot_pirl.recipes.pi_rl.transitions import (
 DECISIONS = 6
 
 
-def _layout(policy) -> RecordLayout:
-    sampling = policy.pi_rl_sampling
-    return RecordLayout(
-        sampling.num_steps + 1, policy.config.chunk_size, policy.model.dim_action, sampling.executed_steps
-    )
-
-
 def _encoded_decisions(policy, record, obs, actions) -> list:
     transitions = []
     for row in range(DECISIONS):
@@ -113,7 +106,8 @@ def test_pi_rl_xvla_forward_on_decisions_received_by_learner_service(learner_ser
         client.close()
 
     decisions = sorted(
-        (decode_decision(t, _layout(policy)) for t in received), key=lambda d: d.decision_index
+        (decode_decision(t, RecordLayout.for_policy(policy)) for t in received),
+        key=lambda d: d.decision_index,
     )
     assert [d.decision_index for d in decisions] == list(range(DECISIONS))
     chain = torch.stack([d.chain for d in decisions])
@@ -165,7 +159,7 @@ def test_chain_of_the_wrong_size_names_the_expected_shape() -> None:
     obs = observations(policy, DECISIONS, seed=5)
     actions, record = policy.sample_actions(obs)
     [transition] = _encoded_decisions(policy, record, obs, actions)[:1]
-    wrong_k = dataclasses.replace(_layout(policy), num_points=5)
+    wrong_k = dataclasses.replace(RecordLayout.for_policy(policy), num_points=5)
     with pytest.raises(PiRLTransitionError, match=r"has \d+ values, expected .*\(K\+1\)·H·D = 5·4·"):
         decode_decision(transition, wrong_k)
 

@@ -84,14 +84,7 @@ class PiRLRecipe:
             value_coef=config.value_coef,
         )
         self.policy.attach_pi_rl(self.heads, sampling, loss)
-        resolved = self.policy.pi_rl_sampling
-        assert resolved.num_steps is not None and resolved.executed_steps is not None  # resolved
-        self.record_layout = RecordLayout(
-            num_points=resolved.num_steps + 1,
-            chunk_size=self.policy.config.chunk_size,
-            model_action_dim=self.policy.model.dim_action,
-            executed_steps=resolved.executed_steps,
-        )
+        self.record_layout = RecordLayout.for_policy(self.policy)
         self.assembler = RolloutAssembler(config.rollout_decisions, config.max_policy_staleness)
         self.generator = torch.Generator().manual_seed(0)  # minibatch order; checkpointed
         self.optimizer: torch.optim.AdamW | None = None

@@ -20,6 +20,7 @@ observation bytes (``benchmarks/overhead.py``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from lerobot.utils.transition import Transition
@@ -51,6 +52,18 @@ class RecordLayout:
     chunk_size: int
     model_action_dim: int
     executed_steps: int
+
+    @classmethod
+    def for_policy(cls, policy: Any) -> RecordLayout:
+        """The layout of the decisions a πRL-attached XVLA policy samples."""
+        sampling = policy.pi_rl_sampling
+        assert sampling.num_steps is not None and sampling.executed_steps is not None  # resolved
+        return cls(
+            num_points=sampling.num_steps + 1,
+            chunk_size=policy.config.chunk_size,
+            model_action_dim=policy.model.dim_action,
+            executed_steps=sampling.executed_steps,
+        )
 
     @property
     def chain_numel(self) -> int:
@@ -197,11 +210,11 @@ def decode_decision(transition: Transition, layout: RecordLayout) -> Decision:
         )
     step_rewards = record[layout.rewards_start : layout.chain_start]
     chain = record[layout.chain_start :]
-    fields = {name: record[i : i + 1] for i, name in enumerate(SCALAR_FIELDS)}
-    fields.update(step_rewards=step_rewards, chain=chain)
-    for name, values in fields.items():
-        if not torch.isfinite(values).all():
-            raise PiRLTransitionError(f"{RECORD} field {name} contains NaN or inf")
+    if not torch.isfinite(record).all():  # one check per decision; name the field only on failure
+        fields = {name: record[i : i + 1] for i, name in enumerate(SCALAR_FIELDS)}
+        fields.update(step_rewards=step_rewards, chain=chain)
+        bad = next(name for name, values in fields.items() if not torch.isfinite(values).all())
+        raise PiRLTransitionError(f"{RECORD} field {bad} contains NaN or inf")
     for part in ("state", "next_state"):
         for key, value in transition[part].items():
             if value.is_floating_point() and not torch.isfinite(value).all():
