@@ -4,7 +4,8 @@ Shared by the SFT checkpoint builder, ``lerobot-pirl demo`` and ``benchmarks/lea
 every success rate in this project is measured the same way: ``sample_actions(mode="deterministic")``
 (the Euler/x̂₁ chain πRL trains, without its noise), H' executed steps per decision, and one fixed
 evaluation set — episode i always has the block where reset seed ``EVAL_SEED_OFFSET + i`` puts it,
-apart from any training episode — so every method, seed and checkpoint faces the same episodes.
+apart from any training episode, and its own start-noise stream — so every method, seed and
+checkpoint faces the same episodes. Episodes run in batches of envs (one sampling call per step).
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ class EvalResult:
         return asdict(self)
 
 
+EVAL_BATCH_ENVS = 10
+"""Evaluation episodes run this many at a time, their decisions sampled in one batched call."""
+
+
 @torch.no_grad()
 def evaluate_policy(
     policy: Any,
@@ -47,37 +52,61 @@ def evaluate_policy(
     episodes: int = 100,
     max_episode_steps: int = 50,
     image_obs: bool = False,
+    physics_dt: float = PickCubeEnvConfig.physics_dt,
+    batch_envs: int = EVAL_BATCH_ENVS,
 ) -> EvalResult:
     """Run the first ``episodes`` episodes of the evaluation set with the deterministic sampler.
 
-    ``policy`` is a πRL-attached XVLA (``PiRLMixin``). The sampler's start noise comes from a fixed
-    generator, so the same policy always gets the same result.
+    ``policy`` is a πRL-attached XVLA (``PiRLMixin``). Episode i resets with seed
+    ``EVAL_SEED_OFFSET + i`` and draws its sampler's start noise from its own generator with that
+    seed, so the result depends neither on ``batch_envs`` nor on anything run before.
     """
     tokens = instruction_tokens(policy.config)
     executed_steps = policy.pi_rl_sampling.executed_steps
     image_size = int(next(iter(policy.config.image_features.values())).shape[-1])
-    generator = torch.Generator().manual_seed(EVAL_SEED_OFFSET)
-    config = PickCubeEnvConfig(
-        image_obs=image_obs, image_size=image_size, max_episode_steps=max_episode_steps, seed=EVAL_SEED_OFFSET
-    )
+    noise_shape = (policy.config.chunk_size, policy.model.dim_action)
+    envs = [
+        make_pick_cube_env(
+            PickCubeEnvConfig(
+                image_obs=image_obs,
+                image_size=image_size,
+                max_episode_steps=max_episode_steps,
+                seed=EVAL_SEED_OFFSET,
+                physics_dt=physics_dt,
+            )
+        )
+        for _ in range(min(batch_envs, episodes))
+    ]
     successes, total_return, total_steps = 0, 0.0, 0
-    with make_pick_cube_env(config) as env:
-        for episode in range(episodes):
-            observation = env.reset(seed=EVAL_SEED_OFFSET + episode)
-            done, success = False, False
-            while not done:
-                batch = {k: v.unsqueeze(0) for k, v in observation.items()}
-                batch[OBS_LANGUAGE_TOKENS] = tokens.unsqueeze(0)
-                actions, _ = policy.sample_actions(batch, mode="deterministic", generator=generator)
-                for h in range(executed_steps):
-                    observation, reward, terminated, truncated, info = env.step(actions[0, h])
-                    total_return += reward
-                    total_steps += 1
-                    success = success or info["success"]
-                    done = terminated or truncated
-                    if done:
-                        break
-            successes += int(success)
+    try:
+        for first in range(0, episodes, len(envs)):
+            wave = list(range(first, min(first + len(envs), episodes)))
+            generators = [torch.Generator().manual_seed(EVAL_SEED_OFFSET + i) for i in wave]
+            observations = [env.reset(seed=EVAL_SEED_OFFSET + i) for env, i in zip(envs, wave, strict=False)]
+            live, success = list(range(len(wave))), [False] * len(wave)
+            while live:
+                batch = {key: torch.stack([observations[j][key] for j in live]) for key in observations[0]}
+                batch[OBS_LANGUAGE_TOKENS] = tokens.expand(len(live), -1)
+                noise = torch.stack([torch.randn(noise_shape, generator=generators[j]) for j in live])
+                actions, _ = policy.sample_actions(batch, mode="deterministic", initial_noise=noise)
+                still_live = []
+                for row, j in enumerate(live):
+                    done = False
+                    for h in range(executed_steps):
+                        observations[j], reward, terminated, truncated, info = envs[j].step(actions[row, h])
+                        total_return += reward
+                        total_steps += 1
+                        success[j] = success[j] or info["success"]
+                        done = terminated or truncated
+                        if done:
+                            break
+                    if not done:
+                        still_live.append(j)
+                live = still_live
+            successes += sum(success)
+    finally:
+        for env in envs:
+            env.close()
     rate = successes / episodes
     return EvalResult(
         episodes=episodes,
@@ -104,12 +133,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--checkpoint", type=Path, required=True, help="a pretrained_model folder")
     parser.add_argument("--episodes", type=int, default=100)
     parser.add_argument("--max-episode-steps", type=int, default=50)
+    parser.add_argument(
+        "--physics-dt", type=float, default=PickCubeEnvConfig.physics_dt, help="gym-hil physics substep (s)"
+    )
     parser.add_argument("--output", type=Path, help="write the result here as JSON")
     args = parser.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("LEROBOT_PIRL_TORCH_THREADS", "1")))
     policy = load_for_evaluation(args.checkpoint)
     result = evaluate_policy(
-        policy, episodes=args.episodes, max_episode_steps=args.max_episode_steps
+        policy, episodes=args.episodes, max_episode_steps=args.max_episode_steps, physics_dt=args.physics_dt
     ).to_dict()
     text = json.dumps(result)
     if args.output is not None:

@@ -25,6 +25,7 @@ from typing import Any
 
 from lerobot.utils.constants import CHECKPOINTS_DIR, PRETRAINED_MODEL_DIR, TRAINING_STATE_DIR, TRAINING_STEP
 
+from ..envs.pick_cube import PickCubeEnvConfig
 from ..recipes.pi_rl.config import NOISE_METHODS
 from .configs import pretrained_pi_rl_config
 from .machine import free_port, machine_info
@@ -118,8 +119,9 @@ def _terminate(processes: list[subprocess.Popen], timeout: float = 30.0) -> None
 class _Evaluator:
     """Evaluates checkpoints one at a time in a child process (``python -m lerobot_pirl.demo.evaluate``)."""
 
-    def __init__(self, config: DemoConfig, max_episode_steps: int, out_dir: Path):
+    def __init__(self, config: DemoConfig, max_episode_steps: int, physics_dt: float, out_dir: Path):
         self.config, self.max_episode_steps, self.out_dir = config, max_episode_steps, out_dir
+        self.physics_dt = physics_dt
         self.queue: list[dict[str, Any]] = []
         self.results: list[dict[str, Any]] = []
         self._running: tuple[subprocess.Popen, dict[str, Any], Path] | None = None
@@ -153,6 +155,7 @@ class _Evaluator:
                 f"--checkpoint={point['checkpoint']}",
                 f"--episodes={self.config.eval_episodes}",
                 f"--max-episode-steps={self.max_episode_steps}",
+                f"--physics-dt={self.physics_dt}",
                 f"--output={result_path}",
             ]  # fmt: skip
             self._running = (_spawn(args, result_path.with_suffix(".log")), point, result_path)
@@ -163,15 +166,20 @@ class _Evaluator:
             _terminate([self._running[0]])
 
 
-def _recorded_evaluation(checkpoint: Path, episodes: int, max_episode_steps: int) -> dict[str, Any] | None:
+def _recorded_evaluation(
+    checkpoint: Path, episodes: int, max_episode_steps: int, physics_dt: float
+) -> dict[str, Any] | None:
     """The checkpoint's provenance evaluation, if it is exactly the one the demo would run."""
     path = checkpoint / PROVENANCE_FILE
     if not path.is_file():
         return None
     evaluation = json.loads(path.read_text()).get("evaluation", {})
-    if evaluation.get("episodes") != episodes or evaluation.get("max_episode_steps") != max_episode_steps:
-        return None
-    return evaluation
+    recorded = (
+        evaluation.get("episodes"),
+        evaluation.get("max_episode_steps"),
+        evaluation.get("physics_dt", PickCubeEnvConfig.physics_dt),
+    )
+    return evaluation if recorded == (episodes, max_episode_steps, physics_dt) else None
 
 
 def _new_checkpoints(learner_dir: Path, seen: set[str]) -> list[dict[str, Any]]:
@@ -228,6 +236,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     config_path = out / "train_config.json"
     config_path.write_text(json.dumps(train_config, indent=2))
     max_episode_steps = int(algorithm["env_max_episode_steps"])
+    physics_dt = float(algorithm.get("env_physics_dt", PickCubeEnvConfig.physics_dt))
 
     started = time.monotonic()
     learner = _spawn(
@@ -240,9 +249,9 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         )
         for i in range(config.actors)
     ]
-    evaluator = _Evaluator(config, max_episode_steps, out)
+    evaluator = _Evaluator(config, max_episode_steps, physics_dt, out)
     start = {"update": 0, "env_steps": 0, "checkpoint": str(config.checkpoint)}
-    recorded = _recorded_evaluation(config.checkpoint, config.eval_episodes, max_episode_steps)
+    recorded = _recorded_evaluation(config.checkpoint, config.eval_episodes, max_episode_steps, physics_dt)
     if recorded is not None:  # the same deterministic evaluation, already run when it was built
         evaluator.results.append({**start, **recorded, "source": PROVENANCE_FILE})
     else:

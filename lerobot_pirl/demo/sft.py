@@ -53,6 +53,9 @@ class SFTConfig:
     weight_decay: float = 0.0
     eval_episodes: int = 100
     """Deterministic evaluation episodes for the recorded SFT success rate."""
+    eval_physics_dt: float = 0.005
+    """gym-hil physics substep of that evaluation: the one the demo trains and evaluates with
+    (``env_physics_dt``). The demonstrations are collected at gym-hil's default (0.002)."""
     policy: dict[str, Any] = field(
         default_factory=lambda: {
             "chunk_size": 4,
@@ -201,7 +204,10 @@ def build_checkpoint(config: SFTConfig, output_dir: Path) -> dict[str, Any]:
     # Evaluation needs the πRL sampler; the heads only supply a value that is ignored here.
     policy.attach_pi_rl(PiRLHeads.for_policy(policy, noise_head=False), PiRLSampling(noise_method="flow_sde"))
     result = evaluate_policy(
-        policy, episodes=config.eval_episodes, max_episode_steps=config.max_episode_steps
+        policy,
+        episodes=config.eval_episodes,
+        max_episode_steps=config.max_episode_steps,
+        physics_dt=config.eval_physics_dt,
     )
     print(f"SFT success rate {result.success_rate:.3f} ± {result.stderr:.3f} over {result.episodes} episodes")
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -220,6 +226,7 @@ def build_checkpoint(config: SFTConfig, output_dir: Path) -> dict[str, Any]:
         "evaluation": {
             "sampler": "deterministic",
             "max_episode_steps": config.max_episode_steps,
+            "physics_dt": config.eval_physics_dt,
             **result.to_dict(),
         },
         "parameters": sum(p.numel() for p in policy.parameters()),

@@ -48,7 +48,9 @@ checked against ``FrankaGymEnv.apply_action``:
 
 Episodes: the reward is sparse, 1.0 once the block is lifted 0.1 m. ``terminated`` is set on
 success, or when the block leaves the sampling area by more than 5 cm. ``truncated`` is set at
-``max_episode_steps`` by gymnasium's ``TimeLimit``. ``info["success"]`` reports the success.
+``max_episode_steps`` by gymnasium's ``TimeLimit``. ``info["success"]`` reports the success. With
+``shaping_coef > 0`` the returned reward adds a potential-based shaping term (``shaping_potential``);
+``info["sparse_reward"]`` keeps gym-hil's own reward, and success and terminations never change.
 
 Rendering: gym-hil always creates a MuJoCo renderer, even for state-only observations. So on Linux
 with no ``DISPLAY`` and no ``MUJOCO_GL`` set, and with ``mujoco`` not yet imported, we default to
@@ -87,6 +89,22 @@ TCP_SLICE = slice(15, 18)
 BLOCK_SLICE = slice(18, 21)
 GRIPPER_MAX = 255.0  # gym_hil.mujoco_gym_env.MAX_GRIPPER_COMMAND: the state reports command / this
 POSITION_STEP = 0.03  # metres of TCP motion per unit of dx, dy, dz
+CONTROL_DT = 0.1  # gym-hil's control period (s): one env step
+LIFT_SUCCESS = 0.1  # m: gym-hil's success lift
+
+
+def shaping_potential(state: np.ndarray, block_z0: float) -> float:
+    """Φ(s) = 0.3·exp(−20·‖block − tcp‖) + 0.7·clip((z_block − z0) / 0.1 m, 0, 1).
+
+    The terms of gym-hil's ``reward_type="dense"`` reward, used as a *potential*: the training
+    reward adds ``coef·(Φ(s') − Φ(s))`` to the sparse reward (Ng et al., 1999, with γ = 1, RLinf's
+    "relative reward"). Used as a per-step reward instead, it pays the policy for hovering at the
+    block for the whole episode rather than lifting it (success ends the episode); as a potential
+    difference it sums to ``coef·(Φ_T − Φ_0)`` per episode, so reaching and lifting is all it rewards.
+    """
+    reach = float(np.exp(-20.0 * np.linalg.norm(state[BLOCK_SLICE] - state[TCP_SLICE])))
+    lift = float(np.clip((state[BLOCK_SLICE][2] - block_z0) / LIFT_SUCCESS, 0.0, 1.0))
+    return 0.3 * reach + 0.7 * lift
 
 
 @dataclass
@@ -99,12 +117,23 @@ class PickCubeEnvConfig:
     # Side of the rendered frame before it is area-resized to image_size. None: max(64, image_size).
     # Under OSMesa the cost hardly depends on resolution, so rendering larger and downsampling is cheap.
     render_size: int | None = None
+    # gym-hil's physics substep (s). Each env step runs control_dt / physics_dt substeps of gym-hil's
+    # Python operational-space controller, which dominates the step's cost; the task (success test,
+    # workspace, episode limit) does not depend on it.
+    physics_dt: float = 0.002
+    # Weight of the potential-based shaping added to the sparse reward (0: the sparse reward alone).
+    # See `shaping_potential`; the success flag in `info` and terminations stay gym-hil's own.
+    shaping_coef: float = 0.0
 
     def __post_init__(self) -> None:
         if self.image_size < 1:
             raise ValueError(f"image_size must be >= 1, got {self.image_size}")
         if self.max_episode_steps < 1:
             raise ValueError(f"max_episode_steps must be >= 1, got {self.max_episode_steps}")
+        if not 0 < self.physics_dt <= CONTROL_DT:
+            raise ValueError(f"physics_dt must be in (0, {CONTROL_DT}] s, got {self.physics_dt}")
+        if self.shaping_coef < 0:
+            raise ValueError(f"shaping_coef must be >= 0, got {self.shaping_coef}")
         if self.render_size is not None and self.render_size < self.image_size:
             raise ValueError(f"render_size ({self.render_size}) must be >= image_size ({self.image_size})")
 
@@ -156,6 +185,7 @@ class PickCubeEnv:
             seed=config.seed if config.seed is not None else 0,
             render_spec=GymRenderingSpec(height=size, width=size),
             max_episode_steps=config.max_episode_steps,
+            physics_dt=config.physics_dt,
             disable_env_checker=True,
         )
         space: Any = self._env.action_space
@@ -163,6 +193,8 @@ class PickCubeEnv:
         self._rng_state = np.random.RandomState(config.seed).get_state()
         self._renderer = self._make_renderer(size) if config.image_obs else None
         self._blank = torch.zeros(3, config.image_size, config.image_size)
+        self._potential = 0.0
+        self._block_z0 = 0.0
 
     @property
     def gym_env(self):
@@ -193,9 +225,12 @@ class PickCubeEnv:
             frame = F.interpolate(frame.unsqueeze(0), size=(size, size), mode="area").squeeze(0)
         return frame
 
-    def _obs(self, raw: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    def _state(self, raw: dict[str, np.ndarray]) -> np.ndarray:
         state = np.concatenate([raw["agent_pos"], raw["environment_state"]]).astype(np.float32)
         state[GRIPPER_IDX] /= GRIPPER_MAX
+        return state
+
+    def _obs(self, state: np.ndarray) -> dict[str, torch.Tensor]:
         return {STATE_KEY: torch.from_numpy(state), IMAGE_KEY: self._image()}
 
     def reset(self, seed: int | None = None) -> dict[str, torch.Tensor]:
@@ -208,7 +243,10 @@ class PickCubeEnv:
         finally:
             self._rng_state = np.random.get_state()
             np.random.set_state(outer)
-        return self._obs(raw)
+        state = self._state(raw)
+        self._block_z0 = float(state[BLOCK_SLICE][2])
+        self._potential = shaping_potential(state, self._block_z0)
+        return self._obs(state)
 
     def step(
         self, action: np.ndarray | torch.Tensor
@@ -225,8 +263,13 @@ class PickCubeEnv:
         gym_action[:3] = action[:3] * POSITION_STEP
         gym_action[-1] = action[GRASP_IDX]
         raw, reward, terminated, truncated, info = self._env.step(gym_action)
-        info = {"success": bool(info.get("succeed", False))}
-        return self._obs(raw), float(reward), bool(terminated), bool(truncated), info
+        info = {"success": bool(info.get("succeed", False)), "sparse_reward": float(reward)}
+        state = self._state(raw)
+        if self.config.shaping_coef > 0:
+            potential = shaping_potential(state, self._block_z0)
+            reward = float(reward) + self.config.shaping_coef * (potential - self._potential)
+            self._potential = potential
+        return self._obs(state), float(reward), bool(terminated), bool(truncated), info
 
     def close(self) -> None:
         if self._renderer is not None:

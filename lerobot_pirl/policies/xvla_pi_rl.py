@@ -151,9 +151,12 @@ def _mlp(in_dim: int, hidden_dims: Sequence[int], out_dim: int) -> nn.Sequential
 class PiRLHeads(nn.Module):
     """The recipe-owned πRL heads: a critic, and Flow-Noise's std head.
 
-    * ``value_head``: MLP on [mean-pooled VLM encoder features ⊕ padded proprio state]. The
-      proprio is included because state may reach XVLA only through proprio (e.g. a blank
-      image). With ``detach_value_input`` the critic never trains shared (VLM) parameters.
+    * ``value_head``: MLP on [mean-pooled VLM encoder features ⊕ normalised padded proprio
+      state]. The proprio is included because state may reach XVLA only through proprio (e.g. a
+      blank image). Raw proprio mixes metres, radians and velocities, which an MLP critic fits
+      poorly: it is standardised with running statistics (``observe_state``, buffers that travel
+      with the heads' state dict; identity until the first call). With ``detach_value_input`` the
+      critic never trains shared (VLM) parameters.
     * ``noise_head`` (Flow-Noise only): per-action-token transformer features → raw per-element
       log-variance logits of size ``action_dim``, bounded by ``flow_noise_std``.
 
@@ -180,6 +183,9 @@ class PiRLHeads(nn.Module):
         self.detach_value_input = detach_value_input
         self.value_head = _mlp(vlm_dim + proprio_dim, value_hidden_dims, 1)
         self.noise_head = _mlp(token_dim, (noise_hidden_dim,), action_dim) if noise_head else None
+        self.register_buffer("state_mean", torch.zeros(proprio_dim))
+        self.register_buffer("state_var", torch.ones(proprio_dim))
+        self.register_buffer("state_count", torch.zeros(()))
 
     @classmethod
     def for_policy(cls, policy: XVLAPolicy, *, noise_head: bool, **kwargs: Any) -> PiRLHeads:
@@ -194,9 +200,43 @@ class PiRLHeads(nn.Module):
             **kwargs,
         ).to(policy.config.device)
 
+    @torch.no_grad()
+    def observe_state(self, proprio: Tensor) -> None:
+        """Merge a batch of padded proprio rows [N, P] into the running mean / variance.
+
+        Parallel-variance merge (Chan et al.): with batch mean m_b, variance v_b over n_b rows and
+        running (m, v, n): δ = m_b − m, n' = n + n_b, m' = m + δ·n_b/n', and
+        v' = (v·n + v_b·n_b + δ²·n·n_b/n') / n'.
+        """
+        rows = proprio.detach().float().reshape(-1, self.proprio_dim).to(self.state_mean.device)
+        n_b = float(rows.shape[0])
+        if n_b == 0:
+            return
+        mean_b, var_b = rows.mean(dim=0), rows.var(dim=0, unbiased=False)
+        n = float(self.state_count)
+        total = n + n_b
+        delta = mean_b - self.state_mean
+        if n == 0:
+            self.state_mean.copy_(mean_b)
+            self.state_var.copy_(var_b)
+        else:
+            self.state_mean.add_(delta * (n_b / total))
+            self.state_var.copy_(
+                (self.state_var * n + var_b * n_b + delta.square() * (n * n_b / total)) / total
+            )
+        self.state_count.fill_(total)
+
+    def normalized_state(self, proprio: Tensor) -> Tensor:
+        """(proprio − mean) / sqrt(var + 1e-8), clipped to ±10 (constant padded dims map to 0);
+        the raw proprio before any statistics were observed."""
+        if not bool(self.state_count > 0):
+            return proprio.float()
+        scaled = (proprio.float() - self.state_mean) / torch.sqrt(self.state_var + 1e-8)
+        return scaled.clamp(-10.0, 10.0)
+
     def value(self, vlm_features: Tensor, proprio: Tensor) -> Tensor:
         """V(s) from VLM features [B, T, C] and padded proprio [B, P] -> [B] float32."""
-        inputs = torch.cat([vlm_features.float().mean(dim=1), proprio.float()], dim=-1)
+        inputs = torch.cat([vlm_features.float().mean(dim=1), self.normalized_state(proprio)], dim=-1)
         if self.detach_value_input:
             inputs = inputs.detach()
         return self.value_head(inputs).squeeze(-1)
@@ -224,6 +264,11 @@ class PiRLRecord:
     step_index: Tensor
     log_prob: Tensor
     value: Tensor
+
+    def row(self, index: int) -> PiRLRecord:
+        """Row ``index`` as a record of batch size one."""
+        rows = slice(index, index + 1)
+        return PiRLRecord(self.chain[rows], self.step_index[rows], self.log_prob[rows], self.value[rows])
 
     def to_batch(self) -> dict[str, Tensor]:
         """The record under the batch keys ``forward(model="pi_rl")`` reads (as its *old* values)."""
@@ -437,6 +482,7 @@ class PiRLMixin(_MixinBase):
         batch: dict[str, Tensor],
         mode: SampleMode | None = None,
         generator: torch.Generator | None = None,
+        initial_noise: Tensor | None = None,
     ) -> tuple[Tensor, PiRLRecord]:
         """Sample an action chunk [B, chunk, D_env] and its πRL record from a preprocessed batch.
 
@@ -446,6 +492,8 @@ class PiRLMixin(_MixinBase):
         ``"native"`` (stock XVLA's fixed-x1 sampler; equals ``predict_action_chunk`` for the same
         RNG state when K == ``config.num_denoising_steps``). A stochastic mode must match the
         attached ``noise_method``, since that is how the learner scores the chain.
+        ``initial_noise`` [B, chunk, D_model] replaces the chain's start x_{t_0} ~ N(0, I) (e.g.
+        per-episode noise streams that do not depend on how episodes are batched).
         """
         attachment = self._attachment()
         sampling = attachment.sampling
@@ -460,24 +508,39 @@ class PiRLMixin(_MixinBase):
         if any(m.training for m in attachment.modules):  # Module.eval() walks the tree: ~1 ms
             self.eval()
         obs = self._encode_observation(batch)
+        if initial_noise is not None:
+            expected = (obs.proprio.shape[0], self.config.chunk_size, self.model.dim_action)
+            if tuple(initial_noise.shape) != expected:
+                raise ValueError(
+                    f"initial_noise must have shape {expected}, got {tuple(initial_noise.shape)}"
+                )
         if mode == "native":
-            chain, model_action = self._native_chain(obs, attachment.num_steps, generator)
+            chain, model_action = self._native_chain(obs, attachment.num_steps, generator, initial_noise)
             actions = self.model.action_space.postprocess(model_action)
             step_index = torch.full_like(obs.domain_id, -1)
             log_prob = torch.full(step_index.shape, float("nan"), device=chain.device)
         else:
-            chain, step_index, log_prob = self._flow_chain(obs, mode, generator)
+            chain, step_index, log_prob = self._flow_chain(obs, mode, generator, initial_noise)
             actions = self.model.action_space.postprocess(chain[:, -1].clone())
         value = attachment.heads.value(obs.enc["vlm_features"], obs.state)
         return actions, PiRLRecord(chain=chain, step_index=step_index, log_prob=log_prob, value=value)
 
     def _native_chain(
-        self, obs: _Observation, num_steps: int, generator: torch.Generator | None
+        self,
+        obs: _Observation,
+        num_steps: int,
+        generator: torch.Generator | None,
+        initial_noise: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Stock XVLA's sampler, op for op: x_t = t·x1 + (1-t)·x̂₀ with the *fixed* initial x1."""
         dtype = self.model._get_target_dtype()
         batch_size, device = obs.proprio.shape[0], obs.proprio.device
-        x1 = _randn((batch_size, self.config.chunk_size, self.model.dim_action), device, dtype, generator)
+        shape = (batch_size, self.config.chunk_size, self.model.dim_action)
+        x1 = (
+            _randn(shape, device, dtype, generator)
+            if initial_noise is None
+            else initial_noise.to(device, dtype)
+        )
         action = torch.zeros_like(x1)
         chain = []
         for i in range(num_steps, 0, -1):
@@ -489,7 +552,11 @@ class PiRLMixin(_MixinBase):
         return torch.stack(chain, dim=1), action
 
     def _flow_chain(
-        self, obs: _Observation, mode: SampleMode, generator: torch.Generator | None
+        self,
+        obs: _Observation,
+        mode: SampleMode,
+        generator: torch.Generator | None,
+        initial_noise: Tensor | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
         """The x̂₁-based chain (ODE / hybrid Flow-SDE / Flow-Noise) in float32, with its log-prob."""
         attachment = self._attachment()
@@ -499,7 +566,11 @@ class PiRLMixin(_MixinBase):
         shape = (batch_size, self.config.chunk_size, self.model.dim_action)
         grid = time_grid(num_steps, device=device)
 
-        x = _randn(shape, device, torch.float32, generator)
+        x = (
+            _randn(shape, device, torch.float32, generator)
+            if initial_noise is None
+            else initial_noise.to(device, torch.float32)
+        )
         step_index = torch.full((batch_size,), -1, dtype=torch.long, device=device)
         if mode == "flow_sde":
             step_index = _randint(num_steps, batch_size, device, generator)
@@ -539,6 +610,11 @@ class PiRLMixin(_MixinBase):
             return chain_t, step_index, torch.full((batch_size,), float("nan"), device=device)
         log_prob = aggregate_log_prob(per_element, attachment.executed_steps, attachment.real_action_dim)
         return chain_t, step_index, log_prob
+
+    @torch.no_grad()
+    def pi_rl_observe_state(self, batch: dict[str, Tensor]) -> None:
+        """Update the value head's running proprio statistics with a batch of observations."""
+        self._attachment().heads.observe_state(self._build_model_inputs(batch)["proprio"])
 
     @torch.no_grad()
     def pi_rl_value(self, batch: dict[str, Tensor]) -> Tensor:

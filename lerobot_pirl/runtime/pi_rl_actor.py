@@ -1,14 +1,17 @@
 """The πRL actor: sample chunks with the XVLA mixin, execute H' env steps, send one transition per decision.
 
-Weights (policy + heads + version) are loaded only at episode boundaries, so every decision of an
-episode carries the version that sampled it. An episode is sent when it ends; on SIGINT/SIGTERM the
-unfinished episode is discarded (the learner never sees partial episodes).
+One actor process steps ``algorithm.envs_per_actor`` envs and samples their pending decisions
+together (`BatchedEpisodes`). Every episode is sampled by a single policy version (policy + heads +
+version), the newest one when it started. An episode is sent when it ends; on SIGINT/SIGTERM the
+unfinished episodes are discarded (the learner never sees partial episodes).
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -63,114 +66,212 @@ def run_pi_rl_actor(cfg: seam.RecipeTrainConfig, actor_id: int) -> dict[str, int
 
     policy = make_policy(cfg=cfg.policy, env_cfg=cfg.env)
     recipe = make_algorithm(cfg=algo_cfg, policy=policy).recipe  # type: ignore[attr-defined]
-    policy = recipe.policy
-    tokens = instruction_tokens(policy.config)
+    tokens = instruction_tokens(recipe.policy.config)
 
-    env = make_pick_cube_env(
-        PickCubeEnvConfig(
-            image_obs=algo_cfg.env_render_images,
-            image_size=_image_size(policy),
-            max_episode_steps=algo_cfg.env_max_episode_steps,
-            seed=cfg.seed + actor_id,
+    envs = [
+        make_pick_cube_env(
+            PickCubeEnvConfig(
+                image_obs=algo_cfg.env_render_images,
+                image_size=_image_size(recipe.policy),
+                max_episode_steps=algo_cfg.env_max_episode_steps,
+                seed=cfg.seed + actor_id + ENV_SEED_STRIDE * index,
+                physics_dt=algo_cfg.env_physics_dt,
+                shaping_coef=algo_cfg.env_shaping_coef,
+            )
         )
-    )
+        for index in range(algo_cfg.envs_per_actor)
+    ]
     counters = {"episodes": 0, "decisions_sent": 0, "env_steps": 0, "weights_loaded": 0}
+    started = time.perf_counter()
+
+    def send(episode: _Episode) -> None:
+        payload = transitions_to_bytes(episode.decisions)
+        if len(payload) > algo_cfg.max_message_bytes:
+            raise seam.InvalidConfigError(
+                f"an episode serialises to {len(payload)} bytes, above algorithm.max_message_bytes="
+                f"{algo_cfg.max_message_bytes}; raise the limit or shorten env_max_episode_steps"
+            )
+        link.transitions.put(payload)
+        counters["episodes"] += 1
+        counters["decisions_sent"] += len(episode.decisions)
+        counters["env_steps"] += episode.env_steps
+        elapsed = time.perf_counter() - started
+        link.interactions.put(
+            python_object_to_bytes(
+                {
+                    "Episodic reward": episode.total_reward,
+                    "Interaction step": counters["env_steps"],
+                    "episode_env_steps": episode.env_steps,
+                    "success": float(episode.success),
+                    "actor_id": actor_id,
+                    "policy_version": episode.policy_version,
+                    "decisions": len(episode.decisions),
+                    "env_steps_per_s": counters["env_steps"] / elapsed,
+                    "decisions_per_s": counters["decisions_sent"] / elapsed,
+                }
+            )
+        )
+        logging.info(
+            f"{LOG_PREFIX} actor {actor_id} episode {counters['episodes']}: "
+            f"return={episode.total_reward:.3f} success={episode.success} "
+            f"version={episode.policy_version} decisions_sent_total={counters['decisions_sent']} "
+            f"env_steps_total={counters['env_steps']} env_steps_per_s={counters['env_steps'] / elapsed:.1f}"
+        )
+
     try:
         if not _load_weights(link, recipe, shutdown, block=True, timeout=algo_cfg.actor_weights_timeout_s):
             raise TimeoutError(f"no weights from the learner within {algo_cfg.actor_weights_timeout_s}s")
         counters["weights_loaded"] += 1
-        started = time.perf_counter()
+        runner = BatchedEpisodes(envs, recipe, tokens, actor_id)
         while not shutdown.is_set():
-            if _load_weights(link, recipe, shutdown, block=False):
+            if runner.wants_weights() and _load_weights(
+                link, recipe, shutdown, block=False, before_load=runner.freeze_live_episodes
+            ):
                 counters["weights_loaded"] += 1
-            episode = _run_episode(env, policy, recipe, tokens, actor_id, counters["episodes"], shutdown)
-            if episode is None:
-                break  # interrupted: drop the partial episode
-            decisions, info = episode
-            payload = transitions_to_bytes(decisions)
-            if len(payload) > algo_cfg.max_message_bytes:
-                raise seam.InvalidConfigError(
-                    f"an episode serialises to {len(payload)} bytes, above algorithm.max_message_bytes="
-                    f"{algo_cfg.max_message_bytes}; raise the limit or shorten env_max_episode_steps"
-                )
-            link.transitions.put(payload)
-            counters["episodes"] += 1
-            counters["decisions_sent"] += len(decisions)
-            counters["env_steps"] += info["env_steps"]
-            elapsed = time.perf_counter() - started
-            link.interactions.put(
-                python_object_to_bytes(
-                    {
-                        "Episodic reward": info["return"],
-                        "Interaction step": counters["env_steps"],
-                        "episode_env_steps": info["env_steps"],
-                        "success": float(info["success"]),
-                        "actor_id": actor_id,
-                        "policy_version": recipe.assembler.policy_version,
-                        "decisions": len(decisions),
-                        "env_steps_per_s": counters["env_steps"] / elapsed,
-                        "decisions_per_s": counters["decisions_sent"] / elapsed,
-                    }
-                )
-            )
-            logging.info(
-                f"{LOG_PREFIX} actor {actor_id} episode {counters['episodes']}: return={info['return']:.3f} "
-                f"success={info['success']} version={recipe.assembler.policy_version} "
-                f"decisions_sent_total={counters['decisions_sent']} env_steps_total={counters['env_steps']} "
-                f"env_steps_per_s={counters['env_steps'] / elapsed:.1f}"
-            )
+            for episode in runner.step():
+                send(episode)
     finally:
         _drain(link, timeout=5.0)
         shutdown.set()
-        env.close()
+        for env in envs:
+            env.close()
         for q in (link.parameters, link.transitions, link.interactions):
             q.cancel_join_thread()
         logging.info(f"{LOG_PREFIX} actor {actor_id} stopped: {counters}")
     return counters
 
 
+ENV_SEED_STRIDE = 1009
+"""Env ``i`` of an actor is seeded ``seed + actor_id + ENV_SEED_STRIDE·i`` (env 0 keeps the old seed)."""
+
+
+@dataclass
+class _Episode:
+    """One env's episode in progress: its policy version and the decisions encoded so far."""
+
+    episode_id: int
+    policy_version: int
+    sampler: Any  # the policy (with its heads) of that version
+    observation: dict[str, torch.Tensor]
+    decisions: list[Any] = field(default_factory=list)
+    total_reward: float = 0.0
+    env_steps: int = 0
+    success: bool = False
+
+
+class BatchedEpisodes:
+    """N envs stepped together; all pending decisions of one policy version in one sampling call.
+
+    Each episode is sampled by one policy version from its first decision to its last: an env
+    starts an episode with the newest weights, and when newer weights arrive while other envs are
+    mid-episode, those keep a frozen copy of the version they started with (dropped once no
+    episode uses it). So most steps make one batched ``sample_actions`` call, a few make two.
+    """
+
+    def __init__(self, envs: list[Any], recipe: Any, tokens: torch.Tensor, actor_id: int) -> None:
+        self.envs, self.recipe, self.tokens, self.actor_id = envs, recipe, tokens, actor_id
+        self.executed_steps = recipe.policy.pi_rl_sampling.executed_steps
+        self.episodes: list[_Episode | None] = [None] * len(envs)
+        self._frozen: dict[int, Any] = {}  # policy version -> a copy of that version's policy
+        self._next_episode_id = 0
+
+    def wants_weights(self) -> bool:
+        """New weights are only taken when some env is between episodes (else nobody could use them)."""
+        return any(episode is None for episode in self.episodes)
+
+    def freeze_live_episodes(self) -> None:
+        """Call before the recipe's policy is overwritten: episodes sampling with it keep a copy."""
+        for episode in self.episodes:
+            if episode is not None and episode.sampler is self.recipe.policy:
+                if episode.policy_version not in self._frozen:
+                    self._frozen[episode.policy_version] = copy.deepcopy(self.recipe.policy)
+                episode.sampler = self._frozen[episode.policy_version]
+
+    def _start_episodes(self) -> None:
+        for index, env in enumerate(self.envs):
+            if self.episodes[index] is None:
+                self.episodes[index] = _Episode(
+                    episode_id=self._next_episode_id,
+                    policy_version=self.recipe.assembler.policy_version,
+                    sampler=self.recipe.policy,
+                    observation=_policy_observation(env.reset(seed=None), self.tokens),
+                )
+                self._next_episode_id += 1
+        live = {episode.policy_version for episode in self.episodes if episode is not None}
+        for version in list(self._frozen):
+            if version not in live:
+                del self._frozen[version]
+
+    def step(self) -> list[_Episode]:
+        """One decision for every env; returns the episodes that ended."""
+        self._start_episodes()
+        finished: list[_Episode] = []
+        groups: dict[int, list[int]] = {}
+        for index, episode in enumerate(self.episodes):
+            assert episode is not None
+            groups.setdefault(episode.policy_version, []).append(index)
+        for indices in groups.values():
+            sampler = self.episodes[indices[0]].sampler  # type: ignore[union-attr]
+            batch = {
+                key: torch.stack([self.episodes[i].observation[key] for i in indices])  # type: ignore[union-attr]
+                for key in self.episodes[indices[0]].observation  # type: ignore[union-attr]
+            }
+            actions, record = sampler.sample_actions(batch)
+            for row, index in enumerate(indices):
+                if self._execute(index, actions[row], record, row):
+                    finished.append(self.episodes[index])  # type: ignore[arg-type]
+                    self.episodes[index] = None
+        return finished
+
+    def _execute(self, index: int, chunk: torch.Tensor, record: Any, row: int) -> bool:
+        """Run H' actions of ``chunk`` in env ``index`` and encode the decision; True if it ended."""
+        env, episode = self.envs[index], self.episodes[index]
+        assert episode is not None
+        rewards: list[float] = []
+        terminated = truncated = False
+        for h in range(self.executed_steps):
+            next_raw, reward, terminated, truncated, info = env.step(chunk[h].float().cpu().numpy())
+            rewards.append(float(reward))
+            episode.success = episode.success or bool(info.get("success", False))
+            episode.env_steps += 1
+            if terminated or truncated:
+                break
+        next_observation = _policy_observation(next_raw, self.tokens)
+        episode.decisions.append(
+            decision_transition(
+                episode.observation,
+                next_observation,
+                chunk,
+                record.row(row),
+                rewards,
+                executed_steps=self.executed_steps,
+                terminated=terminated,
+                truncated=truncated,
+                policy_version=episode.policy_version,
+                actor_id=self.actor_id,
+                episode_id=episode.episode_id,
+                decision_index=len(episode.decisions),
+            )
+        )
+        episode.total_reward += sum(rewards)
+        episode.observation = next_observation
+        return terminated or truncated
+
+
 def _run_episode(
     env: Any, policy: Any, recipe: Any, tokens: torch.Tensor, actor_id: int, episode_id: int, shutdown: Any
 ) -> tuple[list[Any], dict[str, Any]] | None:
-    executed_steps = policy.pi_rl_sampling.executed_steps
-    observation = _policy_observation(env.reset(seed=None), tokens)
-    decisions: list[Any] = []
-    total, steps, success = 0.0, 0, False
-    while True:
-        if shutdown.is_set():
-            return None
-        batch = {k: v.unsqueeze(0) for k, v in observation.items()}
-        actions, record = policy.sample_actions(batch)
-        rewards: list[float] = []
-        terminated = truncated = False
-        for h in range(executed_steps):
-            next_raw, reward, terminated, truncated, info = env.step(actions[0, h].float().cpu().numpy())
-            rewards.append(float(reward))
-            success = success or bool(info.get("success", False))
-            steps += 1
-            if terminated or truncated:
-                break
-        next_observation = _policy_observation(next_raw, tokens)
-        decisions.append(
-            decision_transition(
-                observation,
-                next_observation,
-                actions[0],
-                record,
-                rewards,
-                executed_steps=executed_steps,
-                terminated=terminated,
-                truncated=truncated,
-                policy_version=recipe.assembler.policy_version,
-                actor_id=actor_id,
-                episode_id=episode_id,
-                decision_index=len(decisions),
-            )
-        )
-        total += sum(rewards)
-        observation = next_observation
-        if terminated or truncated:
-            return decisions, {"return": total, "success": success, "env_steps": steps}
+    """One whole episode in one env (``None`` if ``shutdown`` was set first), as the actor records it."""
+    runner = BatchedEpisodes([env], recipe, tokens, actor_id)
+    runner._next_episode_id = episode_id
+    while not shutdown.is_set():
+        for episode in runner.step():
+            return episode.decisions, {
+                "return": episode.total_reward,
+                "success": episode.success,
+                "env_steps": episode.env_steps,
+            }
+    return None
 
 
 def decision_transition(
@@ -226,13 +327,24 @@ def _image_size(policy: Any) -> int:
 
 
 def _load_weights(
-    link: seam.ActorLink, recipe: Any, shutdown: Any, *, block: bool, timeout: float = 0.0
+    link: seam.ActorLink,
+    recipe: Any,
+    shutdown: Any,
+    *,
+    block: bool,
+    timeout: float = 0.0,
+    before_load: Any = None,
 ) -> bool:
-    """Load the newest pushed weights; with ``block`` wait for them (bounded by ``timeout``)."""
+    """Load the newest pushed weights; with ``block`` wait for them (bounded by ``timeout``).
+
+    ``before_load`` runs just before the recipe's policy is overwritten (only if weights arrived).
+    """
     deadline = time.monotonic() + timeout
     while True:
         payload = get_last_item_from_queue(link.parameters, block=False)
         if payload is not None:
+            if before_load is not None:
+                before_load()
             recipe.load_actor_weights(bytes_to_state_dict(payload), device=recipe.policy.config.device)
             return True
         if not block or shutdown.is_set() or time.monotonic() > deadline:

@@ -49,6 +49,7 @@ def test_shipped_checkpoint_success_rate_matches_its_provenance():
         load_for_evaluation(SHIPPED_CHECKPOINT),
         episodes=evaluation["episodes"],
         max_episode_steps=evaluation["max_episode_steps"],
+        physics_dt=evaluation["physics_dt"],
     )
     assert result.successes == evaluation["successes"]
     assert result.mean_episode_steps == pytest.approx(evaluation["mean_episode_steps"])

@@ -256,3 +256,77 @@ def test_two_seeded_runs_give_identical_update_metrics() -> None:
         return out
 
     assert run() == run()
+
+
+def test_value_input_statistics_merge_like_one_pass_over_all_rows() -> None:
+    from lerobot_pirl.policies import PiRLHeads
+
+    heads = PiRLHeads(vlm_dim=2, proprio_dim=3, token_dim=4, action_dim=2, noise_head=False)
+    rows = torch.randn(50, 3, generator=torch.Generator().manual_seed(0)) * torch.tensor([5.0, 0.1, 1.0]) + 2
+    raw = rows[:4].clone()
+    assert torch.equal(heads.normalized_state(raw), raw)  # identity before any statistics
+    for part in (rows[:7], rows[7:30], rows[30:]):  # uneven batches: Chan's merge must be exact
+        heads.observe_state(part)
+    assert heads.state_count.item() == 50
+    torch.testing.assert_close(heads.state_mean, rows.mean(0), rtol=0, atol=1e-5)
+    torch.testing.assert_close(heads.state_var, rows.var(0, unbiased=False), rtol=1e-5, atol=1e-6)
+    expected = (raw - rows.mean(0)) / rows.var(0, unbiased=False).sqrt()
+    torch.testing.assert_close(heads.normalized_state(raw), expected, rtol=1e-4, atol=1e-4)
+    # The statistics are part of the heads' state: pushed to actors and checkpointed with them.
+    assert {"state_mean", "state_var", "state_count"} <= set(heads.state_dict())
+
+
+def test_update_feeds_rollout_states_to_the_value_statistics_only_when_enabled() -> None:
+    on, off = make_recipe("flow_sde"), make_recipe("flow_sde", normalize_value_input=False)
+    for recipe in (on, off):
+        feed(recipe, seed=1)
+        recipe.update_step(iter([recipe.take_rollout()]), step=0)
+    assert on.heads.state_count.item() == 8 and off.heads.state_count.item() == 0
+
+
+def test_critic_warmup_trains_only_the_value_head_then_restores_the_actor_lr() -> None:
+    recipe = make_recipe("flow_noise", critic_warmup_updates=1, actor_lr=1e-3, noise_lr=2e-3)
+    policy_before = copy.deepcopy(recipe.policy.state_dict())
+    noise_before = copy.deepcopy(recipe.heads.noise_head.state_dict())
+    value_before = copy.deepcopy(recipe.heads.value_head.state_dict())
+    feed(recipe, seed=1)
+    warm = recipe.update_step(iter([recipe.take_rollout()]), step=0)
+    assert warm["critic_warmup"] == 1.0 and warm["lr_actor"] == 0.0 and warm["lr_noise_head"] == 0.0
+    assert all(torch.equal(v, policy_before[k]) for k, v in recipe.policy.state_dict().items())
+    assert all(torch.equal(v, noise_before[k]) for k, v in recipe.heads.noise_head.state_dict().items())
+    assert any(not torch.equal(v, value_before[k]) for k, v in recipe.heads.value_head.state_dict().items())
+    feed(recipe, seed=2)
+    after = recipe.update_step(iter([recipe.take_rollout()]), step=1)
+    assert after["critic_warmup"] == 0.0 and (after["lr_actor"], after["lr_noise_head"]) == (1e-3, 2e-3)
+    assert any(not torch.equal(v, policy_before[k]) for k, v in recipe.policy.state_dict().items())
+
+
+def test_target_kl_stops_the_update_after_the_minibatch_that_crossed_it() -> None:
+    free = make_recipe("flow_sde", update_epochs=4, actor_lr=1e-2)
+    stopped = make_recipe("flow_sde", update_epochs=4, actor_lr=1e-2, target_kl=1e-9)
+    for recipe in (free, stopped):
+        feed(recipe, seed=1)
+    assert free.update_step(iter([free.take_rollout()]), step=0)["minibatch_steps"] == 8  # 4 × 8/4
+    metrics = stopped.update_step(iter([stopped.take_rollout()]), step=0)
+    # Minibatch 1 scores the rollout's own policy (approx_kl 0); minibatch 2 has moved past 1.5e-9.
+    assert metrics["stopped_early"] == 1.0 and metrics["minibatch_steps"] == 2
+
+
+def test_new_algorithm_fields_are_validated() -> None:
+    with pytest.raises(ValueError) as err:
+        PiRLConfig(
+            target_kl=0.0,
+            critic_warmup_updates=-1,
+            env_physics_dt=0.2,
+            env_shaping_coef=-1.0,
+            envs_per_actor=0,
+        ).validate()
+    message = str(err.value)
+    for text in (
+        "target_kl=0.0 (must be > 0, or null)",
+        "critic_warmup_updates=-1 (must be ≥ 0)",
+        "env_physics_dt=0.2 (must be in (0, 0.1] s)",
+        "env_shaping_coef=-1.0 (must be ≥ 0)",
+        "envs_per_actor=0 (must be ≥ 1)",
+    ):
+        assert text in message

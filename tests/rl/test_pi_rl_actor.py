@@ -40,7 +40,7 @@ def _counter(text: str, name: str) -> int:
     return int(re.findall(rf"'{name}': (\d+)", text)[-1])
 
 
-def _pick_cube_config(output_dir: Path) -> dict:
+def _pick_cube_config(output_dir: Path, **algorithm) -> dict:
     """Tiny XVLA on PandaPickCube: flow_sde, 20-decision rollouts, 20-step episodes, no update cap."""
     return pi_rl_learner_config(
         output_dir,
@@ -52,6 +52,7 @@ def _pick_cube_config(output_dir: Path) -> dict:
         minibatch_size=10,
         max_updates=1000,
         env_max_episode_steps=20,
+        **algorithm,
     )
 
 
@@ -67,8 +68,9 @@ def _final_counters(learner_log: str) -> tuple[int, ...]:
 
 @pytest.mark.timeout(600)
 def test_pi_rl_two_actors_feed_one_learner_and_stop_cleanly(tmp_path: Path) -> None:
+    """Two actors of three envs each (batched sampling, shaped reward, 20 controller substeps)."""
     output_dir = tmp_path / "out"
-    data = _pick_cube_config(output_dir)
+    data = _pick_cube_config(output_dir, envs_per_actor=3, env_physics_dt=0.005, env_shaping_coef=1.0)
     config = write_json(tmp_path / "train_config.json", data)
     learner = start_learner(config, tmp_path / "learner.log")
     actors = [start_actor(config, i, tmp_path / f"actor{i}.log") for i in range(2)]
@@ -148,13 +150,16 @@ def test_actor_killed_mid_episode_restarts_and_the_learner_keeps_serving(tmp_pat
         learner_code = stop(learner, timeout=60)
 
     assert codes == [0, 0] and learner_code == 0
-    sent = sum(
-        _last_sent((tmp_path / name).read_text())
-        for name in ("actor0.log", "actor1_first.log", "actor1_second.log")
-    )
+    # The actors stopped by SIGTERM flushed their queues: everything they queued was delivered.
+    flushed = sum(_last_sent((tmp_path / name).read_text()) for name in ("actor0.log", "actor1_second.log"))
+    # The killed actor's "sent" counts episodes handed to its gRPC sender thread; SIGKILL can drop
+    # the newest of them before they leave the process. What is guaranteed: its episodes arrive in
+    # order and whole, so the learner holds a prefix of them — 0 or one of its logged running totals.
+    victim_log = (tmp_path / "actor1_first.log").read_text()
+    victim_totals = [0, *map(int, re.findall(r"decisions_sent_total=(\d+)", victim_log))]
     _, received, consumed, dropped, pending, rejected = _final_counters(learner_log.read_text())
-    # Only whole episodes arrive: what the killed actor had logged as sent, nothing of its last one.
-    assert received == sent and rejected == 0
+    assert rejected == 0
+    assert received - flushed in victim_totals, (received, flushed, victim_totals)
     assert received == consumed + dropped + pending
     versions = [int(v) for v in re.findall(r"version=(\d+)", (tmp_path / "actor1_second.log").read_text())]
     assert min(versions) >= 2  # the restarted actor got current weights, not version 0

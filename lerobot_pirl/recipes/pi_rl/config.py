@@ -52,6 +52,14 @@ class PiRLConfig(RecipeConfig):
     """Decisions per update (the rollout size); the rollout is discarded after the update."""
     max_policy_staleness: int = 1
     """Keep decisions sampled by policy versions ≥ current − this; older ones are dropped (counted)."""
+    target_kl: float | None = None
+    """Stop an update's remaining minibatches once a minibatch's approx_kl exceeds 1.5 × this
+    (ReinFlow / SB3 style early stop); null never stops early."""
+    critic_warmup_updates: int = 0
+    """The first this many updates train only the value head (actor and noise-head lr 0), so the
+    first actor steps see advantages from a fitted critic (ReinFlow, DPPO)."""
+    normalize_value_input: bool = True
+    """Standardise the value head's proprio input with running statistics of the rollouts."""
 
     # --- optimisation ----------------------------------------------------------------------------
     actor_lr: float = 5e-6
@@ -101,6 +109,14 @@ class PiRLConfig(RecipeConfig):
     """Actor episodes are truncated after this many env steps."""
     env_render_images: bool = False
     """Render camera images for the policy's image feature (False: a blank image, state only)."""
+    envs_per_actor: int = 1
+    """Envs each actor process steps; their pending decisions are sampled in one batched call."""
+    env_physics_dt: float = 0.002
+    """gym-hil physics substep (s); each env step runs 0.1 s / this controller substeps, the env's
+    main cost. The task (success test, workspace, episode limit) is unchanged."""
+    env_shaping_coef: float = 0.0
+    """Weight of the potential-based reach-and-lift shaping added to the sparse training reward
+    (``lerobot_pirl.envs.pick_cube.shaping_potential``); success is always gym-hil's sparse test."""
 
     def validate(self) -> None:
         """Raise one ValueError naming every bad field, its value and what is accepted.
@@ -127,6 +143,7 @@ class PiRLConfig(RecipeConfig):
             "rollout_decisions",
             "max_updates",
             "push_every_updates",
+            "envs_per_actor",
         ):
             if getattr(self, name) < 1:
                 problems.append(f"{name}={getattr(self, name)} (must be ≥ 1)")
@@ -136,6 +153,14 @@ class PiRLConfig(RecipeConfig):
             problems.append(f"max_env_steps={self.max_env_steps} (must be ≥ 1, or null)")
         if self.torch_threads is not None and self.torch_threads < 1:
             problems.append(f"torch_threads={self.torch_threads} (must be ≥ 1, or null)")
+        if self.target_kl is not None and not self.target_kl > 0:
+            problems.append(f"target_kl={self.target_kl} (must be > 0, or null)")
+        if self.critic_warmup_updates < 0:
+            problems.append(f"critic_warmup_updates={self.critic_warmup_updates} (must be ≥ 0)")
+        if not 0 < self.env_physics_dt <= 0.1:
+            problems.append(f"env_physics_dt={self.env_physics_dt} (must be in (0, 0.1] s)")
+        if self.env_shaping_coef < 0:
+            problems.append(f"env_shaping_coef={self.env_shaping_coef} (must be ≥ 0)")
         if self.max_policy_staleness < 0:
             problems.append(f"max_policy_staleness={self.max_policy_staleness} (must be ≥ 0)")
         if problems:

@@ -124,6 +124,7 @@ class PiRLRecipe:
                     "lr": self.config.noise_lr,
                 }
             )
+        self._base_lr = {group["name"]: group["lr"] for group in groups}
         self.optimizer = torch.optim.AdamW(
             groups, betas=(self.config.betas[0], self.config.betas[1]), weight_decay=self.config.weight_decay
         )
@@ -138,6 +139,8 @@ class PiRLRecipe:
         device = next(self.policy.parameters()).device
         cfg = self.config
         observations = _stack([d.observation for d in rollout.decisions], device)
+        if cfg.normalize_value_input:
+            self.policy.pi_rl_observe_state(observations)
 
         # 1. Values and GAE (no gradients): V(s_{i+1}) is the next decision's value inside a
         #    segment, V(next_observation) where a segment stops (terminations are masked anyway).
@@ -171,11 +174,20 @@ class PiRLRecipe:
             PI_RL_RETURN: returns,
         }
 
-        # 2. PPO epochs over shuffled minibatches.
+        # 2. PPO epochs over shuffled minibatches (the critic alone during warm-up; optionally
+        #    stopped early once the policy has moved by more than the target KL).
+        warming_up = self.assembler.policy_version < cfg.critic_warmup_updates
+        for group in self.optimizer.param_groups:
+            group["lr"] = (
+                0.0 if warming_up and group["name"] != "value_head" else self._base_lr[group["name"]]
+            )
         sums: dict[str, float] = defaultdict(float)
         steps = skipped = 0
+        stopped_early = False
         parameters = [p for group in self.optimizer.param_groups for p in group["params"]]
         for _ in range(cfg.update_epochs):
+            if stopped_early:
+                break
             order = torch.randperm(len(rollout), generator=self.generator).to(device)
             for start in range(0, len(rollout), cfg.minibatch_size):
                 index = order[start : start + cfg.minibatch_size]
@@ -192,6 +204,13 @@ class PiRLRecipe:
                 for key, value in metrics.items():
                     sums[key] += value
                 sums["pi_rl_grad_norm"] += float(grad_norm)
+                if (
+                    not warming_up
+                    and cfg.target_kl is not None
+                    and metrics["approx_kl"] > 1.5 * cfg.target_kl
+                ):
+                    stopped_early = True
+                    break
 
         self.assembler.advance_policy_version()
         stale = [self.assembler.policy_version - 1 - d.policy_version for d in rollout.decisions]
@@ -208,6 +227,9 @@ class PiRLRecipe:
                 "decisions_received_total": float(self.assembler.received),
                 "decisions_consumed_total": float(self.assembler.consumed),
                 "skipped_nonfinite_steps": float(skipped),
+                "minibatch_steps": float(steps),
+                "stopped_early": float(stopped_early),
+                "critic_warmup": float(warming_up),
                 "policy_version": float(self.assembler.policy_version),
             }
         )

@@ -1,0 +1,108 @@
+"""The pi-rl actor's multi-env loop: batched sampling, per-env episodes, one policy version each."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("MUJOCO_GL", "osmesa")
+os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from lerobot_pirl.envs.pick_cube import ACTION_DIM, STATE_DIM, PickCubeEnvConfig, make_pick_cube_env  # noqa: E402
+from lerobot_pirl.policies import PI_RL_CHAIN, PI_RL_STEP_INDEX  # noqa: E402
+from lerobot_pirl.policies.tiny_xvla import instruction_tokens, tiny_xvla_config  # noqa: E402
+from lerobot_pirl.recipes.pi_rl.config import PiRLConfig  # noqa: E402
+from lerobot_pirl.recipes.pi_rl.recipe import PiRLRecipe  # noqa: E402
+from lerobot_pirl.runtime.pi_rl_actor import BatchedEpisodes  # noqa: E402
+
+pytestmark = pytest.mark.timeout(240)
+EPISODE_STEPS = 8  # 4 decisions of H' = 2
+
+
+def _recipe(seed: int = 0) -> PiRLRecipe:
+    from lerobot.policies.xvla.modeling_xvla import XVLAPolicy
+
+    torch.manual_seed(seed)
+    config = tiny_xvla_config(
+        STATE_DIM, ACTION_DIM, chunk_size=4, n_action_steps=2, num_denoising_steps=3, hidden_size=32, depth=1
+    )
+    policy = XVLAPolicy(config)
+    return PiRLRecipe(
+        policy, PiRLConfig(policy_config=config, noise_method="flow_sde", value_hidden_dims=[8])
+    )
+
+
+def _rescored_log_probs(policy, decisions) -> torch.Tensor:
+    from lerobot_pirl.recipes.pi_rl.transitions import RecordLayout, decode_decision
+
+    decoded = [decode_decision(t, RecordLayout.for_policy(policy)) for t in decisions]
+    batch = {k: torch.stack([d.observation[k] for d in decoded]) for k in decoded[0].observation}
+    batch[PI_RL_CHAIN] = torch.stack([d.chain for d in decoded])
+    batch[PI_RL_STEP_INDEX] = torch.tensor([float(d.step_index) for d in decoded])
+    with torch.no_grad():
+        return policy.pi_rl_outputs(batch).log_prob, torch.tensor([d.old_log_prob for d in decoded])
+
+
+@pytest.fixture
+def envs():
+    made = [
+        make_pick_cube_env(PickCubeEnvConfig(seed=i, max_episode_steps=EPISODE_STEPS, physics_dt=0.005))
+        for i in range(3)
+    ]
+    yield made
+    for env in made:
+        env.close()
+
+
+def test_three_envs_make_whole_single_version_episodes_with_one_sampling_call_per_step(envs) -> None:
+    recipe = _recipe()
+    runner = BatchedEpisodes(envs, recipe, instruction_tokens(recipe.policy.config), actor_id=5)
+    calls = []
+    sample = recipe.policy.sample_actions
+    recipe.policy.sample_actions = lambda batch: (
+        calls.append(len(batch["observation.state"])) or sample(batch)
+    )
+    finished = []
+    for _ in range(8):
+        finished += runner.step()
+    assert calls == [3] * 8  # every env's decision in one batched call
+    assert len(finished) == 6  # each env: two 8-step episodes (the random policy never lifts)
+    assert sorted(e.episode_id for e in finished) == list(range(6))
+    for episode in finished:
+        info = [t["complementary_info"]["pi_rl.record"] for t in episode.decisions]
+        assert episode.env_steps == EPISODE_STEPS and len(info) == EPISODE_STEPS // 2
+        assert [t["complementary_info"]["pi_rl.record"][7].item() for t in episode.decisions] == [0, 1, 2, 3]
+        assert {r[6].item() for r in info} == {episode.episode_id} and {r[5].item() for r in info} == {5}
+        assert bool(episode.decisions[-1]["truncated"]) and not any(t["done"] for t in episode.decisions)
+    # The three envs have their own block positions (distinct seeds).
+    first_states = {tuple(e.decisions[0]["state"]["observation.state"][18:20].tolist()) for e in finished}
+    assert len(first_states) == 6
+
+
+def test_weights_arriving_mid_episode_leave_running_episodes_on_their_version(envs) -> None:
+    recipe = _recipe()
+    runner = BatchedEpisodes(envs[:2], recipe, instruction_tokens(recipe.policy.config), actor_id=0)
+    old_policy = _recipe().policy  # same seed: the version-0 weights
+    finished = runner.step()  # both envs one decision into their first episode
+    assert not finished and not runner.wants_weights()
+
+    new_weights = recipe.actor_weights()
+    new_weights["policy"] = {k: v + 0.05 * torch.randn_like(v) for k, v in new_weights["policy"].items()}
+    new_weights["policy_version"] = torch.tensor(1)
+    runner.freeze_live_episodes()  # what the actor does right before loading
+    recipe.load_actor_weights(new_weights, device="cpu")
+
+    while len(finished) < 4:
+        finished += runner.step()
+    by_version = {v: [e for e in finished if e.policy_version == v] for v in (0, 1)}
+    assert len(by_version[0]) == 2 and len(by_version[1]) == 2  # first episodes stay on version 0
+    for version, scorer in ((0, old_policy), (1, recipe.policy)):
+        for episode in by_version[version]:
+            scorer.attach_pi_rl(recipe.heads, recipe.policy.pi_rl_sampling)
+            rescored, recorded = _rescored_log_probs(scorer, episode.decisions)
+            torch.testing.assert_close(rescored, recorded, rtol=0, atol=1e-4)  # its own sampler
+    wrong, recorded = _rescored_log_probs(recipe.policy, by_version[0][0].decisions)
+    assert (wrong - recorded).abs().max() > 1e-2  # the new weights would have scored it differently
+    assert runner._frozen == {}  # the frozen copy is gone once its episodes ended
