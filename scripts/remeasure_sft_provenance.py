@@ -31,7 +31,9 @@ def main() -> None:
         max_episode_steps=config.max_episode_steps,
         physics_dt=config.eval_physics_dt,
     )
-    provenance["sft_config"].update(eval_episodes=config.eval_episodes, eval_physics_dt=config.eval_physics_dt)
+    provenance["sft_config"].update(
+        eval_episodes=config.eval_episodes, eval_physics_dt=config.eval_physics_dt
+    )
     provenance["evaluation"] = {
         "sampler": "deterministic",
         "max_episode_steps": config.max_episode_steps,

@@ -32,18 +32,24 @@ from .machine import free_port, machine_info
 from .sft import PROVENANCE_FILE, SHIPPED_CHECKPOINT
 
 DEMO_ALGORITHM: dict[str, Any] = {
-    "rollout_decisions": 512,
-    "minibatch_size": 128,
+    "rollout_decisions": 1024,
+    "minibatch_size": 256,
     "update_epochs": 4,
     "actor_lr": 5e-5,
     "value_lr": 1e-3,
     "noise_lr": 1e-3,
     "value_hidden_dims": [64, 64],
     "noise_hidden_dim": 32,
+    "target_kl": 0.02,
+    "critic_warmup_updates": 1,
+    "envs_per_actor": 4,
     "env_max_episode_steps": 50,
+    "env_physics_dt": 0.005,
+    "env_shaping_coef": 1.0,
     "torch_threads": 1,
 }
-"""πRL settings for the tiny XVLA (the paper's are for 3B models: larger lrs, smaller heads)."""
+"""πRL settings for the tiny XVLA (the paper's are for 3B models: larger lrs, smaller heads); the
+lever study behind them is in the README ("Learning benchmark") and ``benchmarks/results/ablation/``."""
 
 
 class DemoError(RuntimeError):
@@ -54,11 +60,11 @@ class DemoError(RuntimeError):
 class DemoConfig:
     noise_method: str = "flow_sde"
     """``flow_sde`` or ``flow_noise`` (flow_sde was the steadier of the two in benchmarks/learning.py)."""
-    env_steps: int = 25_000
-    """Training budget in env steps, summed over actors (the default takes ~8 min on 2 cores)."""
+    env_steps: int = 60_000
+    """Training budget in env steps, summed over actors."""
     actors: int = 2
-    """Actor processes (each one env)."""
-    eval_every_updates: int = 6
+    """Actor processes (each steps ``envs_per_actor`` envs of the algorithm settings)."""
+    eval_every_updates: int = 4
     """Evaluate (and checkpoint) every this many πRL updates; the final checkpoint is always evaluated."""
     eval_episodes: int = 100
     """Deterministic evaluation episodes per point."""

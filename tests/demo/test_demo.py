@@ -89,7 +89,9 @@ def _demo(tmp_path, *args):
 @pytest.mark.timeout(420)
 def test_demo_runs_learner_and_actor_and_writes_a_learning_curve(tmp_path):
     out = tmp_path / "run"
-    algorithm = json.dumps({"rollout_decisions": 16, "minibatch_size": 8, "update_epochs": 1})
+    algorithm = json.dumps(
+        {"rollout_decisions": 16, "minibatch_size": 8, "update_epochs": 1, "envs_per_actor": 1}
+    )
     done = _demo(
         tmp_path,
         "--env-steps=150",
