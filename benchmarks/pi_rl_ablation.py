@@ -75,6 +75,7 @@ def run(
                 seed=seed + ENV_SEED_STRIDE * i,
                 physics_dt=config.env_physics_dt,
                 shaping_coef=config.env_shaping_coef,
+                shaping_grasp_weight=config.env_shaping_grasp_weight,
             )
         )
         for i in range(envs)

@@ -187,6 +187,9 @@ def run_sac(
     eval_episodes: int,
     max_episode_steps: int = 50,
     progress: bool = False,
+    physics_dt: float = PickCubeEnvConfig.physics_dt,
+    shaping_coef: float = 0.0,
+    shaping_grasp_weight: float = 0.0,
     **sac_overrides: Any,
 ) -> dict[str, Any]:
     """Train LeRobot SAC for ``env_steps`` env steps; evaluate at 0 and at each count in ``eval_at``.
@@ -249,8 +252,16 @@ def run_sac(
     mixer = OnlineOfflineMixer(online, offline, online_ratio=loop["online_ratio"])
     batches = None  # built at the first update (sampling needs a non-empty online buffer), like RLTrainer
 
-    train_config = PickCubeEnvConfig(max_episode_steps=max_episode_steps, seed=TRAIN_SEED_OFFSET + seed)
-    eval_config = PickCubeEnvConfig(max_episode_steps=max_episode_steps, seed=EVAL_SEED_OFFSET)
+    train_config = PickCubeEnvConfig(
+        max_episode_steps=max_episode_steps,
+        seed=TRAIN_SEED_OFFSET + seed,
+        physics_dt=physics_dt,
+        shaping_coef=shaping_coef,
+        shaping_grasp_weight=shaping_grasp_weight,
+    )
+    eval_config = PickCubeEnvConfig(
+        max_episode_steps=max_episode_steps, seed=EVAL_SEED_OFFSET, physics_dt=physics_dt
+    )
     evaluations, training = [], []
     n_updates, step, episode = 0, 0, 0
     update_s = eval_s = 0.0
@@ -360,6 +371,9 @@ def run_sac(
             **loop,
             "updates_per_env_step": 1,
             "max_episode_steps": max_episode_steps,
+            "physics_dt": physics_dt,
+            "shaping_coef": shaping_coef,
+            "shaping_grasp_weight": shaping_grasp_weight,
             "policy_inputs": [OBS_STATE],
             "offline_buffer": {
                 "source": "collect_demonstrations(SFTConfig(), chunk_size=1)",
@@ -386,6 +400,8 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=5_000, help="env steps between evaluations")
     parser.add_argument("--eval-episodes", type=int, default=50)
     parser.add_argument("--max-episode-steps", type=int, default=50)
+    parser.add_argument("--physics-dt", type=float, default=PickCubeEnvConfig.physics_dt)
+    parser.add_argument("--shaping-coef", type=float, default=0.0)
     parser.add_argument("--progress", action="store_true", help="log progress to stderr")
     args = parser.parse_args()
     eval_at = list(range(args.eval_every, args.env_steps + 1, args.eval_every))
@@ -398,6 +414,8 @@ def main() -> None:
         eval_episodes=args.eval_episodes,
         max_episode_steps=args.max_episode_steps,
         progress=args.progress,
+        physics_dt=args.physics_dt,
+        shaping_coef=args.shaping_coef,
     )
     print(json.dumps(result, indent=2))
 

@@ -29,7 +29,7 @@ def _parser() -> argparse.ArgumentParser:
         "--env-steps",
         type=int,
         default=defaults.env_steps,
-        help="training budget (the default takes ~8 min on 2 cores)",
+        help="training budget in env steps, summed over actors",
     )
     demo.add_argument("--actors", type=int, default=defaults.actors)
     demo.add_argument("--eval-every-updates", type=int, default=defaults.eval_every_updates)

@@ -32,8 +32,8 @@ from .machine import free_port, machine_info
 from .sft import PROVENANCE_FILE, SHIPPED_CHECKPOINT
 
 DEMO_ALGORITHM: dict[str, Any] = {
-    "rollout_decisions": 1024,
-    "minibatch_size": 256,
+    "rollout_decisions": 512,
+    "minibatch_size": 128,
     "update_epochs": 4,
     "actor_lr": 5e-5,
     "value_lr": 1e-3,
@@ -64,7 +64,7 @@ class DemoConfig:
     """Training budget in env steps, summed over actors."""
     actors: int = 2
     """Actor processes (each steps ``envs_per_actor`` envs of the algorithm settings)."""
-    eval_every_updates: int = 4
+    eval_every_updates: int = 10
     """Evaluate (and checkpoint) every this many πRL updates; the final checkpoint is always evaluated."""
     eval_episodes: int = 100
     """Deterministic evaluation episodes per point."""

@@ -93,18 +93,21 @@ CONTROL_DT = 0.1  # gym-hil's control period (s): one env step
 LIFT_SUCCESS = 0.1  # m: gym-hil's success lift
 
 
-def shaping_potential(state: np.ndarray, block_z0: float) -> float:
-    """Φ(s) = 0.3·exp(−20·‖block − tcp‖) + 0.7·clip((z_block − z0) / 0.1 m, 0, 1).
+def shaping_potential(state: np.ndarray, block_z0: float, grasp_weight: float = 0.0) -> float:
+    """Φ(s) = 0.3·reach + grasp_weight·reach·g + 0.7·clip((z_block − z0) / 0.1 m, 0, 1),
+    with reach = exp(−20·‖block − tcp‖) and g the gripper command in [0, 1].
 
-    The terms of gym-hil's ``reward_type="dense"`` reward, used as a *potential*: the training
-    reward adds ``coef·(Φ(s') − Φ(s))`` to the sparse reward (Ng et al., 1999, with γ = 1, RLinf's
-    "relative reward"). Used as a per-step reward instead, it pays the policy for hovering at the
-    block for the whole episode rather than lifting it (success ends the episode); as a potential
-    difference it sums to ``coef·(Φ_T − Φ_0)`` per episode, so reaching and lifting is all it rewards.
+    With ``grasp_weight = 0`` these are the terms of gym-hil's ``reward_type="dense"`` reward, used
+    as a *potential*: the training reward adds ``coef·(Φ(s') − Φ(s))`` to the sparse reward (Ng et
+    al., 1999, with γ = 1, RLinf's "relative reward"). Used as a per-step reward instead, it pays the
+    policy for hovering at the block for the whole episode rather than lifting it (success ends the
+    episode); as a potential difference it sums to ``coef·(Φ_T − Φ_0)`` per episode, so progress is
+    all it rewards. The grasp term grades closing the gripper at the block, which gym-hil's terms
+    only reward once the block rises.
     """
     reach = float(np.exp(-20.0 * np.linalg.norm(state[BLOCK_SLICE] - state[TCP_SLICE])))
     lift = float(np.clip((state[BLOCK_SLICE][2] - block_z0) / LIFT_SUCCESS, 0.0, 1.0))
-    return 0.3 * reach + 0.7 * lift
+    return 0.3 * reach + grasp_weight * reach * float(state[GRIPPER_IDX]) + 0.7 * lift
 
 
 @dataclass
@@ -124,6 +127,8 @@ class PickCubeEnvConfig:
     # Weight of the potential-based shaping added to the sparse reward (0: the sparse reward alone).
     # See `shaping_potential`; the success flag in `info` and terminations stay gym-hil's own.
     shaping_coef: float = 0.0
+    # Weight of the potential's grasp term (closing the gripper at the block); see `shaping_potential`.
+    shaping_grasp_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.image_size < 1:
@@ -132,8 +137,11 @@ class PickCubeEnvConfig:
             raise ValueError(f"max_episode_steps must be >= 1, got {self.max_episode_steps}")
         if not 0 < self.physics_dt <= CONTROL_DT:
             raise ValueError(f"physics_dt must be in (0, {CONTROL_DT}] s, got {self.physics_dt}")
-        if self.shaping_coef < 0:
-            raise ValueError(f"shaping_coef must be >= 0, got {self.shaping_coef}")
+        if self.shaping_coef < 0 or self.shaping_grasp_weight < 0:
+            raise ValueError(
+                f"shaping_coef and shaping_grasp_weight must be >= 0, got {self.shaping_coef}, "
+                f"{self.shaping_grasp_weight}"
+            )
         if self.render_size is not None and self.render_size < self.image_size:
             raise ValueError(f"render_size ({self.render_size}) must be >= image_size ({self.image_size})")
 
@@ -245,7 +253,7 @@ class PickCubeEnv:
             np.random.set_state(outer)
         state = self._state(raw)
         self._block_z0 = float(state[BLOCK_SLICE][2])
-        self._potential = shaping_potential(state, self._block_z0)
+        self._potential = shaping_potential(state, self._block_z0, self.config.shaping_grasp_weight)
         return self._obs(state)
 
     def step(
@@ -266,7 +274,7 @@ class PickCubeEnv:
         info = {"success": bool(info.get("succeed", False)), "sparse_reward": float(reward)}
         state = self._state(raw)
         if self.config.shaping_coef > 0:
-            potential = shaping_potential(state, self._block_z0)
+            potential = shaping_potential(state, self._block_z0, self.config.shaping_grasp_weight)
             reward = float(reward) + self.config.shaping_coef * (potential - self._potential)
             self._potential = potential
         return self._obs(state), float(reward), bool(terminated), bool(truncated), info

@@ -77,6 +77,7 @@ def run_pi_rl_actor(cfg: seam.RecipeTrainConfig, actor_id: int) -> dict[str, int
                 seed=cfg.seed + actor_id + ENV_SEED_STRIDE * index,
                 physics_dt=algo_cfg.env_physics_dt,
                 shaping_coef=algo_cfg.env_shaping_coef,
+                shaping_grasp_weight=algo_cfg.env_shaping_grasp_weight,
             )
         )
         for index in range(algo_cfg.envs_per_actor)

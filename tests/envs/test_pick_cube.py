@@ -163,13 +163,15 @@ def test_env_throughput(which, state_env, image_env):
 def test_shaped_reward_is_the_potential_difference_and_success_stays_sparse():
     """Expert episode with shaping: each step's reward = sparse + coef·(Φ(s') − Φ(s)), with Φ
     recomputed here from the reported state, so the episode's shaping sums to coef·(Φ_T − Φ_0)."""
-    coef = 2.0
-    config = PickCubeEnvConfig(seed=3, max_episode_steps=60, physics_dt=0.005, shaping_coef=coef)
+    coef, grasp = 2.0, 0.5
+    config = PickCubeEnvConfig(
+        seed=3, max_episode_steps=60, physics_dt=0.005, shaping_coef=coef, shaping_grasp_weight=grasp
+    )
     rng = np.random.default_rng(0)
 
     def potential(state: np.ndarray, z0: float) -> float:  # the formula, restated independently
         reach = np.exp(-20.0 * np.linalg.norm(state[18:21] - state[15:18]))
-        return 0.3 * reach + 0.7 * min(max((state[20] - z0) / 0.1, 0.0), 1.0)
+        return 0.3 * reach + grasp * reach * state[14] + 0.7 * min(max((state[20] - z0) / 0.1, 0.0), 1.0)
 
     with make_pick_cube_env(config) as env:
         obs = env.reset(seed=3)
@@ -188,6 +190,7 @@ def test_shaped_reward_is_the_potential_difference_and_success_stays_sparse():
     assert success and sparse_total == 1.0  # the noiseless expert lifts the block
     assert total == pytest.approx(sparse_total + coef * (phi - phi0), abs=1e-5)
     assert phi > 0.7 > phi0  # lifted (lift term full) from far away (reach term ~0)
+    assert obs[STATE_KEY][14] == 1.0  # closed on the block: the grasp term counted at the end
 
 
 def test_physics_dt_sets_the_controller_substeps_and_is_validated():
@@ -195,5 +198,5 @@ def test_physics_dt_sets_the_controller_substeps_and_is_validated():
         assert env.gym_env.unwrapped._n_substeps == 20  # 0.1 s control period / 0.005 s
     with pytest.raises(ValueError, match=r"physics_dt must be in \(0, 0.1\] s, got 0.5"):
         PickCubeEnvConfig(physics_dt=0.5)
-    with pytest.raises(ValueError, match="shaping_coef must be >= 0, got -1"):
+    with pytest.raises(ValueError, match="shaping_coef and shaping_grasp_weight must be >= 0, got -1, 0.0"):
         PickCubeEnvConfig(shaping_coef=-1)

@@ -330,3 +330,63 @@ def test_new_algorithm_fields_are_validated() -> None:
         "envs_per_actor=0 (must be ≥ 1)",
     ):
         assert text in message
+
+
+def test_update_advantages_follow_gae_across_termination_truncation_and_a_rollout_cut() -> None:
+    """Three episodes in one rollout, GAE recomputed by hand from the value head's own values.
+
+    Episode 0 (actor 0) terminates after 3 decisions; episode 1 (actor 1) is truncated by the time
+    limit after 2; episode 2 (actor 2) had 4 decisions recorded but only its first 2 arrive, so the
+    rollout cuts it. With δ_i = r_i + γ·(1 − term_i)·V(next_i) − V_i and
+    A_i = δ_i + γλ·(1 − done_i)·A_{i+1}: next_i is the next decision's observation inside an
+    episode and the decision's own next_observation at the end of each segment; done_i is set at
+    the termination, the truncation and the cut, so no trace crosses into the next episode.
+    """
+    gamma, lam = 0.9, 0.8
+    recipe = make_recipe("flow_sde", rollout_decisions=7, gamma=gamma, gae_lambda=lam)
+    episodes = [
+        record_episode(recipe, states(3, 1), actor_id=0, episode_id=0, terminated=True, seed=1),
+        record_episode(recipe, states(2, 2), actor_id=1, episode_id=0, terminated=False, seed=2),
+        record_episode(recipe, states(4, 3), actor_id=2, episode_id=0, terminated=True, seed=3)[:2],
+    ]
+    for episode in episodes:
+        for transition in episode:
+            recipe.accept(transition)
+    rollout = recipe.take_rollout()
+    observations = {
+        k: torch.stack([d.observation[k] for d in rollout.decisions])
+        for k in rollout.decisions[0].observation
+    }
+    values, advantages, returns = recipe.advantages(rollout, observations)
+
+    def value(observation: dict) -> float:
+        return float(recipe.policy.pi_rl_value({k: v.unsqueeze(0) for k, v in observation.items()})[0])
+
+    expected = []
+    for actor, (episode, terminated_last) in enumerate(zip(episodes, (True, False, False), strict=True)):
+        decisions = [d for d in rollout.decisions if d.actor_id == actor]
+        assert len(decisions) == len(episode)
+        trace = 0.0
+        per_episode = []
+        for i in reversed(range(len(decisions))):
+            last = i == len(decisions) - 1
+            v_next = value(decisions[i].next_observation) if last else value(decisions[i + 1].observation)
+            terminal = last and terminated_last
+            delta = (
+                decisions[i].reward + gamma * (0.0 if terminal else v_next) - value(decisions[i].observation)
+            )
+            trace = delta + (0.0 if last else gamma * lam * trace)
+            per_episode.insert(0, trace)
+        expected += per_episode
+    torch.testing.assert_close(advantages, torch.tensor(expected), rtol=0, atol=1e-5)
+    torch.testing.assert_close(returns, advantages + values)
+    assert rollout.terminated.tolist() == [False, False, True, False, False, False, False]
+    assert (rollout.truncated | rollout.segment_end).tolist() == [
+        False,
+        False,
+        True,
+        False,
+        True,
+        False,
+        True,
+    ]

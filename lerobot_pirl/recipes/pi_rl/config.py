@@ -117,6 +117,8 @@ class PiRLConfig(RecipeConfig):
     env_shaping_coef: float = 0.0
     """Weight of the potential-based reach-and-lift shaping added to the sparse training reward
     (``lerobot_pirl.envs.pick_cube.shaping_potential``); success is always gym-hil's sparse test."""
+    env_shaping_grasp_weight: float = 0.0
+    """Weight of the shaping potential's grasp term (gripper closed at the block)."""
 
     def validate(self) -> None:
         """Raise one ValueError naming every bad field, its value and what is accepted.
@@ -159,8 +161,9 @@ class PiRLConfig(RecipeConfig):
             problems.append(f"critic_warmup_updates={self.critic_warmup_updates} (must be ≥ 0)")
         if not 0 < self.env_physics_dt <= 0.1:
             problems.append(f"env_physics_dt={self.env_physics_dt} (must be in (0, 0.1] s)")
-        if self.env_shaping_coef < 0:
-            problems.append(f"env_shaping_coef={self.env_shaping_coef} (must be ≥ 0)")
+        for name in ("env_shaping_coef", "env_shaping_grasp_weight"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name}={getattr(self, name)} (must be ≥ 0)")
         if self.max_policy_staleness < 0:
             problems.append(f"max_policy_staleness={self.max_policy_staleness} (must be ≥ 0)")
         if problems:

@@ -1,9 +1,10 @@
 """The ``pi-rl`` recipe: πRL (PPO on Flow-Noise / Flow-SDE log-likelihoods) for LeRobot's XVLA.
 
 Read top to bottom, one update is: stack the rollout's observations, value them, GAE over each
-trajectory (done-masking, bootstrap on truncation and at rollout boundaries), normalise the
-advantages, then ``update_epochs`` × minibatches of ``policy.forward(batch, model="pi_rl")`` with a
-clipped-gradient AdamW step. The rollout is then discarded (strictly on-policy).
+trajectory (done-masking, bootstrap on truncation and at rollout boundaries; ``advantages``),
+normalise the advantages, then ``update_epochs`` × minibatches of
+``policy.forward(batch, model="pi_rl")`` with a clipped-gradient AdamW step (``_ppo_epochs``). The
+rollout is then discarded (strictly on-policy).
 """
 
 from __future__ import annotations
@@ -131,65 +132,78 @@ class PiRLRecipe:
         return {"pi_rl": self.optimizer}
 
     def update_step(self, batches: Iterator[Any], step: int) -> dict[str, float]:
+        """One πRL update on the next rollout: advantages, PPO epochs, diagnostics."""
         assert self.optimizer is not None, "build_optimizers() must run first"
         rollout: Rollout = next(batches)
         # πRL scores recorded chains dropout-free, as they were sampled; in eval mode the policy's
         # per-forward dropout guard has nothing to switch (it costs ~10% of a tiny-XVLA update).
         self.policy.eval()
         device = next(self.policy.parameters()).device
-        cfg = self.config
         observations = _stack([d.observation for d in rollout.decisions], device)
-        if cfg.normalize_value_input:
+        if self.config.normalize_value_input:
             self.policy.pi_rl_observe_state(observations)
-
-        # 1. Values and GAE (no gradients): V(s_{i+1}) is the next decision's value inside a
-        #    segment, V(next_observation) where a segment stops (terminations are masked anyway).
-        with torch.no_grad():
-            values = self._values(observations)
-            next_values = torch.roll(values, -1)
-            ends = rollout.segment_end.to(device)
-            if bool(ends.any()):
-                boundary = [
-                    d.next_observation for d, end in zip(rollout.decisions, ends.tolist(), strict=True) if end
-                ]
-                next_values[ends] = self._values(_stack(boundary, device))
-        advantages, returns = compute_gae(
-            rollout.rewards.to(device),
-            values,
-            next_values,
-            rollout.terminated.to(device),
-            rollout.truncated.to(device) | ends,
-            cfg.gamma,
-            cfg.gae_lambda,
-        )
-        advantages = normalize_advantages(advantages)
-
+        values, advantages, returns = self.advantages(rollout, observations)
         batch = {
             **observations,
             PI_RL_CHAIN: torch.stack([d.chain for d in rollout.decisions]).to(device),
             PI_RL_STEP_INDEX: torch.tensor([float(d.step_index) for d in rollout.decisions], device=device),
             PI_RL_OLD_LOG_PROB: torch.tensor([d.old_log_prob for d in rollout.decisions], device=device),
             PI_RL_OLD_VALUE: values,
-            PI_RL_ADVANTAGE: advantages,
+            PI_RL_ADVANTAGE: normalize_advantages(advantages),
             PI_RL_RETURN: returns,
         }
+        result = self._ppo_epochs(batch, len(rollout))
+        self.assembler.advance_policy_version()
+        result.update(self._rollout_diagnostics(rollout, values, returns))
+        return result
 
-        # 2. PPO epochs over shuffled minibatches (the critic alone during warm-up; optionally
-        #    stopped early once the policy has moved by more than the target KL).
+    def advantages(self, rollout: Rollout, observations: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        """(values, advantages, returns) [N] by GAE over the rollout's trajectory segments.
+
+        V(s_{i+1}) is the next decision's value inside a segment and V(next_observation) where a
+        segment stops: at a time-limit truncation and where the rollout cut an episode (both
+        bootstrap), and at a termination (masked by GAE).
+        """
+        cfg = self.config
+        with torch.no_grad():
+            values = self._values(observations)
+            next_values = torch.roll(values, -1)
+            ends = rollout.segment_end.to(values.device)
+            if bool(ends.any()):
+                boundary = [
+                    d.next_observation for d, end in zip(rollout.decisions, ends.tolist(), strict=True) if end
+                ]
+                next_values[ends] = self._values(_stack(boundary, values.device))
+        advantages, returns = compute_gae(
+            rollout.rewards.to(values.device),
+            values,
+            next_values,
+            rollout.terminated.to(values.device),
+            rollout.truncated.to(values.device) | ends,
+            cfg.gamma,
+            cfg.gae_lambda,
+        )
+        return values, advantages, returns
+
+    def _ppo_epochs(self, batch: dict[str, Tensor], size: int) -> dict[str, float]:
+        """``update_epochs`` passes of shuffled minibatches (the critic alone during warm-up;
+        stopped early once a minibatch's approx_kl passes 1.5 × ``target_kl``); mean metrics."""
+        assert self.optimizer is not None
+        cfg = self.config
         warming_up = self.assembler.policy_version < cfg.critic_warmup_updates
         for group in self.optimizer.param_groups:
-            group["lr"] = (
-                0.0 if warming_up and group["name"] != "value_head" else self._base_lr[group["name"]]
-            )
+            trains = not warming_up or group["name"] == "value_head"
+            group["lr"] = self._base_lr[group["name"]] if trains else 0.0
         sums: dict[str, float] = defaultdict(float)
         steps = skipped = 0
         stopped_early = False
         parameters = [p for group in self.optimizer.param_groups for p in group["params"]]
+        device = batch[PI_RL_ADVANTAGE].device
         for _ in range(cfg.update_epochs):
             if stopped_early:
                 break
-            order = torch.randperm(len(rollout), generator=self.generator).to(device)
-            for start in range(0, len(rollout), cfg.minibatch_size):
+            order = torch.randperm(size, generator=self.generator).to(device)
+            for start in range(0, size, cfg.minibatch_size):
                 index = order[start : start + cfg.minibatch_size]
                 minibatch = {key: value[index] for key, value in batch.items()}
                 loss, metrics = self.policy.forward(minibatch, model="pi_rl")
@@ -211,31 +225,33 @@ class PiRLRecipe:
                 ):
                     stopped_early = True
                     break
-
-        self.assembler.advance_policy_version()
-        stale = [self.assembler.policy_version - 1 - d.policy_version for d in rollout.decisions]
         result = {key: value / max(steps, 1) for key, value in sums.items()}
         result.pop("loss", None)
         result.update(
             {
-                "explained_variance_rollout": float(explained_variance(values, returns)),
-                "rollout_decisions": float(len(rollout)),
-                "rollout_reward_mean": float(rollout.rewards.mean()),
-                "staleness_mean": sum(stale) / len(stale),
-                "staleness_max": float(max(stale)),
-                "dropped_stale_total": float(self.assembler.dropped_stale),
-                "decisions_received_total": float(self.assembler.received),
-                "decisions_consumed_total": float(self.assembler.consumed),
                 "skipped_nonfinite_steps": float(skipped),
                 "minibatch_steps": float(steps),
                 "stopped_early": float(stopped_early),
                 "critic_warmup": float(warming_up),
-                "policy_version": float(self.assembler.policy_version),
             }
         )
         for group in self.optimizer.param_groups:
             result[f"lr_{group['name']}"] = float(group["lr"])
         return result
+
+    def _rollout_diagnostics(self, rollout: Rollout, values: Tensor, returns: Tensor) -> dict[str, float]:
+        stale = [self.assembler.policy_version - 1 - d.policy_version for d in rollout.decisions]
+        return {
+            "explained_variance_rollout": float(explained_variance(values, returns)),
+            "rollout_decisions": float(len(rollout)),
+            "rollout_reward_mean": float(rollout.rewards.mean()),
+            "staleness_mean": sum(stale) / len(stale),
+            "staleness_max": float(max(stale)),
+            "dropped_stale_total": float(self.assembler.dropped_stale),
+            "decisions_received_total": float(self.assembler.received),
+            "decisions_consumed_total": float(self.assembler.consumed),
+            "policy_version": float(self.assembler.policy_version),
+        }
 
     def _values(self, observations: dict[str, Tensor]) -> Tensor:
         """V(s) [N] in chunks of max(minibatch, 256) decisions, so the VLM's activations stop growing
