@@ -49,8 +49,17 @@ def run_one(method: str, seed: int, env_steps: int, eval_points: int, eval_episo
         sys.path.insert(0, str(Path(__file__).parent))
         from sac_pick_cube import run_sac
 
+        from lerobot_pirl.demo.run import DEMO_ALGORITHM
+
         eval_at = [round(env_steps * (i + 1) / eval_points) for i in range(eval_points)]
-        return run_sac(seed=seed, env_steps=env_steps, eval_at=eval_at, eval_episodes=eval_episodes)
+        return run_sac(  # the env options and training reward of the πRL runs
+            seed=seed,
+            env_steps=env_steps,
+            eval_at=eval_at,
+            eval_episodes=eval_episodes,
+            physics_dt=DEMO_ALGORITHM["env_physics_dt"],
+            shaping_coef=DEMO_ALGORITHM["env_shaping_coef"],
+        )
     workdir = Path(tempfile.mkdtemp(prefix=f"learning_{method}_{seed}_"))
     try:
         config = DemoConfig(

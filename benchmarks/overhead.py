@@ -215,7 +215,7 @@ def record_episodes(noise_method: str, episodes: int, steps: int) -> list[tuple[
     payloads = []
     try:
         for episode_id in range(episodes):
-            decisions, _ = _run_episode(env, policy, recipe, tokens, 0, episode_id, threading.Event())
+            decisions, _ = _run_episode(env, recipe, tokens, 0, episode_id, threading.Event())
             payloads.append((transitions_to_bytes(decisions), len(decisions)))
     finally:
         env.close()

@@ -163,6 +163,10 @@ class PiRLHeads(nn.Module):
     Heads run in float32 whatever the policy dtype.
     """
 
+    state_mean: Tensor
+    state_var: Tensor
+    state_count: Tensor
+
     def __init__(
         self,
         vlm_dim: int,

@@ -169,12 +169,14 @@ class BatchedEpisodes:
     episode uses it). So most steps make one batched ``sample_actions`` call, a few make two.
     """
 
-    def __init__(self, envs: list[Any], recipe: Any, tokens: torch.Tensor, actor_id: int) -> None:
+    def __init__(
+        self, envs: list[Any], recipe: Any, tokens: torch.Tensor, actor_id: int, first_episode_id: int = 0
+    ) -> None:
         self.envs, self.recipe, self.tokens, self.actor_id = envs, recipe, tokens, actor_id
         self.executed_steps = recipe.policy.pi_rl_sampling.executed_steps
         self.episodes: list[_Episode | None] = [None] * len(envs)
         self._frozen: dict[int, Any] = {}  # policy version -> a copy of that version's policy
-        self._next_episode_id = 0
+        self._next_episode_id = first_episode_id
 
     def wants_weights(self) -> bool:
         """New weights are only taken when some env is between episodes (else nobody could use them)."""
@@ -260,11 +262,10 @@ class BatchedEpisodes:
 
 
 def _run_episode(
-    env: Any, policy: Any, recipe: Any, tokens: torch.Tensor, actor_id: int, episode_id: int, shutdown: Any
+    env: Any, recipe: Any, tokens: torch.Tensor, actor_id: int, episode_id: int, shutdown: Any
 ) -> tuple[list[Any], dict[str, Any]] | None:
     """One whole episode in one env (``None`` if ``shutdown`` was set first), as the actor records it."""
-    runner = BatchedEpisodes([env], recipe, tokens, actor_id)
-    runner._next_episode_id = episode_id
+    runner = BatchedEpisodes([env], recipe, tokens, actor_id, first_episode_id=episode_id)
     while not shutdown.is_set():
         for episode in runner.step():
             return episode.decisions, {
