@@ -81,7 +81,7 @@ def run(n_actors: int, seconds: float, noise_method: str, workdir: Path) -> dict
         if "stopped" not in log:
             raise RuntimeError(f"a process of the {n_actors}-actor run failed:\n{log[-3000:]}")
     env_steps_per_s = sum(float(re.findall(r"env_steps_per_s=([\d.]+)", log)[-1]) for log in actor_logs)
-    decisions = sum(int(re.findall(r"'decisions_sent': (\d+)", log)[-1]) for log in actor_logs)
+    decisions = sum(int(re.findall(r"'decisions_queued': (\d+)", log)[-1]) for log in actor_logs)
     env_steps = sum(int(re.findall(r"'env_steps': (\d+)", log)[-1]) for log in actor_logs)
     updates = [float(v) for v in re.findall(r"update_seconds=([\d.e-]+)", learner_log)]
     stamps = re.findall(r"INFO (\S+ \S+) .*\[PI-RL LEARNER\] update \d+:", learner_log)

@@ -82,8 +82,22 @@ def run_pi_rl_actor(cfg: seam.RecipeTrainConfig, actor_id: int) -> dict[str, int
         )
         for index in range(algo_cfg.envs_per_actor)
     ]
-    counters = {"episodes": 0, "decisions_sent": 0, "env_steps": 0, "weights_loaded": 0}
+    counters = {
+        "episodes_queued": 0,
+        "decisions_queued": 0,
+        "episodes_delivered": 0,
+        "decisions_delivered": 0,
+        "env_steps": 0,
+        "weights_loaded": 0,
+    }
+    queued_sizes: list[int] = []  # decisions per queued episode, in queue (and delivery) order
     started = time.perf_counter()
+
+    def count_delivered() -> None:
+        """Episodes handed to the gRPC call (``ActorLink.transitions_handed_over``), in order."""
+        delivered = link.transitions_handed_over
+        counters["episodes_delivered"] = delivered
+        counters["decisions_delivered"] = sum(queued_sizes[:delivered])
 
     def send(episode: _Episode) -> None:
         payload = transitions_to_bytes(episode.decisions)
@@ -93,9 +107,11 @@ def run_pi_rl_actor(cfg: seam.RecipeTrainConfig, actor_id: int) -> dict[str, int
                 f"{algo_cfg.max_message_bytes}; raise the limit or shorten env_max_episode_steps"
             )
         link.transitions.put(payload)
-        counters["episodes"] += 1
-        counters["decisions_sent"] += len(episode.decisions)
+        queued_sizes.append(len(episode.decisions))
+        counters["episodes_queued"] += 1
+        counters["decisions_queued"] += len(episode.decisions)
         counters["env_steps"] += episode.env_steps
+        count_delivered()
         elapsed = time.perf_counter() - started
         link.interactions.put(
             python_object_to_bytes(
@@ -108,14 +124,15 @@ def run_pi_rl_actor(cfg: seam.RecipeTrainConfig, actor_id: int) -> dict[str, int
                     "policy_version": episode.policy_version,
                     "decisions": len(episode.decisions),
                     "env_steps_per_s": counters["env_steps"] / elapsed,
-                    "decisions_per_s": counters["decisions_sent"] / elapsed,
+                    "decisions_per_s": counters["decisions_queued"] / elapsed,
                 }
             )
         )
         logging.info(
-            f"{LOG_PREFIX} actor {actor_id} episode {counters['episodes']}: "
+            f"{LOG_PREFIX} actor {actor_id} episode {counters['episodes_queued']}: "
             f"return={episode.total_reward:.3f} success={episode.success} "
-            f"version={episode.policy_version} decisions_sent_total={counters['decisions_sent']} "
+            f"version={episode.policy_version} decisions_queued_total={counters['decisions_queued']} "
+            f"decisions_delivered_total={counters['decisions_delivered']} "
             f"env_steps_total={counters['env_steps']} env_steps_per_s={counters['env_steps'] / elapsed:.1f}"
         )
 
@@ -134,6 +151,9 @@ def run_pi_rl_actor(cfg: seam.RecipeTrainConfig, actor_id: int) -> dict[str, int
     finally:
         _drain(link, timeout=5.0)
         shutdown.set()
+        for thread in link.sender_threads:  # they end once they see shutdown: the count is final
+            thread.join(timeout=5.0)
+        count_delivered()
         for env in envs:
             env.close()
         for q in (link.parameters, link.transitions, link.interactions):

@@ -204,12 +204,24 @@ def start_learner_server(
 
 @dataclass
 class ActorLink:
-    """An actor's three gRPC streams to the learner, fed and drained through queues."""
+    """An actor's three gRPC streams to the learner, fed and drained through queues.
+
+    ``transitions_handed_over`` counts the payloads put on ``transitions`` whose last chunk gRPC
+    has taken from the stream (it asks for the next message only once it has written the previous
+    one to the call). That is "handed to the gRPC call", not an acknowledgement: a process killed
+    right after can still lose what the transport had buffered.
+    """
 
     parameters: Any
     transitions: Any
     interactions: Any
     threads: list[Any]
+    transitions_handed_over: int = 0
+
+    @property
+    def sender_threads(self) -> list[Any]:
+        """The transitions and interactions streams' threads (they end on shutdown)."""
+        return self.threads[1:]
 
 
 def connect_actor(
@@ -235,9 +247,21 @@ def connect_actor(
     def receive() -> None:
         receive_bytes_in_chunks(stub.StreamParameters(services_pb2.Empty()), link.parameters, shutdown_event)
 
+    def count_handed_over(messages: Any) -> Any:
+        last_chunk = False
+        for message in messages:
+            if last_chunk:  # gRPC wants the next message: the previous payload's end is written
+                link.transitions_handed_over += 1
+            last_chunk = message.transfer_state == services_pb2.TransferState.TRANSFER_END
+            yield message
+        if last_chunk:
+            link.transitions_handed_over += 1
+
     def send_transitions() -> None:
         stub.SendTransitions(
-            stock_actor.transitions_stream(shutdown_event, link.transitions, queue_get_timeout)
+            count_handed_over(
+                stock_actor.transitions_stream(shutdown_event, link.transitions, queue_get_timeout)
+            )
         )
 
     def send_interactions() -> None:
@@ -245,7 +269,7 @@ def connect_actor(
             stock_actor.interactions_stream(shutdown_event, link.interactions, queue_get_timeout)
         )
 
-    for target in (receive, send_transitions, send_interactions):
+    for target in (receive, send_transitions, send_interactions):  # order: see sender_threads
         thread = threading.Thread(target=_ignore_rpc_shutdown(target), daemon=True)
         thread.start()
         link.threads.append(thread)
