@@ -76,10 +76,17 @@ def test_pi_rl_two_actors_feed_one_learner_and_stop_cleanly(tmp_path: Path) -> N
     actors = [start_actor(config, i, tmp_path / f"actor{i}.log") for i in range(2)]
     try:
 
-        def done_or_died() -> bool:
-            return 3 in checkpoint_steps(output_dir) or any(p.poll() is not None for p in [learner, *actors])
+        def newer_version_finished(i: int) -> bool:
+            """Actor i finished an episode sampled with pushed weights (its envs run in lockstep, so
+            that is a round of episodes after the one that was running when the weights came)."""
+            log = tmp_path / f"actor{i}.log"
+            return log.exists() and re.search(r"version=[1-9]", log.read_text()) is not None
 
-        wait_for(done_or_died, 420, "3 pi-rl updates")
+        def done_or_died() -> bool:
+            done = 3 in checkpoint_steps(output_dir) and all(newer_version_finished(i) for i in range(2))
+            return done or any(p.poll() is not None for p in [learner, *actors])
+
+        wait_for(done_or_died, 420, "3 pi-rl updates and an episode of a pushed version per actor")
         assert learner.poll() is None, (tmp_path / "learner.log").read_text()[-3000:]
         for i, actor in enumerate(actors):
             assert actor.poll() is None, (tmp_path / f"actor{i}.log").read_text()[-3000:]
