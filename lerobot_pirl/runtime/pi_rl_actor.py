@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,14 +91,14 @@ def run_pi_rl_actor(cfg: seam.RecipeTrainConfig, actor_id: int) -> dict[str, int
         "env_steps": 0,
         "weights_loaded": 0,
     }
-    queued_sizes: list[int] = []  # decisions per queued episode, in queue (and delivery) order
+    undelivered: deque[int] = deque()  # decisions per queued, not yet delivered episode, in order
     started = time.perf_counter()
 
     def count_delivered() -> None:
         """Episodes handed to the gRPC call (``ActorLink.transitions_handed_over``), in order."""
-        delivered = link.transitions_handed_over
-        counters["episodes_delivered"] = delivered
-        counters["decisions_delivered"] = sum(queued_sizes[:delivered])
+        while counters["episodes_delivered"] < link.transitions_handed_over:
+            counters["episodes_delivered"] += 1
+            counters["decisions_delivered"] += undelivered.popleft()
 
     def send(episode: _Episode) -> None:
         payload = transitions_to_bytes(episode.decisions)
@@ -107,7 +108,7 @@ def run_pi_rl_actor(cfg: seam.RecipeTrainConfig, actor_id: int) -> dict[str, int
                 f"{algo_cfg.max_message_bytes}; raise the limit or shorten env_max_episode_steps"
             )
         link.transitions.put(payload)
-        queued_sizes.append(len(episode.decisions))
+        undelivered.append(len(episode.decisions))
         counters["episodes_queued"] += 1
         counters["decisions_queued"] += len(episode.decisions)
         counters["env_steps"] += episode.env_steps
