@@ -44,7 +44,7 @@ def run(n_actors: int, seconds: float, noise_method: str, workdir: Path) -> dict
         rollout_decisions=32,
         minibatch_size=16,
         max_updates=100000,
-        env_max_episode_steps=50,
+        env={"episode_length": 50},
     )
     data["save_freq"] = 100000  # no checkpoints inside the timed window
     config.write_text(json.dumps(data))

@@ -38,7 +38,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -56,7 +55,7 @@ from lerobot_pirl.demo.configs import tiny_pi_rl_config  # noqa: E402
 from lerobot_pirl.demo.machine import machine_info  # noqa: E402
 from lerobot_pirl.envs.pick_cube import ACTION_DIM, STATE_DIM  # noqa: E402
 from lerobot_pirl.flow_rl import math as flow_math  # noqa: E402
-from lerobot_pirl.policies.tiny_xvla import language_tokens, observation_batch, tiny_xvla_config  # noqa: E402
+from lerobot_pirl.policies.tiny_xvla import observation_batch, tiny_xvla_config  # noqa: E402
 from lerobot_pirl.recipes.pi_rl.config import PiRLConfig  # noqa: E402
 from lerobot_pirl.recipes.pi_rl.recipe import PiRLRecipe  # noqa: E402
 from lerobot_pirl.recipes.pi_rl.transitions import (  # noqa: E402
@@ -205,20 +204,24 @@ def make_recipe(noise_method: str, **algorithm: object) -> PiRLRecipe:
 
 def record_episodes(noise_method: str, episodes: int, steps: int) -> list[tuple[bytes, int]]:
     """Real PandaPickCube episodes from the actor's own loop, as (payload the actor sends, decisions)."""
-    from lerobot_pirl.envs.pick_cube import PickCubeEnvConfig, make_pick_cube_env
-    from lerobot_pirl.runtime.pi_rl_actor import _run_episode
+    from lerobot_pirl.envs.pick_cube import PickCubeEnvConfig
+    from lerobot_pirl.runtime.envs import make_envs
+    from lerobot_pirl.runtime.pi_rl_actor import BatchedEpisodes
+    from lerobot_pirl.runtime.processors import PolicyIO
 
     recipe = make_recipe(noise_method)
-    policy = recipe.policy
-    tokens = language_tokens(1, policy.config.tokenizer_max_length, 128)[0]
-    env = make_pick_cube_env(PickCubeEnvConfig(image_obs=False, max_episode_steps=steps, seed=0))
-    payloads = []
+    env_config = PickCubeEnvConfig(image_obs=False, episode_length=steps)
+    envs = make_envs(env_config, 1)
+    runner = BatchedEpisodes(
+        envs, PolicyIO.for_policy(recipe.policy.config, env_config), recipe, 0, seeds=[0]
+    )
+    payloads: list[tuple[bytes, int]] = []
     try:
-        for episode_id in range(episodes):
-            decisions, _ = _run_episode(env, recipe, tokens, 0, episode_id, threading.Event())
-            payloads.append((transitions_to_bytes(decisions), len(decisions)))
+        while len(payloads) < episodes:
+            for episode in runner.step():
+                payloads.append((transitions_to_bytes(episode.decisions), len(episode.decisions)))
     finally:
-        env.close()
+        envs[0].close()
     return payloads
 
 

@@ -29,15 +29,16 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-from lerobot_pirl.demo.evaluate import evaluate_policy  # noqa: E402
+from lerobot_pirl.demo.evaluate import evaluate_policy, evaluation_env  # noqa: E402
 from lerobot_pirl.demo.machine import machine_info  # noqa: E402
-from lerobot_pirl.demo.run import DEMO_ALGORITHM  # noqa: E402
+from lerobot_pirl.demo.run import DEMO_ALGORITHM, DEMO_ENV  # noqa: E402
 from lerobot_pirl.demo.sft import SHIPPED_CHECKPOINT  # noqa: E402
-from lerobot_pirl.envs.pick_cube import PickCubeEnvConfig, make_pick_cube_env  # noqa: E402
-from lerobot_pirl.policies.tiny_xvla import instruction_tokens  # noqa: E402
+from lerobot_pirl.envs.pick_cube import PickCubeEnvConfig  # noqa: E402
 from lerobot_pirl.recipes.pi_rl.config import PiRLConfig  # noqa: E402
 from lerobot_pirl.recipes.pi_rl.recipe import PiRLRecipe  # noqa: E402
+from lerobot_pirl.runtime.envs import make_envs  # noqa: E402
 from lerobot_pirl.runtime.pi_rl_actor import ENV_SEED_STRIDE, BatchedEpisodes  # noqa: E402
+from lerobot_pirl.runtime.processors import PolicyIO  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "ablation"
 DIAGNOSTICS = (
@@ -53,6 +54,7 @@ DIAGNOSTICS = (
 def run(
     name: str,
     algorithm: dict[str, Any],
+    env: dict[str, Any],
     env_steps: int,
     envs: int,
     eval_every: int,
@@ -64,35 +66,24 @@ def run(
     torch.manual_seed(seed)
     settings = {**DEMO_ALGORITHM, **algorithm}
     settings.pop("torch_threads", None)
+    env_settings = {**DEMO_ENV, **env}
     policy = PiRLXVLAPolicy.from_pretrained(str(SHIPPED_CHECKPOINT))
+    policy.config.pretrained_path = SHIPPED_CHECKPOINT
     recipe = PiRLRecipe(policy, PiRLConfig(policy_config=policy.config, **settings))
     recipe.build_optimizers()
-    config = recipe.config
-    env_list = [
-        make_pick_cube_env(
-            PickCubeEnvConfig(
-                max_episode_steps=config.env_max_episode_steps,
-                seed=seed + ENV_SEED_STRIDE * i,
-                physics_dt=config.env_physics_dt,
-                shaping_coef=config.env_shaping_coef,
-                shaping_grasp_weight=config.env_shaping_grasp_weight,
-            )
-        )
-        for i in range(envs)
-    ]
+    train_env = PickCubeEnvConfig(**env_settings)
+    eval_env = evaluation_env(episode_length=train_env.episode_length, physics_dt=train_env.physics_dt)
+    io = PolicyIO.for_policy(policy.config, train_env)
+    env_list = make_envs(train_env, envs)
 
     def evaluate() -> float:
-        return evaluate_policy(
-            recipe.policy,
-            episodes=eval_episodes,
-            max_episode_steps=config.env_max_episode_steps,
-            physics_dt=config.env_physics_dt,
-        ).success_rate
+        return evaluate_policy(recipe.policy, io, eval_env, episodes=eval_episodes).success_rate
 
     started = time.monotonic()
     curve = [{"update": 0, "env_steps": 0, "success_rate": evaluate(), "wall_s": 0.0}]
     print(json.dumps(curve[-1]), flush=True)
-    runner = BatchedEpisodes(env_list, recipe, instruction_tokens(policy.config), actor_id=0)
+    seeds = [seed + ENV_SEED_STRIDE * i for i in range(envs)]
+    runner = BatchedEpisodes(env_list, io, recipe, actor_id=0, seeds=seeds)
     updates: list[dict[str, Any]] = []
     episodes: list[Any] = []
     steps = 0
@@ -137,6 +128,7 @@ def run(
         "name": name,
         "seed": seed,
         "algorithm": settings,
+        "env": env_settings,
         "envs": envs,
         "eval_episodes": eval_episodes,
         "env_steps": steps,
@@ -155,6 +147,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--name", required=True)
     parser.add_argument("--algorithm", type=json.loads, default={}, help="PiRLConfig overrides (JSON)")
+    parser.add_argument("--env", type=json.loads, default={}, help="PickCubeEnvConfig overrides (JSON)")
     parser.add_argument("--env-steps", type=int, default=40_000)
     parser.add_argument("--envs", type=int, default=8)
     parser.add_argument("--eval-every", type=int, default=10, help="evaluate every N updates")
@@ -164,7 +157,14 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     result = run(
-        args.name, args.algorithm, args.env_steps, args.envs, args.eval_every, args.eval_episodes, args.seed
+        args.name,
+        args.algorithm,
+        args.env,
+        args.env_steps,
+        args.envs,
+        args.eval_every,
+        args.eval_episodes,
+        args.seed,
     )
     args.out_dir.mkdir(parents=True, exist_ok=True)
     (args.out_dir / f"{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -3,7 +3,8 @@
 What it is
 ----------
 LeRobot 0.6.1's ``SACAlgorithm`` (``lerobot.rl.algorithms.sac``) with its ``gaussian_actor`` policy,
-trained in one process on ``lerobot_pirl.envs.make_pick_cube_env`` — the same env, episode limit,
+trained in one process on the ``pirl_pick_cube`` env LeRobot's ``make_env`` builds — the same
+env, episode limit,
 demonstrations and evaluation episodes as the πRL runs of ``benchmarks/learning.py``. Nothing of SAC
 is re-implemented: the loop below only wires LeRobot's pieces together the way LeRobot's HIL-SERL
 actor (``lerobot/rl/actor.py``) and learner (``lerobot/rl/learner.py``) do, minus the gRPC hop:
@@ -85,7 +86,8 @@ from lerobot.utils.constants import ACTION, OBS_STATE  # noqa: E402
 
 from lerobot_pirl.demo.evaluate import EVAL_SEED_OFFSET  # noqa: E402
 from lerobot_pirl.demo.sft import SFTConfig, collect_demonstrations  # noqa: E402
-from lerobot_pirl.envs import ACTION_DIM, STATE_DIM, PickCubeEnvConfig, make_pick_cube_env  # noqa: E402
+from lerobot_pirl.envs import ACTION_DIM, STATE_DIM, PickCubeEnvConfig  # noqa: E402
+from lerobot_pirl.runtime.envs import SingleEnv  # noqa: E402
 
 METHOD = "sac/gaussian_actor"
 TRAIN_SEED_OFFSET = 2_000_000
@@ -253,15 +255,12 @@ def run_sac(
     batches = None  # built at the first update (sampling needs a non-empty online buffer), like RLTrainer
 
     train_config = PickCubeEnvConfig(
-        max_episode_steps=max_episode_steps,
-        seed=TRAIN_SEED_OFFSET + seed,
+        episode_length=max_episode_steps,
         physics_dt=physics_dt,
         shaping_coef=shaping_coef,
         shaping_grasp_weight=shaping_grasp_weight,
     )
-    eval_config = PickCubeEnvConfig(
-        max_episode_steps=max_episode_steps, seed=EVAL_SEED_OFFSET, physics_dt=physics_dt
-    )
+    eval_config = PickCubeEnvConfig(episode_length=max_episode_steps, physics_dt=physics_dt)
     evaluations, training = [], []
     n_updates, step, episode = 0, 0, 0
     update_s = eval_s = 0.0
@@ -274,7 +273,7 @@ def run_sac(
         evaluations.append({"update": n_updates, "env_steps": step, **result})
         log(f"eval @ {step} env steps, {n_updates} updates: success {result['success_rate']:.2f}")
 
-    with make_pick_cube_env(train_config) as env, make_pick_cube_env(eval_config) as eval_env:
+    with SingleEnv.make(train_config) as env, SingleEnv.make(eval_config) as eval_env:
         record_evaluation()
         observation = env.reset(seed=TRAIN_SEED_OFFSET + seed * 100_000 + episode)
         episode_steps, episode_return, episode_success = 0, 0.0, False

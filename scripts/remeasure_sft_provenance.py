@@ -16,7 +16,7 @@ os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
 
 import torch  # noqa: E402
 
-from lerobot_pirl.demo.evaluate import evaluate_policy, load_for_evaluation  # noqa: E402
+from lerobot_pirl.demo.evaluate import evaluate_policy, evaluation_env, load_for_evaluation  # noqa: E402
 from lerobot_pirl.demo.sft import PROVENANCE_FILE, SHIPPED_CHECKPOINT, SFTConfig  # noqa: E402
 
 
@@ -25,12 +25,9 @@ def main() -> None:
     config = SFTConfig()
     path = SHIPPED_CHECKPOINT / PROVENANCE_FILE
     provenance = json.loads(path.read_text())
-    result = evaluate_policy(
-        load_for_evaluation(SHIPPED_CHECKPOINT),
-        episodes=config.eval_episodes,
-        max_episode_steps=config.max_episode_steps,
-        physics_dt=config.eval_physics_dt,
-    )
+    env_config = evaluation_env(episode_length=config.max_episode_steps, physics_dt=config.eval_physics_dt)
+    policy, io = load_for_evaluation(SHIPPED_CHECKPOINT, env_config)
+    result = evaluate_policy(policy, io, env_config, episodes=config.eval_episodes)
     provenance["sft_config"].update(
         eval_episodes=config.eval_episodes, eval_physics_dt=config.eval_physics_dt
     )

@@ -45,6 +45,12 @@ def _parser() -> argparse.ArgumentParser:
         default={},
         help="PiRLConfig overrides as JSON, e.g. '{\"actor_lr\": 3e-4}'",
     )
+    demo.add_argument(
+        "--env",
+        type=json.loads,
+        default={},
+        help="env overrides (PickCubeEnvConfig fields) as JSON, e.g. '{\"physics_dt\": 0.002}'",
+    )
     demo.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     return parser
 
@@ -69,6 +75,7 @@ def main(argv: list[str] | None = None) -> None:
         output_dir=args.output_dir,
         checkpoint=args.checkpoint,
         algorithm=args.algorithm,
+        env=args.env,
         progress=not args.no_progress,
     )
     # SIGTERM unwinds like Ctrl-C, so the learner, actors and evaluator are stopped too.

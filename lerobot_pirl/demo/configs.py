@@ -12,7 +12,8 @@ from lerobot.configs.policies import PreTrainedConfig
 from ..envs.pick_cube import ACTION_DIM, STATE_DIM
 from ..policies.tiny_xvla import tiny_xvla_config
 
-PICK_CUBE_ENV = {"type": "gym_manipulator", "name": "gym_hil", "task": "PandaPickCubeBase-v0", "fps": 10}
+PICK_CUBE_ENV_TYPE = "pirl_pick_cube"
+"""The registered ``EnvConfig`` type of gym-hil PandaPickCube (`lerobot_pirl.envs.PickCubeEnvConfig`)."""
 
 
 def tiny_pi_rl_config(
@@ -27,7 +28,8 @@ def tiny_pi_rl_config(
 ) -> dict[str, Any]:
     """A complete learner/actor config: tiny XVLA policy block, ``pi-rl`` algorithm block, env block.
 
-    ``policy`` overrides fields of `tiny_xvla_config`; ``algorithm`` overrides `PiRLConfig` fields.
+    ``policy`` overrides fields of `tiny_xvla_config`; ``env`` fields of `PickCubeEnvConfig`;
+    ``algorithm`` overrides `PiRLConfig` fields.
     """
     policy_kwargs: dict[str, Any] = {
         "chunk_size": 4,
@@ -48,16 +50,26 @@ def tiny_pi_rl_config(
         "max_updates": 3,
     }
     algorithm_block.update(algorithm)
-    return learner_config(policy_config, output_dir, port, action_dim=action_dim, env=env, **algorithm_block)
+    if (state_dim, action_dim) != (STATE_DIM, ACTION_DIM) and not (env or {}).get("features"):
+        # A policy for another state/action size (learner-only tests): declare its action on the env
+        # block, as LeRobot's make_policy takes the policy's action feature from there.
+        env = {**(env or {}), "features": {"action": {"type": "ACTION", "shape": [action_dim]}}}
+    return learner_config(policy_config, output_dir, port, env=env, **algorithm_block)
 
 
 def pretrained_pi_rl_config(
-    checkpoint: Path | str, output_dir: Path | str, port: int, *, seed: int = 0, **algorithm: Any
+    checkpoint: Path | str,
+    output_dir: Path | str,
+    port: int,
+    *,
+    seed: int = 0,
+    env: dict[str, Any] | None = None,
+    **algorithm: Any,
 ) -> dict[str, Any]:
     """A pi-rl learner/actor config that starts from a saved XVLA checkpoint (``pretrained_path``)."""
     policy_config = PreTrainedConfig.from_pretrained(str(checkpoint))
     policy_config.pretrained_path = Path(checkpoint)
-    return learner_config(policy_config, output_dir, port, seed=seed, **algorithm)
+    return learner_config(policy_config, output_dir, port, seed=seed, env=env, **algorithm)
 
 
 def learner_config(
@@ -65,24 +77,19 @@ def learner_config(
     output_dir: Path | str,
     port: int,
     *,
-    action_dim: int = ACTION_DIM,
     env: dict[str, Any] | None = None,
     seed: int = 0,
     **algorithm: Any,
 ) -> dict[str, Any]:
-    """The JSON dict LeRobot's parser reads: ``policy`` from ``policy_config``, ``algorithm`` = pi-rl."""
+    """The JSON dict LeRobot's parser reads: ``policy`` from ``policy_config``, ``algorithm`` = pi-rl,
+    ``env`` = PandaPickCube with the given `PickCubeEnvConfig` fields."""
     policy_config.push_to_hub = False
     policy_block = json.loads(json.dumps(draccus.encode(policy_config, PreTrainedConfig), default=str))
     for features in (policy_block["input_features"], policy_block["output_features"]):
         for feature in features.values():
             feature["type"] = str(feature["type"]).removeprefix("FeatureType.")
     algorithm_block: dict[str, Any] = {"type": "pi-rl", "learner_port": port, **algorithm}
-    env_block = {
-        **PICK_CUBE_ENV,
-        "features": {"action": {"type": "ACTION", "shape": [action_dim]}},
-        "features_map": {"action": "action"},
-    }
-    env_block.update(env or {})
+    env_block: dict[str, Any] = {"type": PICK_CUBE_ENV_TYPE, **(env or {})}
     return {
         "output_dir": str(output_dir),
         "job_name": "pi_rl",

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lerobot.utils.constants import OBS_LANGUAGE_TOKENS
 
-from ..envs.pick_cube import PickCubeEnvConfig, make_pick_cube_env
-from ..policies.tiny_xvla import instruction_tokens
+from ..envs.pick_cube import PickCubeEnvConfig
+from ..runtime.envs import make_envs, step_env, task_description
+from ..runtime.processors import PolicyIO
 
 EVAL_SEED_OFFSET = 1_000_000
 """Evaluation episode i is reset with seed ``EVAL_SEED_OFFSET + i`` (away from training seeds)."""
@@ -48,59 +48,51 @@ EVAL_BATCH_ENVS = 10
 @torch.no_grad()
 def evaluate_policy(
     policy: Any,
+    io: PolicyIO,
+    env_config: Any,
     *,
     episodes: int = 100,
-    max_episode_steps: int = 50,
-    image_obs: bool = False,
-    physics_dt: float = PickCubeEnvConfig.physics_dt,
     batch_envs: int = EVAL_BATCH_ENVS,
 ) -> EvalResult:
     """Run the first ``episodes`` episodes of the evaluation set with the deterministic sampler.
 
-    ``policy`` is a πRL-attached XVLA (``PiRLMixin``). Episode i resets with seed
-    ``EVAL_SEED_OFFSET + i`` and draws its sampler's start noise from its own generator with that
-    seed, so the result depends neither on ``batch_envs`` nor on anything run before.
+    ``policy`` is a πRL-attached XVLA (``PiRLMixin``) and ``io`` its LeRobot processors; the envs
+    come from ``env_config`` through LeRobot's ``make_env``, as the actors' do. Episode i resets
+    with seed ``EVAL_SEED_OFFSET + i`` and draws its sampler's start noise from its own generator
+    with that seed, so the result depends neither on ``batch_envs`` nor on anything run before.
     """
-    tokens = instruction_tokens(policy.config)
     executed_steps = policy.pi_rl_sampling.executed_steps
-    image_size = int(next(iter(policy.config.image_features.values())).shape[-1])
     noise_shape = (policy.config.chunk_size, policy.model.dim_action)
-    envs = [
-        make_pick_cube_env(
-            PickCubeEnvConfig(
-                image_obs=image_obs,
-                image_size=image_size,
-                max_episode_steps=max_episode_steps,
-                seed=EVAL_SEED_OFFSET,
-                physics_dt=physics_dt,
-            )
-        )
-        for _ in range(min(batch_envs, episodes))
-    ]
+    envs = make_envs(env_config, min(batch_envs, episodes))
+    task = task_description(envs[0])
     successes, total_return, total_steps = 0, 0.0, 0
     try:
         for first in range(0, episodes, len(envs)):
             wave = list(range(first, min(first + len(envs), episodes)))
             generators = [torch.Generator().manual_seed(EVAL_SEED_OFFSET + i) for i in wave]
-            observations = [env.reset(seed=EVAL_SEED_OFFSET + i) for env, i in zip(envs, wave, strict=False)]
+            observations = [
+                io.observation(env.reset(seed=[EVAL_SEED_OFFSET + i])[0], task)
+                for env, i in zip(envs, wave, strict=False)
+            ]
             live, success = list(range(len(wave))), [False] * len(wave)
             while live:
-                batch = {key: torch.stack([observations[j][key] for j in live]) for key in observations[0]}
-                batch[OBS_LANGUAGE_TOKENS] = tokens.expand(len(live), -1)
+                batch = {
+                    key: torch.cat([observations[j][key] for j in live]) for key in observations[live[0]]
+                }
                 noise = torch.stack([torch.randn(noise_shape, generator=generators[j]) for j in live])
                 actions, _ = policy.sample_actions(batch, mode="deterministic", initial_noise=noise)
                 still_live = []
                 for row, j in enumerate(live):
-                    done = False
+                    env_actions = io.env_actions(actions[row, :executed_steps])
                     for h in range(executed_steps):
-                        observations[j], reward, terminated, truncated, info = envs[j].step(actions[row, h])
-                        total_return += reward
+                        result = step_env(envs[j], env_actions[h])
+                        total_return += result.reward
                         total_steps += 1
-                        success[j] = success[j] or info["success"]
-                        done = terminated or truncated
-                        if done:
+                        success[j] = success[j] or result.success
+                        if result.done:
                             break
-                    if not done:
+                    if not result.done:
+                        observations[j] = io.observation(result.observation, task)
                         still_live.append(j)
                 live = still_live
             successes += sum(success)
@@ -118,13 +110,20 @@ def evaluate_policy(
     )
 
 
-def load_for_evaluation(pretrained_dir: Path | str) -> Any:
-    """A stock XVLA checkpoint as a πRL-sampling policy (fresh heads: only the ODE sampler is used)."""
+def load_for_evaluation(pretrained_dir: Path | str, env_config: Any = None) -> tuple[Any, PolicyIO]:
+    """A stock XVLA checkpoint as a πRL-sampling policy (fresh heads: only the ODE sampler is used)
+    and its own LeRobot processors (from the checkpoint's pipeline files)."""
     from ..policies import PiRLHeads, PiRLSampling, PiRLXVLAPolicy
 
     policy = PiRLXVLAPolicy.from_pretrained(str(pretrained_dir))
     policy.attach_pi_rl(PiRLHeads.for_policy(policy, noise_head=False), PiRLSampling(noise_method="flow_sde"))
-    return policy.eval()
+    policy.config.pretrained_path = Path(pretrained_dir)
+    return policy.eval(), PolicyIO.for_policy(policy.config, env_config)
+
+
+def evaluation_env(*, episode_length: int = 50, physics_dt: float = PickCubeEnvConfig.physics_dt) -> Any:
+    """The PandaPickCube env of the evaluation set: gym-hil's sparse reward, blank image."""
+    return PickCubeEnvConfig(episode_length=episode_length, physics_dt=physics_dt)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -139,10 +138,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", type=Path, help="write the result here as JSON")
     args = parser.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("LEROBOT_PIRL_TORCH_THREADS", "1")))
-    policy = load_for_evaluation(args.checkpoint)
-    result = evaluate_policy(
-        policy, episodes=args.episodes, max_episode_steps=args.max_episode_steps, physics_dt=args.physics_dt
-    ).to_dict()
+    env_config = evaluation_env(episode_length=args.max_episode_steps, physics_dt=args.physics_dt)
+    policy, io = load_for_evaluation(args.checkpoint, env_config)
+    result = evaluate_policy(policy, io, env_config, episodes=args.episodes).to_dict()
     text = json.dumps(result)
     if args.output is not None:
         args.output.write_text(text + "\n")

@@ -43,13 +43,18 @@ DEMO_ALGORITHM: dict[str, Any] = {
     "target_kl": 0.02,
     "critic_warmup_updates": 1,
     "envs_per_actor": 4,
-    "env_max_episode_steps": 50,
-    "env_physics_dt": 0.005,
-    "env_shaping_coef": 1.0,
     "torch_threads": 1,
 }
 """πRL settings for the tiny XVLA (the paper's are for 3B models: larger lrs, smaller heads); the
 lever study behind them is in the README ("Learning benchmark") and ``benchmarks/results/ablation/``."""
+
+DEMO_ENV: dict[str, Any] = {
+    "episode_length": 50,
+    "physics_dt": 0.005,
+    "shaping_coef": 1.0,
+}
+"""`PickCubeEnvConfig` fields of the demo's training env (evaluations use the same episode length and
+physics, and count gym-hil's sparse success)."""
 
 
 class DemoError(RuntimeError):
@@ -74,6 +79,8 @@ class DemoConfig:
     """The starting policy: a stock XVLA ``pretrained_model`` folder."""
     algorithm: dict[str, Any] = field(default_factory=dict)
     """Overrides of ``DEMO_ALGORITHM`` / any ``PiRLConfig`` field."""
+    env: dict[str, Any] = field(default_factory=dict)
+    """Overrides of ``DEMO_ENV`` / any `PickCubeEnvConfig` field."""
     progress: bool = True
 
     def validate(self) -> None:
@@ -228,11 +235,13 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     learner_dir = out / "learner"
     algorithm = {**DEMO_ALGORITHM, **config.algorithm}
+    env = {**DEMO_ENV, **config.env}
     train_config = pretrained_pi_rl_config(
         config.checkpoint,
         learner_dir,
         free_port(),
         seed=config.seed,
+        env=env,
         noise_method=config.noise_method,
         max_env_steps=config.env_steps,
         max_updates=10**6,
@@ -241,8 +250,8 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     train_config["save_freq"] = config.eval_every_updates
     config_path = out / "train_config.json"
     config_path.write_text(json.dumps(train_config, indent=2))
-    max_episode_steps = int(algorithm["env_max_episode_steps"])
-    physics_dt = float(algorithm.get("env_physics_dt", PickCubeEnvConfig.physics_dt))
+    max_episode_steps = int(env.get("episode_length", PickCubeEnvConfig.episode_length))
+    physics_dt = float(env.get("physics_dt", PickCubeEnvConfig.physics_dt))
 
     started = time.monotonic()
     learner = _spawn(

@@ -16,18 +16,20 @@ from typing import Any
 
 import numpy as np
 import torch
-from lerobot.utils.constants import ACTION, OBS_LANGUAGE_TOKENS, OBS_STATE
+from lerobot.configs import NormalizationMode
+from lerobot.utils.constants import ACTION, OBS_STATE
 
 from ..envs.pick_cube import (
     ACTION_DIM,
-    IMAGE_KEY,
     STATE_DIM,
+    TASK_DESCRIPTION,
     PickCubeEnvConfig,
-    make_pick_cube_env,
     scripted_expert_action,
 )
-from ..policies.tiny_xvla import instruction_tokens, tiny_xvla_config
-from .evaluate import evaluate_policy
+from ..policies.tiny_xvla import tiny_xvla_config
+from ..runtime.envs import make_envs, step_env
+from ..runtime.processors import BUNDLED_TOKENIZER_DIR, PolicyIO
+from .evaluate import evaluate_policy, evaluation_env
 
 PROVENANCE_FILE = "provenance.json"
 SHIPPED_CHECKPOINT = Path(__file__).parent / "assets" / "pick_cube_sft"
@@ -40,13 +42,16 @@ class SFTConfig:
 
     seed: int = 0
     """Seeds the demonstrations' block positions, the expert noise, the init and the SFT batches."""
-    demonstrations: int = 20
-    """Successful expert episodes kept for SFT (failed ones are discarded, as a human would)."""
+    demonstrations: int = 10
+    """Successful expert episodes kept for SFT (failed ones are discarded, as a human would). With
+    the state standardised by the checkpoint's normaliser, few demonstrations and a short SFT are
+    what keep the starting policy imperfect (more of either makes it succeed too often for RL to
+    have anything left to do; measured figures in the README)."""
     expert_noise_m: float = 0.015
     """Std (m) of the Gaussian noise on the expert's position deltas: an imperfect demonstrator."""
     max_episode_steps: int = 50
     """Episode limit while collecting, evaluating and training with RL."""
-    train_steps: int = 1500
+    train_steps: int = 500
     """SFT gradient steps."""
     batch_size: int = 64
     lr: float = 1e-3
@@ -87,13 +92,15 @@ class Demonstrations:
 
 
 def collect_demonstrations(config: SFTConfig, chunk_size: int) -> Demonstrations:
+    """Expert episodes in the env LeRobot builds from `PickCubeEnvConfig` (gym-hil's default physics)."""
     rng = np.random.default_rng(config.seed)
-    env_config = PickCubeEnvConfig(max_episode_steps=config.max_episode_steps, seed=config.seed)
+    [env] = make_envs(PickCubeEnvConfig(episode_length=config.max_episode_steps), 1)
     kept: list[dict[str, torch.Tensor]] = []
     tried, env_steps = 0, 0
-    with make_pick_cube_env(env_config) as env:
+    try:
         while len(kept) < config.demonstrations:
-            observation = env.reset(seed=config.seed * 100_003 + tried)
+            raw, _ = env.reset(seed=[config.seed * 100_003 + tried])
+            state = raw["agent_pos"][0]
             tried += 1
             steps: dict[str, list] = {
                 "states": [],
@@ -104,15 +111,18 @@ def collect_demonstrations(config: SFTConfig, chunk_size: int) -> Demonstrations
             }
             success = False
             for _ in range(config.max_episode_steps):
-                action = scripted_expert_action(observation, rng, noise_std=config.expert_noise_m)
-                steps["states"].append(observation[OBS_STATE])
+                action = scripted_expert_action(state, rng, noise_std=config.expert_noise_m)
+                steps["states"].append(torch.from_numpy(state.copy()))
                 steps["actions"].append(torch.from_numpy(action))
-                observation, reward, terminated, truncated, info = env.step(action)
-                steps["rewards"].append(reward)
-                steps["next"].append(observation[OBS_STATE])
-                steps["terminated"].append(terminated)
-                success = success or info["success"]
-                if terminated or truncated:
+                result = step_env(env, action)
+                ended = result.final_observation if result.done else result.observation
+                assert ended is not None
+                state = ended["agent_pos"][0]
+                steps["rewards"].append(result.reward)
+                steps["next"].append(torch.from_numpy(state.copy()))
+                steps["terminated"].append(result.terminated)
+                success = success or result.success
+                if result.done:
                     break
             env_steps += len(steps["actions"])
             if not success:
@@ -128,6 +138,8 @@ def collect_demonstrations(config: SFTConfig, chunk_size: int) -> Demonstrations
                     "terminated": torch.tensor(steps["terminated"]),
                 }
             )
+    finally:
+        env.close()
 
     def joined(key: str) -> torch.Tensor:
         return torch.cat([episode[key] for episode in kept])
@@ -144,12 +156,33 @@ def collect_demonstrations(config: SFTConfig, chunk_size: int) -> Demonstrations
     )
 
 
+def dataset_stats(demos: Demonstrations) -> dict[str, dict[str, torch.Tensor]]:
+    """LeRobot-style normalisation stats of the demonstrations (what a LeRobotDataset would carry)."""
+
+    def stats(values: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {
+            "mean": values.mean(0),
+            "std": values.std(0),
+            "min": values.min(0).values,
+            "max": values.max(0).values,
+        }
+
+    return {OBS_STATE: stats(demos.states), ACTION: stats(demos.action_chunks[:, 0])}
+
+
 def make_sft_policy(config: SFTConfig) -> Any:
     from ..policies.xvla_pi_rl import PiRLXVLAPolicy
 
     torch.manual_seed(config.seed)
     policy_config = tiny_xvla_config(STATE_DIM, ACTION_DIM, **config.policy)
     policy_config.push_to_hub = False
+    # The state is standardised with the demonstrations' stats by LeRobot's normaliser; actions are
+    # already in [-1, 1] (and πRL's exploration noise is set in those units), so they stay as they are.
+    policy_config.normalization_mapping = {
+        "VISUAL": NormalizationMode.IDENTITY,
+        "STATE": NormalizationMode.MEAN_STD,
+        "ACTION": NormalizationMode.IDENTITY,
+    }
     # The image is blank and the instruction fixed: the VLM output is constant, so it stays frozen.
     policy_config.freeze_vision_encoder = True
     policy_config.freeze_language_encoder = True
@@ -159,24 +192,29 @@ def make_sft_policy(config: SFTConfig) -> Any:
     return policy
 
 
-def train_sft(policy: Any, demos: Demonstrations, config: SFTConfig, log_every: int = 250) -> list[float]:
-    """Stock XVLA flow-matching loss, AdamW, random minibatches; returns the loss curve."""
+def train_sft(
+    policy: Any, io: PolicyIO, demos: Demonstrations, config: SFTConfig, log_every: int = 250
+) -> list[float]:
+    """Stock XVLA flow-matching loss on the demonstrations as the policy's own preprocessor gives
+    them (the env's raw observations with a blank image), AdamW, random minibatches; returns the
+    loss curve."""
+    image_size = int(next(iter(policy.config.image_features.values())).shape[-1])
+    frames = len(demos.states)
+    raw = {
+        "agent_pos": demos.states.numpy(),
+        "pixels": {"front": np.zeros((frames, image_size, image_size, 3), np.uint8)},
+    }
+    observations = io.observation(raw, TASK_DESCRIPTION)
     generator = torch.Generator().manual_seed(config.seed)
     parameters = [p for p in policy.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, config.train_steps)
-    image_shape = tuple(policy.config.image_features[IMAGE_KEY].shape)
-    tokens = instruction_tokens(policy.config)
     losses, started = [], time.perf_counter()
     policy.train()
     for step in range(1, config.train_steps + 1):
-        rows = torch.randint(len(demos.states), (config.batch_size,), generator=generator)
-        batch = {
-            OBS_STATE: demos.states[rows],
-            IMAGE_KEY: torch.zeros(config.batch_size, *image_shape),
-            OBS_LANGUAGE_TOKENS: tokens.expand(config.batch_size, -1),
-            ACTION: demos.action_chunks[rows],
-        }
+        rows = torch.randint(frames, (config.batch_size,), generator=generator)
+        batch = {key: value[rows] for key, value in observations.items()}
+        batch[ACTION] = demos.action_chunks[rows]
         loss, _ = policy.forward(batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -200,18 +238,19 @@ def build_checkpoint(config: SFTConfig, output_dir: Path) -> dict[str, Any]:
     policy = make_sft_policy(config)
     demos = collect_demonstrations(config, policy.config.chunk_size)
     print(f"{demos.episodes_kept} demonstrations kept of {demos.episodes_tried} expert episodes")
-    losses = train_sft(policy, demos, config)
+    env_config = evaluation_env(episode_length=config.max_episode_steps, physics_dt=config.eval_physics_dt)
+    io = PolicyIO.for_policy(policy.config, env_config, dataset_stats=dataset_stats(demos))
+    losses = train_sft(policy, io, demos, config)
     # Evaluation needs the πRL sampler; the heads only supply a value that is ignored here.
     policy.attach_pi_rl(PiRLHeads.for_policy(policy, noise_head=False), PiRLSampling(noise_method="flow_sde"))
-    result = evaluate_policy(
-        policy,
-        episodes=config.eval_episodes,
-        max_episode_steps=config.max_episode_steps,
-        physics_dt=config.eval_physics_dt,
-    )
+    result = evaluate_policy(policy, io, env_config, episodes=config.eval_episodes)
     print(f"SFT success rate {result.success_rate:.3f} ± {result.stderr:.3f} over {result.episodes} episodes")
     output_dir.mkdir(parents=True, exist_ok=True)
+    policy.config.tokenizer_name = BUNDLED_TOKENIZER_DIR  # not an absolute path of this machine
     policy.save_pretrained(output_dir)
+    # LeRobot's pipeline files, the tokenizer bundled and named relative to the checkpoint (the
+    # package can live anywhere; our loaders resolve it, see runtime.processors).
+    io.save_pretrained(output_dir, name_tokenizer_as=BUNDLED_TOKENIZER_DIR)
     provenance = {
         "built_by": "scripts/build_sft_checkpoint.py",
         "sft_config": asdict(config),

@@ -1,13 +1,18 @@
-"""Simulation environments for actors and demos (gym-hil PandaPickCube adapter)."""
+"""Simulation environments, registered with LeRobot as ``EnvConfig`` types (gym-hil PandaPickCube).
+
+The runtime never imports this package: LeRobot's env registry reaches it once the plugin loader
+(``runtime.envs.register_env_plugins``) has imported the modules named under our
+``lerobot_pirl.envs`` entry points.
+"""
 
 from lerobot_pirl.envs.pick_cube import (
     ACTION_DIM,
     IMAGE_KEY,
     STATE_DIM,
     STATE_KEY,
-    PickCubeEnv,
+    TASK_DESCRIPTION,
     PickCubeEnvConfig,
-    make_pick_cube_env,
+    PickCubeGymEnv,
     policy_features,
     scripted_expert_action,
 )
@@ -17,9 +22,9 @@ __all__ = [
     "IMAGE_KEY",
     "STATE_DIM",
     "STATE_KEY",
-    "PickCubeEnv",
+    "TASK_DESCRIPTION",
     "PickCubeEnvConfig",
-    "make_pick_cube_env",
+    "PickCubeGymEnv",
     "policy_features",
     "scripted_expert_action",
 ]

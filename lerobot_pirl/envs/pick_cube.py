@@ -1,10 +1,13 @@
-"""gym-hil ``PandaPickCubeBase-v0`` as single, unbatched XVLA-shaped observations.
+"""gym-hil ``PandaPickCubeBase-v0`` as a registered LeRobot env type (``env.type = "pirl_pick_cube"``).
 
 Construction path, and why
 --------------------------
-The env is built with ``gymnasium.make("gym_hil/PandaPickCubeBase-v0", ...)``. It does *not* go
-through LeRobot's ``lerobot.rl.gym_manipulator.make_robot_env``, because in LeRobot 0.6.1 that
-function cannot give us this task:
+`PickCubeEnvConfig` is an ``EnvConfig`` like LeRobot's own (``aloha``, ``pusht``, ...): LeRobot's
+``make_env(cfg, n_envs)`` builds it with its default ``create_envs`` (``gym.make(GYM_ID,
+**gym_kwargs)`` in a vector env), and the πRL actor, the evaluation and the SFT build all take that
+path. The gymnasium env (`PickCubeGymEnv`) drives gym-hil's ``PandaPickCubeGymEnv`` directly. It does
+*not* go through LeRobot's ``lerobot.rl.gym_manipulator.make_robot_env``, because in LeRobot 0.6.1
+that function cannot give us this task:
 
 * it always passes ``use_gripper=`` and ``gripper_penalty=``, which only gym-hil's *wrapped* ids
   accept. ``PandaPickCubeBase-v0`` raises ``TypeError: unexpected keyword argument 'use_gripper'``.
@@ -16,14 +19,15 @@ function cannot give us this task:
 gym-hil stays the single source of the task (physics, reward, termination). This module only
 adapts the observation, picks the camera, and keeps the block-position RNG reproducible.
 
-Observations (dict of float32 tensors, no batch dim)
-----------------------------------------------------
-* ``"observation.state"`` [21] = gym-hil ``agent_pos`` (18: joint qpos 7, joint qvel 7, gripper
-  command 1, TCP xyz 3) ⊕ block xyz (3). The gripper command is rescaled from gym-hil's actuator
-  units (0..255) to [0, 1] (0 open), so no state entry dwarfs the others for the policy.
-* ``"observation.images.front"`` [3, S, S] in [0, 1]. With ``image_obs=True`` it is the ``front``
-  camera, rendered at ``render_size`` and area-resized to ``image_size``. With ``image_obs=False``
-  it is all zeros: XVLA needs at least one image feature.
+Observations (LeRobot's raw env format; ``preprocess_observation`` maps them to policy keys)
+------------------------------------------------------------------------------------------
+* ``"agent_pos"`` float32 [21] (→ ``observation.state``) = gym-hil ``agent_pos`` (18: joint qpos 7,
+  joint qvel 7, gripper command 1, TCP xyz 3) ⊕ block xyz (3). The gripper command is rescaled from
+  gym-hil's actuator units (0..255) to [0, 1] (0 open), so no state entry dwarfs the others for the
+  policy.
+* ``"pixels"["front"]`` uint8 [S, S, 3] (→ ``observation.images.front``, [3, S, S] in [0, 1]). With
+  ``image_obs=True`` it is the ``front`` camera, rendered at ``render_size`` and area-resized to
+  ``image_size``. With ``image_obs=False`` it is all zeros: XVLA needs at least one image feature.
 
 gym-hil is always built with ``image_obs=False``, so it returns the block position, and we render
 the front camera ourselves, once per step. gym-hil's own image mode renders the wrist camera too.
@@ -48,7 +52,7 @@ checked against ``FrankaGymEnv.apply_action``:
 
 Episodes: the reward is sparse, 1.0 once the block is lifted 0.1 m. ``terminated`` is set on
 success, or when the block leaves the sampling area by more than 5 cm. ``truncated`` is set at
-``max_episode_steps`` by gymnasium's ``TimeLimit``. ``info["success"]`` reports the success. With
+``episode_length`` by gymnasium's ``TimeLimit``. ``info["success"]`` reports the success. With
 ``shaping_coef > 0`` the returned reward adds a potential-based shaping term (``shaping_potential``);
 ``info["sparse_reward"]`` keeps gym-hil's own reward, and success and terminations never change.
 
@@ -67,19 +71,21 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
+from lerobot.configs.types import FeatureType, PolicyFeature
+from lerobot.envs.configs import EnvConfig
 
-ENV_ID = "gym_hil/PandaPickCubeBase-v0"
 STATE_DIM = 21
 ACTION_DIM = 4
 GRASP_IDX = 3  # index of grasp_delta in the action
 STATE_KEY = "observation.state"
+ACTION_KEY = "action"
 IMAGE_KEY = "observation.images.front"
 CAMERA = "front"
 
@@ -110,57 +116,107 @@ def shaping_potential(state: np.ndarray, block_z0: float, grasp_weight: float = 
     return 0.3 * reach + grasp_weight * reach * float(state[GRIPPER_IDX]) + 0.7 * lift
 
 
+TASK_DESCRIPTION = "pick up the cube"
+"""The instruction the policy's tokenizer reads (``task_description``, as LeRobot's envs expose it)."""
+
+GYM_ID = "lerobot_pirl/PandaPickCube-v0"
+"""Our gymnasium id; ``PickCubeEnvConfig.create_envs`` (LeRobot's default) builds it with ``gym.make``."""
+
+
+@EnvConfig.register_subclass("pirl_pick_cube")
 @dataclass
-class PickCubeEnvConfig:
+class PickCubeEnvConfig(EnvConfig):
+    """gym-hil PandaPickCube as a LeRobot env type: ``env.type = "pirl_pick_cube"``.
+
+    LeRobot builds it like any other ``EnvConfig`` (``lerobot.envs.make_env(cfg, n_envs)``), and
+    its raw observations (``agent_pos``, ``pixels/front``) go through LeRobot's
+    ``preprocess_observation`` to ``observation.state`` / ``observation.images.front``.
+    """
+
+    task: str | None = "PandaPickCube-v0"
+    fps: int = 10
+    episode_length: int = 100
+    """Time limit (env steps): gymnasium's ``TimeLimit`` truncates the episode there."""
     image_obs: bool = False
+    """Render the front camera every step; off, the image is blank (XVLA needs one image input)."""
     image_size: int = 16
-    random_block_position: bool = True
-    max_episode_steps: int = 100
-    seed: int | None = 0
-    # Side of the rendered frame before it is area-resized to image_size. None: max(64, image_size).
-    # Under OSMesa the cost hardly depends on resolution, so rendering larger and downsampling is cheap.
     render_size: int | None = None
-    # gym-hil's physics substep (s). Each env step runs control_dt / physics_dt substeps of gym-hil's
-    # Python operational-space controller, which dominates the step's cost; the task (success test,
-    # workspace, episode limit) does not depend on it.
+    """Side of the rendered frame before it is area-resized to ``image_size``; None: max(64,
+    image_size). Under OSMesa the cost hardly depends on resolution, so rendering larger and
+    downsampling is cheap."""
+    random_block_position: bool = True
     physics_dt: float = 0.002
-    # Weight of the potential-based shaping added to the sparse reward (0: the sparse reward alone).
-    # See `shaping_potential`; the success flag in `info` and terminations stay gym-hil's own.
+    """gym-hil's physics substep (s). Each env step runs control_dt / physics_dt substeps of gym-hil's
+    Python operational-space controller, which dominates the step's cost; the task (success test,
+    workspace, episode limit) does not depend on it."""
     shaping_coef: float = 0.0
-    # Weight of the potential's grasp term (closing the gripper at the block); see `shaping_potential`.
+    """Weight of the potential-based shaping added to the sparse reward (0: the sparse reward
+    alone). See `shaping_potential`; ``info["success"]`` and terminations stay gym-hil's own."""
     shaping_grasp_weight: float = 0.0
+    """Weight of the potential's grasp term (closing the gripper at the block); see `shaping_potential`."""
+    features: dict[str, PolicyFeature] = field(default_factory=dict)
+    features_map: dict[str, str] = field(
+        default_factory=lambda: {
+            "action": ACTION_KEY,
+            "agent_pos": STATE_KEY,
+            "pixels/front": IMAGE_KEY,
+        }
+    )
 
     def __post_init__(self) -> None:
         if self.image_size < 1:
-            raise ValueError(f"image_size must be >= 1, got {self.image_size}")
-        if self.max_episode_steps < 1:
-            raise ValueError(f"max_episode_steps must be >= 1, got {self.max_episode_steps}")
+            raise ValueError(f"env.image_size must be >= 1, got {self.image_size}")
+        if self.episode_length < 1:
+            raise ValueError(f"env.episode_length must be >= 1, got {self.episode_length}")
         if not 0 < self.physics_dt <= CONTROL_DT:
-            raise ValueError(f"physics_dt must be in (0, {CONTROL_DT}] s, got {self.physics_dt}")
+            raise ValueError(f"env.physics_dt must be in (0, {CONTROL_DT}] s, got {self.physics_dt}")
         if self.shaping_coef < 0 or self.shaping_grasp_weight < 0:
             raise ValueError(
-                f"shaping_coef and shaping_grasp_weight must be >= 0, got {self.shaping_coef}, "
+                f"env.shaping_coef and env.shaping_grasp_weight must be >= 0, got {self.shaping_coef}, "
                 f"{self.shaping_grasp_weight}"
             )
         if self.render_size is not None and self.render_size < self.image_size:
-            raise ValueError(f"render_size ({self.render_size}) must be >= image_size ({self.image_size})")
+            raise ValueError(
+                f"env.render_size ({self.render_size}) must be >= env.image_size ({self.image_size})"
+            )
+        if not self.features:  # declared from the fields unless a config gives them
+            self.features = {
+                "action": PolicyFeature(type=FeatureType.ACTION, shape=(ACTION_DIM,)),
+                "agent_pos": PolicyFeature(type=FeatureType.STATE, shape=(STATE_DIM,)),
+                "pixels/front": PolicyFeature(
+                    type=FeatureType.VISUAL, shape=(self.image_size, self.image_size, 3)
+                ),
+            }
 
     @property
-    def resolved_render_size(self) -> int:
-        return self.render_size if self.render_size is not None else max(64, self.image_size)
+    def package_name(self) -> str:
+        return __name__
+
+    @property
+    def gym_id(self) -> str:
+        return GYM_ID
+
+    @property
+    def gym_kwargs(self) -> dict[str, Any]:
+        return {
+            "max_episode_steps": self.episode_length,
+            "image_obs": self.image_obs,
+            "image_size": self.image_size,
+            "render_size": self.render_size,
+            "random_block_position": self.random_block_position,
+            "physics_dt": self.physics_dt,
+            "shaping_coef": self.shaping_coef,
+            "shaping_grasp_weight": self.shaping_grasp_weight,
+        }
 
 
 def policy_features(config: PickCubeEnvConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(input_features, output_features)`` for a LeRobot policy config driving this env."""
-    from lerobot.configs.types import FeatureType, PolicyFeature
+    from lerobot.envs import env_to_policy_features
 
-    size = config.image_size
-    inputs = {
-        STATE_KEY: PolicyFeature(type=FeatureType.STATE, shape=(STATE_DIM,)),
-        IMAGE_KEY: PolicyFeature(type=FeatureType.VISUAL, shape=(3, size, size)),
-    }
-    outputs = {"action": PolicyFeature(type=FeatureType.ACTION, shape=(ACTION_DIM,))}
-    return inputs, outputs
+    features = env_to_policy_features(config)
+    outputs = {key: ft for key, ft in features.items() if ft.type is FeatureType.ACTION}
+    return {key: ft for key, ft in features.items() if key not in outputs}, outputs
 
 
 def _default_headless_gl() -> None:
@@ -175,45 +231,65 @@ def _default_headless_gl() -> None:
         os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
 
 
-class PickCubeEnv:
-    """One gym-hil PandaPickCube env returning XVLA-shaped observations (see module docstring)."""
+class PickCubeGymEnv(gym.Env):
+    """gym-hil PandaPickCube with LeRobot-style raw observations (see the module docstring).
 
-    def __init__(self, config: PickCubeEnvConfig):
+    Registered as ``GYM_ID``; the time limit comes from ``gym.make(..., max_episode_steps=)``.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(
+        self,
+        *,
+        image_obs: bool = False,
+        image_size: int = 16,
+        render_size: int | None = None,
+        random_block_position: bool = True,
+        physics_dt: float = 0.002,
+        shaping_coef: float = 0.0,
+        shaping_grasp_weight: float = 0.0,
+    ):
         _default_headless_gl()
-        import gym_hil  # noqa: F401  (registers the gym_hil/* ids)
-        import gymnasium as gym
         from gym_hil import GymRenderingSpec
+        from gym_hil.envs import PandaPickCubeGymEnv
 
-        self.config = config
-        size = config.resolved_render_size
-        self._env: Any = gym.make(
-            ENV_ID,
+        self.image_obs, self.image_size = image_obs, image_size
+        self.shaping_coef, self.shaping_grasp_weight = shaping_coef, shaping_grasp_weight
+        self.task_description = TASK_DESCRIPTION
+        size = render_size if render_size is not None else max(64, image_size)
+        self._env: Any = PandaPickCubeGymEnv(
             image_obs=False,
-            random_block_position=config.random_block_position,
-            seed=config.seed if config.seed is not None else 0,
+            random_block_position=random_block_position,
+            seed=0,
             render_spec=GymRenderingSpec(height=size, width=size),
-            max_episode_steps=config.max_episode_steps,
-            physics_dt=config.physics_dt,
-            disable_env_checker=True,
+            physics_dt=physics_dt,
         )
-        space: Any = self._env.action_space
-        self._gym_action_dim = int(space.shape[0])  # 7: xyz, rotation, grasp
-        self._rng_state = np.random.RandomState(config.seed).get_state()
-        self._renderer = self._make_renderer(size) if config.image_obs else None
-        self._blank = torch.zeros(3, config.image_size, config.image_size)
+        self._gym_action_dim = int(self._env.action_space.shape[0])  # 7: xyz, rotation, grasp
+        self._rng_state = np.random.RandomState(0).get_state()
+        self._renderer = self._make_renderer(size) if image_obs else None
+        self._blank = np.zeros((image_size, image_size, 3), dtype=np.uint8)
         self._potential = 0.0
         self._block_z0 = 0.0
+        self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(ACTION_DIM,), dtype=np.float32)
+        self.observation_space = gym.spaces.Dict(
+            {
+                "agent_pos": gym.spaces.Box(-np.inf, np.inf, shape=(STATE_DIM,), dtype=np.float32),
+                "pixels": gym.spaces.Dict(
+                    {CAMERA: gym.spaces.Box(0, 255, shape=(image_size, image_size, 3), dtype=np.uint8)}
+                ),
+            }
+        )
 
     @property
-    def gym_env(self):
-        """The underlying gymnasium env (TimeLimit-wrapped gym-hil PandaPickCubeGymEnv)."""
+    def gym_hil_env(self) -> Any:
+        """The gym-hil ``PandaPickCubeGymEnv`` this adapter drives."""
         return self._env
 
     def _make_renderer(self, size: int):
         import mujoco
 
-        base = self._env.unwrapped
-        model = base.model
+        model = self._env.model
         # Multisampling only affects the offscreen buffer this renderer is about to create; it
         # roughly doubles OSMesa's cost for no visible gain at these sizes.
         model.vis.quality.offsamples = 0
@@ -223,25 +299,30 @@ class PickCubeEnv:
         self._camera_id = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, CAMERA)
         return renderer
 
-    def _image(self) -> torch.Tensor:
+    def _image(self) -> np.ndarray:
         if self._renderer is None:
-            return self._blank.clone()
-        self._renderer.update_scene(self._env.unwrapped.data, camera=self._camera_id)
-        frame = torch.from_numpy(self._renderer.render().copy()).permute(2, 0, 1).float().div_(255.0)
-        size = self.config.image_size
-        if frame.shape[-1] != size:
-            frame = F.interpolate(frame.unsqueeze(0), size=(size, size), mode="area").squeeze(0)
-        return frame
+            return self._blank.copy()
+        self._renderer.update_scene(self._env.data, camera=self._camera_id)
+        frame = self._renderer.render()
+        if frame.shape[0] == self.image_size:
+            return frame.copy()
+        resized = F.interpolate(
+            torch.from_numpy(frame.copy()).permute(2, 0, 1).float().unsqueeze(0),
+            size=(self.image_size, self.image_size),
+            mode="area",
+        )
+        return resized[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
 
     def _state(self, raw: dict[str, np.ndarray]) -> np.ndarray:
         state = np.concatenate([raw["agent_pos"], raw["environment_state"]]).astype(np.float32)
         state[GRIPPER_IDX] /= GRIPPER_MAX
         return state
 
-    def _obs(self, state: np.ndarray) -> dict[str, torch.Tensor]:
-        return {STATE_KEY: torch.from_numpy(state), IMAGE_KEY: self._image()}
+    def _obs(self, state: np.ndarray) -> dict[str, Any]:
+        return {"agent_pos": state, "pixels": {CAMERA: self._image()}}
 
-    def reset(self, seed: int | None = None) -> dict[str, torch.Tensor]:
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
         if seed is not None:
             self._rng_state = np.random.RandomState(seed).get_state()
         outer = np.random.get_state()
@@ -253,14 +334,10 @@ class PickCubeEnv:
             np.random.set_state(outer)
         state = self._state(raw)
         self._block_z0 = float(state[BLOCK_SLICE][2])
-        self._potential = shaping_potential(state, self._block_z0, self.config.shaping_grasp_weight)
-        return self._obs(state)
+        self._potential = shaping_potential(state, self._block_z0, self.shaping_grasp_weight)
+        return self._obs(state), {}
 
-    def step(
-        self, action: np.ndarray | torch.Tensor
-    ) -> tuple[dict[str, torch.Tensor], float, bool, bool, dict[str, Any]]:
-        if isinstance(action, torch.Tensor):
-            action = action.detach().to("cpu", torch.float32).numpy()
+    def step(self, action: np.ndarray):
         action = np.asarray(action, dtype=np.float32).reshape(-1)
         if action.shape != (ACTION_DIM,):
             raise ValueError(f"expected a {ACTION_DIM}-D action, got shape {action.shape}")
@@ -273,9 +350,9 @@ class PickCubeEnv:
         raw, reward, terminated, truncated, info = self._env.step(gym_action)
         info = {"success": bool(info.get("succeed", False)), "sparse_reward": float(reward)}
         state = self._state(raw)
-        if self.config.shaping_coef > 0:
-            potential = shaping_potential(state, self._block_z0, self.config.shaping_grasp_weight)
-            reward = float(reward) + self.config.shaping_coef * (potential - self._potential)
+        if self.shaping_coef > 0:
+            potential = shaping_potential(state, self._block_z0, self.shaping_grasp_weight)
+            reward = float(reward) + self.shaping_coef * (potential - self._potential)
             self._potential = potential
         return self._obs(state), float(reward), bool(terminated), bool(truncated), info
 
@@ -285,15 +362,13 @@ class PickCubeEnv:
             self._renderer = None
         if self._env is not None:
             # gym-hil's close() closes its own renderer: give it the same protection.
-            _make_current(getattr(self._env.unwrapped, "_viewer", None))
+            _make_current(getattr(self._env, "_viewer", None))
             self._env.close()
             self._env = None
 
-    def __enter__(self) -> PickCubeEnv:
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+if GYM_ID not in gym.registry:
+    gym.register(id=GYM_ID, entry_point=f"{__name__}:PickCubeGymEnv")
 
 
 def _make_current(renderer: Any) -> None:
@@ -315,10 +390,6 @@ def _close_renderer(renderer: Any) -> None:
     renderer.close()
 
 
-def make_pick_cube_env(config: PickCubeEnvConfig | None = None) -> PickCubeEnv:
-    return PickCubeEnv(config if config is not None else PickCubeEnvConfig())
-
-
 # --------------------------------------------------------------------------------------------
 # Scripted expert
 # --------------------------------------------------------------------------------------------
@@ -332,9 +403,10 @@ HOLD_DIST = 0.03  # block within this of the TCP counts as "in hand"
 
 
 def scripted_expert_action(
-    obs: Mapping[str, torch.Tensor | np.ndarray], rng: np.random.Generator, noise_std: float = 0.01
+    state: torch.Tensor | np.ndarray, rng: np.random.Generator, noise_std: float = 0.01
 ) -> np.ndarray:
-    """Noisy pick-and-lift action for PandaPickCube, as a 4-D float32 numpy array in action units.
+    """Noisy pick-and-lift action for PandaPickCube from its 21-D state (``agent_pos``), as a 4-D
+    float32 numpy array in action units.
 
     The expert is stateless: it reads its phase from the observation. The gripper command in the
     state (0..1) doubles as the grasp counter, because the expert closes in ``CLOSE_STEPS``
@@ -350,7 +422,6 @@ def scripted_expert_action(
     Position deltas (m) get Gaussian noise ``noise_std`` (m), then are clipped to one
     ``POSITION_STEP`` per axis and expressed in action units.
     """
-    state = obs[STATE_KEY]
     state = state.detach().cpu().numpy() if isinstance(state, torch.Tensor) else np.asarray(state)
     state = state.reshape(-1)
     tcp, block = state[TCP_SLICE].astype(np.float64), state[BLOCK_SLICE].astype(np.float64)

@@ -2,13 +2,16 @@
 
 Stock XVLA loads a Florence-2 checkpoint and the ``facebook/bart-large`` tokenizer from the Hub.
 Neither is needed to *build* the model: a small random ``florence_config`` gives a working XVLA
-with ~200k parameters, and the language input is a fixed tensor of token ids, so nothing here
-ever downloads. The policy itself is the stock ``XVLAPolicy`` (or a subclass such as
+with ~200k parameters, and `TINY_TOKENIZER_DIR` is a word-level tokenizer built locally by
+`build_tiny_tokenizer` (shipped in the package; ``scripts/build_tiny_tokenizer.py`` rewrites it),
+which LeRobot's ``TokenizerProcessorStep`` loads with ``AutoTokenizer.from_pretrained(dir)``, so
+nothing here ever downloads. The policy itself is the stock ``XVLAPolicy`` (or a subclass such as
 ``PiRLXVLAPolicy``) built through its own constructor.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -20,6 +23,16 @@ from torch import Tensor
 IMAGE_KEY = "observation.images.front"
 TINY_VOCAB_SIZE = 128
 LANGUAGE_LENGTH = 8
+TINY_TOKENIZER_DIR = Path(__file__).parent / "assets" / "tiny_tokenizer"
+"""A word-level tokenizer for robot instructions (`build_tiny_tokenizer`), vocabulary < 128."""
+
+SPECIAL_TOKENS = ("<s>", "<pad>", "</s>", "<unk>")  # BART's ids 0..3
+INSTRUCTION_WORDS = (
+    "a all and arrange at away back blue block blocks bottom box boxes bring cube cup down drawer "
+    "drop green grasp gripper hold in inside into it left lift move near object of off on onto open "
+    "pick place push put red right shelf side stack table take the to top towards up yellow"
+).split()
+"""The tokenizer's words (lower-cased; anything else is ``<unk>``)."""
 
 # DaViT stem of the tiny vision tower: (kernel, stride, padding) per stage.
 _PATCH_SIZE = (7, 3)
@@ -126,6 +139,7 @@ def tiny_xvla_config(
         # 20-D action layout, so the padded proprio must be at least that wide.
         "max_state_dim": state_dim if action_mode == "auto" else max(state_dim, 20),
         "tokenizer_max_length": language_length,
+        "tokenizer_name": str(TINY_TOKENIZER_DIR),
         "florence_config": tiny_florence_config(
             image_size=image_size, language_length=language_length, d_model=d_model
         ),
@@ -137,6 +151,31 @@ def tiny_xvla_config(
     }
     fields.update(overrides)
     return XVLAConfig(**fields)
+
+
+def build_tiny_tokenizer(output_dir: Path | str) -> Path:
+    """Write a word-level ``PreTrainedTokenizerFast`` (lower-case, whitespace split, ``<s> … </s>``)
+    to ``output_dir``: a stand-in for XVLA's BART tokenizer that is built offline and small enough
+    for the tiny Florence-2 vocabulary. Deterministic: the same files every time."""
+    from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
+    from tokenizers.models import WordLevel
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {token: index for index, token in enumerate((*SPECIAL_TOKENS, *INSTRUCTION_WORDS))}
+    if len(vocab) > TINY_VOCAB_SIZE:
+        raise ValueError(f"{len(vocab)} tokens do not fit the tiny vocabulary of {TINY_VOCAB_SIZE}")
+    tokenizer = Tokenizer(WordLevel(vocab, unk_token="<unk>"))
+    tokenizer.normalizer = normalizers.Lowercase()
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", special_tokens=[("<s>", vocab["<s>"]), ("</s>", vocab["</s>"])]
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
+    )
+    output_dir = Path(output_dir)
+    fast.save_pretrained(str(output_dir))
+    return output_dir
 
 
 def language_tokens(

@@ -46,6 +46,8 @@ from torch.multiprocessing import Queue
 from ..recipes.pi_rl.transitions import PiRLTransitionError
 from ..recipes.registry import RecipeError
 from . import seam
+from .envs import require_env_factory
+from .processors import BUNDLED_TOKENIZER_DIR, PolicyIO, bundle_tokenizer
 
 LOG_PREFIX = "[PI-RL LEARNER]"
 METRICS_FILE = "metrics.jsonl"
@@ -54,6 +56,7 @@ METRICS_FILE = "metrics.jsonl"
 
 def run_on_policy_learner(cfg: seam.RecipeTrainConfig) -> None:
     cfg.validate()
+    require_env_factory(cfg.env)
     algo_cfg = cfg.algorithm
     output_dir = Path(cfg.output_dir)
     (output_dir / "logs").mkdir(parents=True, exist_ok=True)
@@ -68,6 +71,9 @@ def run_on_policy_learner(cfg: seam.RecipeTrainConfig) -> None:
         _check_checkpoint(checkpoint_dir)
         cfg.policy.pretrained_path = checkpoint_dir / PRETRAINED_MODEL_DIR  # LeRobot loads it
     policy = make_policy(cfg=cfg.policy, env_cfg=cfg.env)
+    # The policy's own processors (from its checkpoint): saved with every checkpoint so LeRobot's
+    # loaders can use it. The learner re-scores observations as the actors preprocessed them.
+    io = PolicyIO.for_policy(cfg.policy, cfg.env)
     algorithm = make_algorithm(cfg=algo_cfg, policy=policy)
     recipe = algorithm.recipe  # type: ignore[attr-defined]
     optimizers = algorithm.make_optimizers_and_scheduler()
@@ -126,7 +132,7 @@ def run_on_policy_learner(cfg: seam.RecipeTrainConfig) -> None:
                 values = " ".join(f"{k}={v:.5g}" for k, v in sorted(log.items()))
                 logging.info(f"{LOG_PREFIX} update {step}: {values}")
             if cfg.save_checkpoint and (step % max(cfg.save_freq, 1) == 0 or last):
-                save_run_checkpoint(cfg, step, policy, optimizers, algorithm, log)
+                save_run_checkpoint(cfg, step, policy, optimizers, algorithm, log, io=io)
             if last:
                 break
     finally:
@@ -200,17 +206,38 @@ def _episode_summary(messages: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def save_run_checkpoint(
-    cfg: Any, step: int, policy: Any, optimizers: Any, algorithm: Any, log: dict[str, float]
+    cfg: Any,
+    step: int,
+    policy: Any,
+    optimizers: Any,
+    algorithm: Any,
+    log: dict[str, float],
+    *,
+    io: PolicyIO,
 ) -> None:
-    """LeRobot's checkpoint layout (stock XVLA ``pretrained_model/``, ``training_state/``,
-    ``algorithm/``), written atomically: into a temporary folder that is renamed when complete,
-    so a learner killed mid-save leaves the previous checkpoint as ``last``.
+    """LeRobot's checkpoint layout (stock XVLA ``pretrained_model/`` with the policy's processor
+    pipelines and bundled tokenizer, ``training_state/``, ``algorithm/``), written atomically: into
+    a temporary folder that is renamed when complete, so a learner killed mid-save leaves the
+    previous checkpoint as ``last``.
     """
     checkpoint_dir = get_step_checkpoint_dir(Path(cfg.output_dir), cfg.algorithm.max_updates, step)
     partial = checkpoint_dir.with_name(checkpoint_dir.name + ".partial")
     if partial.exists():
         shutil.rmtree(partial)
-    save_checkpoint(checkpoint_dir=partial, step=step, cfg=cfg, policy=policy, optimizer=optimizers)
+    save_checkpoint(
+        checkpoint_dir=partial,
+        step=step,
+        cfg=cfg,
+        policy=policy,
+        optimizer=optimizers,
+        preprocessor=io.preprocessor,
+        postprocessor=io.postprocessor,
+    )
+    bundle_tokenizer(
+        partial / PRETRAINED_MODEL_DIR,
+        io.preprocessor,
+        name_as=(checkpoint_dir / PRETRAINED_MODEL_DIR / BUNDLED_TOKENIZER_DIR).resolve(),
+    )
     algorithm.save_pretrained(partial / ALGORITHM_DIR)
     write_json({"step": step, "metrics": log}, partial / TRAINING_STATE_DIR / TRAINING_STEP)
     if checkpoint_dir.exists():

@@ -1,5 +1,9 @@
 """The πRL actor: sample chunks with the XVLA mixin, execute H' env steps, send one transition per decision.
 
+The envs come from the config's ``env`` block through LeRobot's ``make_env`` (`runtime.envs`), and
+observations and actions pass through the checkpoint's LeRobot processors (`runtime.processors`):
+each transition stores the observation as the policy saw it after preprocessing (normalised state,
+tokenised instruction, XVLA's image steps, domain id), which is exactly what the learner re-scores.
 One actor process steps ``algorithm.envs_per_actor`` envs and samples their pending decisions
 together (`BatchedEpisodes`). Every episode is sampled by a single policy version (policy + heads +
 version), the newest one when it started. An episode is sent when it ends; on SIGINT/SIGTERM the
@@ -21,15 +25,14 @@ from lerobot.policies import make_policy
 from lerobot.rl.algorithms.factory import make_algorithm
 from lerobot.rl.queue import get_last_item_from_queue
 from lerobot.transport.utils import bytes_to_state_dict, python_object_to_bytes, transitions_to_bytes
-from lerobot.utils.constants import OBS_LANGUAGE_TOKENS
 from lerobot.utils.process import ProcessSignalHandler
 from lerobot.utils.random_utils import set_seed
 from lerobot.utils.utils import init_logging
 
-from ..envs.pick_cube import ACTION_DIM, PickCubeEnvConfig, make_pick_cube_env
-from ..policies.tiny_xvla import instruction_tokens
 from ..recipes.pi_rl.transitions import encode_decision, packed_observation
 from . import seam
+from .envs import EnvConfigError, make_envs, step_env, task_description
+from .processors import PolicyIO
 
 LOG_PREFIX = "[PI-RL ACTOR]"
 
@@ -38,24 +41,22 @@ def run_pi_rl_actor(cfg: seam.RecipeTrainConfig, actor_id: int) -> dict[str, int
     """Run episodes until shutdown; returns the actor's counters (episodes, decisions sent, env steps)."""
     seam.validate_for_actor(cfg)
     algo_cfg = cfg.algorithm
-    if getattr(cfg.env, "name", None) != "gym_hil" or "PickCube" not in str(cfg.env.task):
-        raise seam.InvalidConfigError(
-            f"the pi-rl actor runs gym-hil PandaPickCube; got env.type={cfg.env.type!r} "
-            f"name={getattr(cfg.env, 'name', None)!r} task={cfg.env.task!r}. Set env.name='gym_hil' "
-            "and env.task='PandaPickCubeBase-v0'."
-        )
-    action = cfg.policy.output_features.get("action") or cfg.env.features.get("action")
-    if action is not None and action.shape[0] != ACTION_DIM:
-        raise seam.InvalidConfigError(
-            f"the policy's action feature has {action.shape[0]} dims but PandaPickCube takes {ACTION_DIM} "
-            "([dx, dy, dz, grasp_delta]); set policy.output_features.action.shape to "
-            f"[{ACTION_DIM}]"
-        )
     set_seed(cfg.seed + 7919 * (actor_id + 1))
     if algo_cfg.torch_threads is not None:
         torch.set_num_threads(algo_cfg.torch_threads)
-    shutdown = ProcessSignalHandler(use_threads=True).shutdown_event
     init_logging()
+    # Policy, processors and envs first: a config that cannot run fails before anything connects.
+    policy = make_policy(cfg=cfg.policy, env_cfg=cfg.env)
+    recipe = make_algorithm(cfg=algo_cfg, policy=policy).recipe  # type: ignore[attr-defined]
+    io = PolicyIO.for_policy(cfg.policy, cfg.env)
+    envs = make_envs(cfg.env, algo_cfg.envs_per_actor)
+    try:
+        check_env_feeds_policy(envs[0], io, recipe.policy, seed=cfg.seed, env_type=cfg.env.type)
+    except BaseException:
+        for env in envs:
+            env.close()
+        raise
+    shutdown = ProcessSignalHandler(use_threads=True).shutdown_event
     link = seam.connect_actor(
         algo_cfg.learner_host, algo_cfg.learner_port, shutdown, algo_cfg.queue_get_timeout
     )
@@ -65,24 +66,6 @@ def run_pi_rl_actor(cfg: seam.RecipeTrainConfig, actor_id: int) -> dict[str, int
     log_dir.mkdir(parents=True, exist_ok=True)
     init_logging(log_file=str(log_dir / f"actor_{actor_id}.log"))
 
-    policy = make_policy(cfg=cfg.policy, env_cfg=cfg.env)
-    recipe = make_algorithm(cfg=algo_cfg, policy=policy).recipe  # type: ignore[attr-defined]
-    tokens = instruction_tokens(recipe.policy.config)
-
-    envs = [
-        make_pick_cube_env(
-            PickCubeEnvConfig(
-                image_obs=algo_cfg.env_render_images,
-                image_size=_image_size(recipe.policy),
-                max_episode_steps=algo_cfg.env_max_episode_steps,
-                seed=cfg.seed + actor_id + ENV_SEED_STRIDE * index,
-                physics_dt=algo_cfg.env_physics_dt,
-                shaping_coef=algo_cfg.env_shaping_coef,
-                shaping_grasp_weight=algo_cfg.env_shaping_grasp_weight,
-            )
-        )
-        for index in range(algo_cfg.envs_per_actor)
-    ]
     counters = {
         "episodes_queued": 0,
         "decisions_queued": 0,
@@ -141,7 +124,8 @@ def run_pi_rl_actor(cfg: seam.RecipeTrainConfig, actor_id: int) -> dict[str, int
         if not _load_weights(link, recipe, shutdown, block=True, timeout=algo_cfg.actor_weights_timeout_s):
             raise TimeoutError(f"no weights from the learner within {algo_cfg.actor_weights_timeout_s}s")
         counters["weights_loaded"] += 1
-        runner = BatchedEpisodes(envs, recipe, tokens, actor_id)
+        seeds = [cfg.seed + actor_id + ENV_SEED_STRIDE * index for index in range(len(envs))]
+        runner = BatchedEpisodes(envs, io, recipe, actor_id, seeds=seeds)
         while not shutdown.is_set():
             if runner.wants_weights() and _load_weights(
                 link, recipe, shutdown, block=False, before_load=runner.freeze_live_episodes
@@ -164,7 +148,37 @@ def run_pi_rl_actor(cfg: seam.RecipeTrainConfig, actor_id: int) -> dict[str, int
 
 
 ENV_SEED_STRIDE = 1009
-"""Env ``i`` of an actor is seeded ``seed + actor_id + ENV_SEED_STRIDE·i`` (env 0 keeps the old seed)."""
+"""Env ``i`` of an actor is first reset with seed ``seed + actor_id + ENV_SEED_STRIDE·i``; its later
+episodes continue that env's own random stream (gymnasium's autoreset)."""
+
+
+def check_env_feeds_policy(env: Any, io: PolicyIO, policy: Any, *, seed: int, env_type: str) -> None:
+    """Reset ``env`` once and check that its processed observation has every input feature of the
+    policy with the declared shape, and that the env takes the policy's action size."""
+    raw, _ = env.reset(seed=[seed])
+    observation = io.observation(raw, task_description(env))
+    config = policy.config
+    problems = []
+    for key, feature in config.input_features.items():
+        if key not in observation:
+            problems.append(f"the policy reads {key!r} {list(feature.shape)} but the env gives none")
+        elif tuple(observation[key].shape[1:]) != tuple(feature.shape):
+            problems.append(
+                f"the policy reads {key!r} as {list(feature.shape)} but the env gives "
+                f"{list(observation[key].shape[1:])}"
+            )
+    policy_action = config.output_features["action"].shape[0]
+    env_action = io.env_actions(torch.zeros(1, policy_action)).shape[-1]
+    space = env.single_action_space
+    space_dims = int(space.shape[0]) if getattr(space, "shape", None) else None
+    if space_dims is not None and env_action != space_dims:
+        problems.append(f"the policy acts with {env_action} dims but the env's action space has {space_dims}")
+    if problems:
+        raise EnvConfigError(
+            f"env.type={env_type!r} cannot feed policy.type={config.type!r}: "
+            + "; ".join(problems)
+            + f". The env's processed observation has {sorted(observation)}."
+        )
 
 
 @dataclass
@@ -174,7 +188,7 @@ class _Episode:
     episode_id: int
     policy_version: int
     sampler: Any  # the policy (with its heads) of that version
-    observation: dict[str, torch.Tensor]
+    observation: dict[str, torch.Tensor]  # as the policy reads it, no batch dim
     decisions: list[Any] = field(default_factory=list)
     total_reward: float = 0.0
     env_steps: int = 0
@@ -188,14 +202,28 @@ class BatchedEpisodes:
     starts an episode with the newest weights, and when newer weights arrive while other envs are
     mid-episode, those keep a frozen copy of the version they started with (dropped once no
     episode uses it). So most steps make one batched ``sample_actions`` call, a few make two.
+    ``envs`` are single-env vector envs (`runtime.envs.make_envs`); env ``i`` is first reset with
+    ``seeds[i]``.
     """
 
     def __init__(
-        self, envs: list[Any], recipe: Any, tokens: torch.Tensor, actor_id: int, first_episode_id: int = 0
+        self,
+        envs: list[Any],
+        io: PolicyIO,
+        recipe: Any,
+        actor_id: int,
+        *,
+        seeds: list[int],
+        first_episode_id: int = 0,
     ) -> None:
-        self.envs, self.recipe, self.tokens, self.actor_id = envs, recipe, tokens, actor_id
+        self.envs, self.io, self.recipe, self.actor_id = envs, io, recipe, actor_id
+        self.tasks = [task_description(env) for env in envs]
         self.executed_steps = recipe.policy.pi_rl_sampling.executed_steps
         self.episodes: list[_Episode | None] = [None] * len(envs)
+        # The first raw observation of each env's next episode (after its autoreset), if known.
+        self._next_start: list[dict[str, Any] | None] = [
+            env.reset(seed=[s])[0] for env, s in zip(envs, seeds, strict=True)
+        ]
         self._frozen: dict[int, Any] = {}  # policy version -> a copy of that version's policy
         self._next_episode_id = first_episode_id
 
@@ -211,15 +239,22 @@ class BatchedEpisodes:
                     self._frozen[episode.policy_version] = copy.deepcopy(self.recipe.policy)
                 episode.sampler = self._frozen[episode.policy_version]
 
+    def _policy_observation(self, index: int, raw: dict[str, Any]) -> dict[str, torch.Tensor]:
+        batch = self.io.observation(raw, self.tasks[index])
+        return packed_observation({key: value[0] for key, value in batch.items()})
+
     def _start_episodes(self) -> None:
-        for index, env in enumerate(self.envs):
+        for index in range(len(self.envs)):
             if self.episodes[index] is None:
+                raw = self._next_start[index]
+                assert raw is not None
                 self.episodes[index] = _Episode(
                     episode_id=self._next_episode_id,
                     policy_version=self.recipe.assembler.policy_version,
                     sampler=self.recipe.policy,
-                    observation=_policy_observation(env.reset(seed=None), self.tokens),
+                    observation=self._policy_observation(index, raw),
                 )
+                self._next_start[index] = None
                 self._next_episode_id += 1
         live = {episode.policy_version for episode in self.episodes if episode is not None}
         for version in list(self._frozen):
@@ -251,16 +286,20 @@ class BatchedEpisodes:
         """Run H' actions of ``chunk`` in env ``index`` and encode the decision; True if it ended."""
         env, episode = self.envs[index], self.episodes[index]
         assert episode is not None
+        env_actions = self.io.env_actions(chunk[: self.executed_steps])
         rewards: list[float] = []
-        terminated = truncated = False
         for h in range(self.executed_steps):
-            next_raw, reward, terminated, truncated, info = env.step(chunk[h].float().cpu().numpy())
-            rewards.append(float(reward))
-            episode.success = episode.success or bool(info.get("success", False))
+            result = step_env(env, env_actions[h])
+            rewards.append(result.reward)
+            episode.success = episode.success or result.success
             episode.env_steps += 1
-            if terminated or truncated:
+            if result.done:
                 break
-        next_observation = _policy_observation(next_raw, self.tokens)
+        ended_raw = result.final_observation if result.done else result.observation
+        assert ended_raw is not None
+        next_observation = self._policy_observation(index, ended_raw)
+        if result.done:
+            self._next_start[index] = result.observation
         episode.decisions.append(
             decision_transition(
                 episode.observation,
@@ -269,8 +308,8 @@ class BatchedEpisodes:
                 record.row(row),
                 rewards,
                 executed_steps=self.executed_steps,
-                terminated=terminated,
-                truncated=truncated,
+                terminated=result.terminated,
+                truncated=result.truncated,
                 policy_version=episode.policy_version,
                 actor_id=self.actor_id,
                 episode_id=episode.episode_id,
@@ -279,22 +318,7 @@ class BatchedEpisodes:
         )
         episode.total_reward += sum(rewards)
         episode.observation = next_observation
-        return terminated or truncated
-
-
-def _run_episode(
-    env: Any, recipe: Any, tokens: torch.Tensor, actor_id: int, episode_id: int, shutdown: Any
-) -> tuple[list[Any], dict[str, Any]] | None:
-    """One whole episode in one env (``None`` if ``shutdown`` was set first), as the actor records it."""
-    runner = BatchedEpisodes([env], recipe, tokens, actor_id, first_episode_id=episode_id)
-    while not shutdown.is_set():
-        for episode in runner.step():
-            return episode.decisions, {
-                "return": episode.total_reward,
-                "success": episode.success,
-                "env_steps": episode.env_steps,
-            }
-    return None
+        return result.done
 
 
 def decision_transition(
@@ -333,20 +357,11 @@ def decision_transition(
     )
 
 
-def _policy_observation(raw: dict[str, torch.Tensor], tokens: torch.Tensor) -> dict[str, torch.Tensor]:
-    return packed_observation({**raw, OBS_LANGUAGE_TOKENS: tokens})
-
-
 def _pad_rows(actions: torch.Tensor, rows: int) -> torch.Tensor:
     """Executed actions padded to H' rows (fixed transition shape); unexecuted rows are zero."""
     padded = torch.zeros(rows, actions.shape[-1])
     padded[: actions.shape[0]] = actions.float().cpu()
     return padded
-
-
-def _image_size(policy: Any) -> int:
-    shapes = [feature.shape for feature in policy.config.image_features.values()]
-    return int(shapes[0][-1]) if shapes else 16
 
 
 def _load_weights(

@@ -86,6 +86,10 @@ def validate_for_actor(cfg: RecipeTrainConfig) -> None:
 def parse_train_config(argv: Sequence[str]) -> RecipeTrainConfig:
     """Parse ``--config_path=... --field=...`` exactly as LeRobot's ``parser.wrap`` does."""
 
+    from .envs import register_env_plugins
+
+    register_env_plugins()  # env types from plugins must be known before draccus reads `env`
+
     @parser.wrap()
     def capture(cfg: RecipeTrainConfig) -> RecipeTrainConfig:
         return cfg

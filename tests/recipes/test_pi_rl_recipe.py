@@ -188,7 +188,10 @@ def test_resume_through_lerobot_checkpoint_files_is_exact(tmp_path) -> None:
     for t in feed_list(run.recipe, seed=1):
         run.recipe.accept(t)
     log = run.update(iter([run.recipe.take_rollout()])).to_log_dict()
-    save_run_checkpoint(cfg, run.optimization_step, run.policy, run_optimizers, run, log)
+    from lerobot_pirl.runtime.processors import PolicyIO
+
+    io = PolicyIO.for_policy(cfg.policy, cfg.env)
+    save_run_checkpoint(cfg, run.optimization_step, run.policy, run_optimizers, run, log, io=io)
     checkpoint = tmp_path / "out" / CHECKPOINTS_DIR / LAST_CHECKPOINT_LINK
     transitions_2 = feed_list(run.recipe, seed=2)
     for t in transitions_2:
@@ -317,16 +320,12 @@ def test_new_algorithm_fields_are_validated() -> None:
         PiRLConfig(
             target_kl=0.0,
             critic_warmup_updates=-1,
-            env_physics_dt=0.2,
-            env_shaping_coef=-1.0,
             envs_per_actor=0,
         ).validate()
     message = str(err.value)
     for text in (
         "target_kl=0.0 (must be > 0, or null)",
         "critic_warmup_updates=-1 (must be ≥ 0)",
-        "env_physics_dt=0.2 (must be in (0, 0.1] s)",
-        "env_shaping_coef=-1.0 (must be ≥ 0)",
         "envs_per_actor=0 (must be ≥ 1)",
     ):
         assert text in message

@@ -99,8 +99,34 @@ def test_actor_refuses_a_policy_whose_action_dim_does_not_fit_the_env(tmp_path) 
         "lerobot_pirl.runtime.actor", pi_rl_learner_config(tmp_path / "out", free_port()), tmp_path
     )
     assert result.returncode == 2
-    assert "the policy's action feature has 2 dims but PandaPickCube takes 4" in result.stderr
+    assert "env.type='pirl_pick_cube' cannot feed policy.type='xvla'" in result.stderr
+    assert "the policy reads 'observation.state' as [3] but the env gives [21]" in result.stderr
+    assert "the policy acts with 2 dims but the env's action space has 4" in result.stderr
+    assert not (tmp_path / "out").exists()  # refused before connecting
+
+
+def test_env_settings_in_the_old_algorithm_fields_say_where_they_moved(tmp_path) -> None:
+    from helpers.configs import free_port, pi_rl_learner_config
+
+    config = pi_rl_learner_config(tmp_path / "out", free_port())
+    config["algorithm"]["env_physics_dt"] = 0.005
+    flag = "--algorithm.env_max_episode_steps=50"
+    result = _run_cli("lerobot_pirl.runtime.learner", config, tmp_path, flag)
+    assert result.returncode == 2
+    assert "algorithm.env_max_episode_steps is now env.episode_length" in result.stderr
+    assert "algorithm.env_physics_dt is now env.physics_dt" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_gym_manipulator_env_is_refused_with_the_env_type_to_use(tmp_path) -> None:
+    from helpers.configs import free_port, pi_rl_learner_config
+
+    config = pi_rl_learner_config(tmp_path / "out", free_port())
+    config["env"] = {"type": "gym_manipulator", "name": "gym_hil", "task": "PandaPickCubeBase-v0", "fps": 10}
+    for module in ("lerobot_pirl.runtime.learner", "lerobot_pirl.runtime.actor"):
+        result = _run_cli(module, config, tmp_path)
+        assert result.returncode == 2, result.stderr
+        assert "env.type='gym_manipulator'" in result.stderr and "env.type='pirl_pick_cube'" in result.stderr
 
 
 def test_unknown_noise_method_on_the_command_line_is_one_clear_error(tmp_path) -> None:

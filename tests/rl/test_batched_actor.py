@@ -10,15 +10,18 @@ os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from lerobot_pirl.envs.pick_cube import ACTION_DIM, STATE_DIM, PickCubeEnvConfig, make_pick_cube_env  # noqa: E402
+from lerobot_pirl.envs.pick_cube import ACTION_DIM, STATE_DIM, PickCubeEnvConfig  # noqa: E402
 from lerobot_pirl.policies import PI_RL_CHAIN, PI_RL_STEP_INDEX  # noqa: E402
-from lerobot_pirl.policies.tiny_xvla import instruction_tokens, tiny_xvla_config  # noqa: E402
+from lerobot_pirl.policies.tiny_xvla import tiny_xvla_config  # noqa: E402
 from lerobot_pirl.recipes.pi_rl.config import PiRLConfig  # noqa: E402
 from lerobot_pirl.recipes.pi_rl.recipe import PiRLRecipe  # noqa: E402
+from lerobot_pirl.runtime.envs import make_envs  # noqa: E402
 from lerobot_pirl.runtime.pi_rl_actor import BatchedEpisodes  # noqa: E402
+from lerobot_pirl.runtime.processors import PolicyIO  # noqa: E402
 
 pytestmark = pytest.mark.timeout(240)
 EPISODE_STEPS = 8  # 4 decisions of H' = 2
+ENV = PickCubeEnvConfig(episode_length=EPISODE_STEPS, physics_dt=0.005)
 
 
 def _recipe(seed: int = 0) -> PiRLRecipe:
@@ -47,18 +50,20 @@ def _rescored_log_probs(policy, decisions) -> torch.Tensor:
 
 @pytest.fixture
 def envs():
-    made = [
-        make_pick_cube_env(PickCubeEnvConfig(seed=i, max_episode_steps=EPISODE_STEPS, physics_dt=0.005))
-        for i in range(3)
-    ]
+    made = make_envs(ENV, 3)  # LeRobot's make_env, one single-env vector env each
     yield made
     for env in made:
         env.close()
 
 
+def _runner(envs, recipe, actor_id: int) -> BatchedEpisodes:
+    io = PolicyIO.for_policy(recipe.policy.config, ENV)
+    return BatchedEpisodes(envs, io, recipe, actor_id, seeds=list(range(len(envs))))
+
+
 def test_three_envs_make_whole_single_version_episodes_with_one_sampling_call_per_step(envs) -> None:
     recipe = _recipe()
-    runner = BatchedEpisodes(envs, recipe, instruction_tokens(recipe.policy.config), actor_id=5)
+    runner = _runner(envs, recipe, actor_id=5)
     calls = []
     sample = recipe.policy.sample_actions
     recipe.policy.sample_actions = lambda batch: (
@@ -83,7 +88,7 @@ def test_three_envs_make_whole_single_version_episodes_with_one_sampling_call_pe
 
 def test_weights_arriving_mid_episode_leave_running_episodes_on_their_version(envs) -> None:
     recipe = _recipe()
-    runner = BatchedEpisodes(envs[:2], recipe, instruction_tokens(recipe.policy.config), actor_id=0)
+    runner = _runner(envs[:2], recipe, actor_id=0)
     old_policy = _recipe().policy  # same seed: the version-0 weights
     finished = runner.step()  # both envs one decision into their first episode
     assert not finished and not runner.wants_weights()
@@ -106,3 +111,43 @@ def test_weights_arriving_mid_episode_leave_running_episodes_on_their_version(en
     wrong, recorded = _rescored_log_probs(recipe.policy, by_version[0][0].decisions)
     assert (wrong - recorded).abs().max() > 1e-2  # the new weights would have scored it differently
     assert runner._frozen == {}  # the frozen copy is gone once its episodes ended
+
+
+def test_transitions_carry_the_preprocessed_observation_the_learner_rescores(envs) -> None:
+    """The learner re-scores ``state`` / ``next_state`` of each transition: the observation after the
+    policy's LeRobot preprocessor (tokenised task, XVLA image steps, domain id, normalised state). It
+    is the one the actor sampled from, bit for bit, and survives the transport's byte encoding."""
+    from lerobot.transport.utils import bytes_to_transitions, transitions_to_bytes
+
+    from lerobot_pirl.runtime.envs import task_description
+
+    recipe = _recipe()
+    runner = _runner(envs[:1], recipe, actor_id=0)
+    finished = []
+    while not finished:
+        finished += runner.step()
+    [episode] = finished
+    [fresh] = make_envs(ENV, 1)
+    try:
+        raw, _ = fresh.reset(seed=0)  # env 0's first reset seed in `_runner`
+        expected = runner.io.observation(raw, task_description(fresh))
+    finally:
+        fresh.close()
+    first = episode.decisions[0]["state"]
+    assert set(first) == {
+        "observation.state",
+        "observation.images.front",
+        "observation.language.tokens",
+        "observation.language.attention_mask",
+        "domain_id",
+    }
+    for key, value in expected.items():
+        assert torch.equal(first[key], value[0]), key
+    for earlier, later in zip(episode.decisions, episode.decisions[1:], strict=False):
+        for key in earlier["next_state"]:
+            assert torch.equal(earlier["next_state"][key], later["state"][key]), key
+    received = bytes_to_transitions(transitions_to_bytes(episode.decisions))
+    for sent, got in zip(episode.decisions, received, strict=True):
+        for part in ("state", "next_state"):
+            for key, value in sent[part].items():
+                assert got[part][key].dtype == value.dtype and torch.equal(got[part][key], value), key

@@ -40,7 +40,7 @@ def _counter(text: str, name: str) -> int:
     return int(re.findall(rf"'{name}': (\d+)", text)[-1])
 
 
-def _pick_cube_config(output_dir: Path, **algorithm) -> dict:
+def _pick_cube_config(output_dir: Path, env: dict | None = None, **algorithm) -> dict:
     """Tiny XVLA on PandaPickCube: flow_sde, 20-decision rollouts, 20-step episodes, no update cap."""
     return pi_rl_learner_config(
         output_dir,
@@ -51,7 +51,7 @@ def _pick_cube_config(output_dir: Path, **algorithm) -> dict:
         rollout_decisions=20,
         minibatch_size=10,
         max_updates=1000,
-        env_max_episode_steps=20,
+        env={"episode_length": 20, **(env or {})},
         **algorithm,
     )
 
@@ -70,7 +70,7 @@ def _final_counters(learner_log: str) -> tuple[int, ...]:
 def test_pi_rl_two_actors_feed_one_learner_and_stop_cleanly(tmp_path: Path) -> None:
     """Two actors of three envs each (batched sampling, shaped reward, 20 controller substeps)."""
     output_dir = tmp_path / "out"
-    data = _pick_cube_config(output_dir, envs_per_actor=3, env_physics_dt=0.005, env_shaping_coef=1.0)
+    data = _pick_cube_config(output_dir, envs_per_actor=3, env={"physics_dt": 0.005, "shaping_coef": 1.0})
     config = write_json(tmp_path / "train_config.json", data)
     learner = start_learner(config, tmp_path / "learner.log")
     actors = [start_actor(config, i, tmp_path / f"actor{i}.log") for i in range(2)]

@@ -99,3 +99,70 @@ def test_actor_validation_accepts_the_learners_existing_output_dir(tmp_path: Pat
         _parsed_config(tmp_path).validate()
     seam.validate_for_actor(cfg)
     assert Path(cfg.output_dir) == tmp_path / "out" and cfg.algorithm.policy_config is cfg.policy
+
+
+# --- env factory and processors (runtime/envs.py, runtime/processors.py) -----------------------
+
+
+def test_lerobot_names_the_processor_steps_our_overrides_address() -> None:
+    from lerobot.processor import DeviceProcessorStep, ProcessorStepRegistry, TokenizerProcessorStep
+
+    from lerobot_pirl.runtime.processors import DEVICE_STEP, TOKENIZER_STEP
+
+    assert ProcessorStepRegistry.get(TOKENIZER_STEP) is TokenizerProcessorStep
+    assert ProcessorStepRegistry.get(DEVICE_STEP) is DeviceProcessorStep
+    # A tokenizer step is saved by name only (why runtime.processors bundles the tokenizer).
+    step = TokenizerProcessorStep(tokenizer_name=str(_tiny_tokenizer()), max_length=4)
+    assert step.get_config()["tokenizer_name"] == str(_tiny_tokenizer())
+    assert not hasattr(step, "state_dict") or not step.state_dict()
+
+
+def _tiny_tokenizer() -> Path:
+    from lerobot_pirl.policies.tiny_xvla import TINY_TOKENIZER_DIR
+
+    return TINY_TOKENIZER_DIR
+
+
+def test_make_env_pre_post_processors_gives_every_xvla_policy_liberos_steps() -> None:
+    """Why runtime.processors takes the env's own ``get_env_processors()`` instead."""
+    from lerobot.envs import make_env_pre_post_processors
+    from lerobot.policies.xvla.processor_xvla import LiberoProcessorStep
+
+    from lerobot_pirl.envs import PickCubeEnvConfig
+    from lerobot_pirl.policies.tiny_xvla import tiny_xvla_config
+
+    pre, _ = make_env_pre_post_processors(PickCubeEnvConfig(), tiny_xvla_config(21, 4))
+    assert any(isinstance(step, LiberoProcessorStep) for step in pre.steps)
+    own_pre, own_post = PickCubeEnvConfig().get_env_processors()
+    assert own_pre.steps == [] and own_post.steps == []
+
+
+def test_make_env_autoresets_in_the_same_step_with_the_final_observation_in_info() -> None:
+    """runtime.envs.step_env unpacks exactly this layout."""
+    import numpy as np
+    from lerobot.envs import make_env
+
+    from lerobot_pirl.envs import PickCubeEnvConfig
+
+    config = PickCubeEnvConfig(episode_length=1, physics_dt=0.005)
+    vec = make_env(config, n_envs=1)[config.type][0]
+    try:
+        vec.reset(seed=[0])
+        observation, _, _, truncated, info = vec.step(np.zeros((1, 4), np.float32))
+        assert bool(truncated[0])
+        final = info["final_obs"]
+        assert final.dtype == object and final.shape == (1,)
+        assert final[0]["agent_pos"].shape == (21,) and observation["agent_pos"].shape == (1, 21)
+        assert "success" in info["final_info"]
+        assert not np.array_equal(final[0]["agent_pos"], observation["agent_pos"][0])  # already reset
+    finally:
+        vec.close()
+
+
+def test_third_party_env_discovery_is_lerobots_function() -> None:
+    from lerobot.utils import import_utils
+
+    from lerobot_pirl.runtime import envs
+
+    assert envs.register_third_party_plugins is import_utils.register_third_party_plugins
+    assert "lerobot_env_" in import_utils.register_third_party_plugins.__doc__

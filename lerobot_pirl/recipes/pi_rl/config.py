@@ -105,20 +105,10 @@ class PiRLConfig(RecipeConfig):
     larger ones are rejected with an error naming both sizes (gRPC chunking alone has no bound)."""
     actor_weights_timeout_s: float = 120.0
     """How long an actor waits for the learner's first weights before giving up."""
-    env_max_episode_steps: int = 100
-    """Actor episodes are truncated after this many env steps."""
-    env_render_images: bool = False
-    """Render camera images for the policy's image feature (False: a blank image, state only)."""
     envs_per_actor: int = 1
-    """Envs each actor process steps; their pending decisions are sampled in one batched call."""
-    env_physics_dt: float = 0.002
-    """gym-hil physics substep (s); each env step runs 0.1 s / this controller substeps, the env's
-    main cost. The task (success test, workspace, episode limit) is unchanged."""
-    env_shaping_coef: float = 0.0
-    """Weight of the potential-based reach-and-lift shaping added to the sparse training reward
-    (``lerobot_pirl.envs.pick_cube.shaping_potential``); success is always gym-hil's sparse test."""
-    env_shaping_grasp_weight: float = 0.0
-    """Weight of the shaping potential's grasp term (gripper closed at the block)."""
+    """Envs each actor process steps (each built from the config's ``env`` block); their pending
+    decisions are sampled in one batched call. Env settings (episode length, rendering, physics,
+    reward shaping) are fields of the ``env`` block."""
 
     def validate(self) -> None:
         """Raise one ValueError naming every bad field, its value and what is accepted.
@@ -159,11 +149,6 @@ class PiRLConfig(RecipeConfig):
             problems.append(f"target_kl={self.target_kl} (must be > 0, or null)")
         if self.critic_warmup_updates < 0:
             problems.append(f"critic_warmup_updates={self.critic_warmup_updates} (must be ≥ 0)")
-        if not 0 < self.env_physics_dt <= 0.1:
-            problems.append(f"env_physics_dt={self.env_physics_dt} (must be in (0, 0.1] s)")
-        for name in ("env_shaping_coef", "env_shaping_grasp_weight"):
-            if getattr(self, name) < 0:
-                problems.append(f"{name}={getattr(self, name)} (must be ≥ 0)")
         if self.max_policy_staleness < 0:
             problems.append(f"max_policy_staleness={self.max_policy_staleness} (must be ≥ 0)")
         if problems:

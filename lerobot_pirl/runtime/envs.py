@@ -1,0 +1,193 @@
+"""Envs for on-policy actors, built from the config's ``env`` block the way LeRobot builds them.
+
+An actor that steps N envs holds N single-env vector envs from ``lerobot.envs.make_env(cfg.env,
+n_envs=1)``, each stepped only while its own episode runs, so a decision's H' actions never spill
+into the next episode (one ``make_env(n_envs=N)`` vector env steps every sub-env at once).
+LeRobot's ``AutoresetMode.SAME_STEP`` resets an env in the step that ends its episode: the
+returned observation then starts the next episode and ``info["final_obs"]`` / ``info["final_info"]``
+hold the end of this one (`EnvStep`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any
+
+import numpy as np
+from lerobot.envs import make_env
+from lerobot.envs.configs import EnvConfig, HILSerlRobotEnvConfig
+from lerobot.utils.import_utils import register_third_party_plugins
+
+from ..recipes.registry import RecipeError
+
+ENV_ENTRY_POINT_GROUP = "lerobot_pirl.envs"
+"""Entry-point group of modules that register ``EnvConfig`` types (this package's own among them)."""
+
+
+class EnvConfigError(RecipeError, ValueError):
+    """The config's ``env`` block cannot drive this recipe; the message says what to change."""
+
+
+_registered = False
+
+
+def register_env_plugins() -> None:
+    """Let LeRobot's config parser see every env type: LeRobot's own discovery of third-party
+    ``lerobot_env_*`` packages, and the modules listed under our ``lerobot_pirl.envs`` entry points
+    (where ``pirl_pick_cube`` registers). Runs once per process, before a config is parsed."""
+    global _registered
+    if _registered:
+        return
+    register_third_party_plugins()
+    for entry in entry_points(group=ENV_ENTRY_POINT_GROUP):
+        try:
+            importlib.import_module(entry.value)
+        except Exception:  # a broken plugin must not take the other env types down with it
+            logging.exception(f"could not import env plugin {entry.name} = {entry.value}")
+    _registered = True
+
+
+def require_env_factory(env_cfg: EnvConfig | None) -> None:
+    """Refuse, before anything starts, an env block that `make_envs` cannot build."""
+    if env_cfg is None:
+        raise EnvConfigError("on-policy recipes need an env block (e.g. env.type='pirl_pick_cube')")
+    if isinstance(env_cfg, HILSerlRobotEnvConfig):
+        raise EnvConfigError(
+            "env.type='gym_manipulator' (a real robot or gym-hil through LeRobot's make_robot_env) is "
+            "driven by LeRobot's HIL-SERL actor, which on-policy recipes do not use; give the env as an "
+            "EnvConfig type that lerobot.envs.make_env builds (e.g. env.type='pirl_pick_cube' for gym-hil "
+            "PandaPickCube)"
+        )
+
+
+def make_envs(env_cfg: EnvConfig, count: int) -> list[Any]:
+    """``count`` independent single-env vector envs of ``env_cfg``, each from LeRobot's ``make_env``."""
+    require_env_factory(env_cfg)
+    envs = []
+    try:
+        for _ in range(count):
+            suites = make_env(env_cfg, n_envs=1)
+            vector_envs = [env for tasks in suites.values() for env in tasks.values()]
+            if len(vector_envs) != 1:
+                for env in vector_envs:
+                    env.close()
+                raise EnvConfigError(
+                    f"env.type={env_cfg.type!r} made {len(vector_envs)} task envs; an on-policy actor "
+                    "runs one task per config: select a single task in the env block"
+                )
+            envs.append(vector_envs[0])
+    except BaseException:
+        for env in envs:
+            env.close()
+        raise
+    return envs
+
+
+def task_description(env: Any) -> str:
+    """The instruction of a vector env's task, found as LeRobot's ``lerobot-eval`` finds it."""
+    for name in ("task_description", "task"):
+        try:
+            return str(env.call(name)[0])
+        except (AttributeError, NotImplementedError):
+            continue
+    return ""
+
+
+@dataclass
+class EnvStep:
+    """One step of a single-env vector env, with its episode's end unpacked from SAME_STEP autoreset."""
+
+    observation: dict[str, Any]
+    """The observation after the step; at an episode end, the *next* episode's first observation."""
+    reward: float
+    terminated: bool
+    truncated: bool
+    info: dict[str, Any]
+    """This step's info (at an episode end LeRobot's vector env keeps it under ``final_info``)."""
+    final_observation: dict[str, Any] | None
+    """The episode's last observation when this step ended it, else None."""
+
+    @property
+    def done(self) -> bool:
+        return self.terminated or self.truncated
+
+    @property
+    def success(self) -> bool:
+        """The env's success flag: ``info["success"]`` (gym-hil) or ``info["is_success"]`` (LeRobot's
+        other envs, as ``lerobot-eval`` reads it)."""
+        flag = self.info.get("success", self.info.get("is_success", False))
+        return bool(np.asarray(flag).reshape(-1)[0])
+
+
+def step_env(env: Any, action: np.ndarray) -> EnvStep:
+    """Step a single-env vector env with one action ([action_dim])."""
+    observation, reward, terminated, truncated, info = env.step(action[None])
+    done = bool(terminated[0] or truncated[0])
+    final = info.get("final_obs") if done else None
+    step_info = info.get("final_info", {}) if done else info
+    return EnvStep(
+        observation=observation,
+        reward=float(reward[0]),
+        terminated=bool(terminated[0]),
+        truncated=bool(truncated[0]),
+        info=step_info,
+        final_observation=_unbatched_final(final) if final is not None else None,
+    )
+
+
+def _unbatched_final(final: Any) -> dict[str, Any]:
+    """``info["final_obs"]`` is an object array of per-env observations; give env 0's as a batch of one."""
+    observation = final[0] if isinstance(final, np.ndarray) and final.dtype == object else final
+    return _batched(observation)
+
+
+def _batched(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _batched(item) for key, item in value.items()}
+    return np.asarray(value)[None]
+
+
+class SingleEnv:
+    """A single-env vector env of `make_envs` seen as one unbatched env with LeRobot observation
+    keys (``preprocess_observation``, batch dim dropped); for scripts that step one env by hand
+    (the scripted expert, the SAC baseline). ``step`` returns the episode's last observation when
+    it ends, not the autoreset one."""
+
+    def __init__(self, env: Any):
+        self.env = env
+
+    @classmethod
+    def make(cls, env_cfg: EnvConfig) -> SingleEnv:
+        return cls(make_envs(env_cfg, 1)[0])
+
+    @staticmethod
+    def _unbatched(raw: dict[str, Any]) -> dict[str, Any]:
+        from lerobot.envs.utils import preprocess_observation
+
+        return {key: value[0] for key, value in preprocess_observation(raw).items()}
+
+    def reset(self, seed: int | None = None) -> dict[str, Any]:
+        raw, _ = self.env.reset(seed=None if seed is None else [seed])
+        return self._unbatched(raw)
+
+    def step(self, action: Any) -> tuple[dict[str, Any], float, bool, bool, dict[str, Any]]:
+        result = step_env(self.env, np.asarray(action, dtype=np.float32).reshape(-1))
+        raw = result.final_observation if result.final_observation is not None else result.observation
+        info = {
+            key: np.asarray(value).reshape(-1)[0].item()
+            for key, value in result.info.items()
+            if not key.startswith("_")
+        }
+        return self._unbatched(raw), result.reward, result.terminated, result.truncated, info
+
+    def close(self) -> None:
+        self.env.close()
+
+    def __enter__(self) -> SingleEnv:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
