@@ -1,6 +1,6 @@
 """Learning benchmark: success rate vs env steps on gym-hil PandaPickCube, πRL vs LeRobot's SAC.
 
-Methods (same env, same env-step budget, same 20 noisy-expert demonstrations, same evaluation
+Methods (same env, same env-step budget, same noisy-expert demonstrations, same evaluation
 episodes — block positions seeded identically for every method):
 
 * ``flow_noise`` / ``flow_sde``: ``lerobot-pirl demo`` runs (learner + 2 actors, recipe=pi-rl)
@@ -9,8 +9,11 @@ episodes — block positions seeded identically for every method):
   offline replay buffer (``benchmarks/sac_pick_cube.py``).
 
 Each (method, seed) run is saved as its own JSON under ``benchmarks/results/learning/`` and
-skipped when it already exists, so the benchmark can be run in pieces and in parallel; then
-``--summarize`` merges them into ``benchmarks/results/learning.json`` and ``learning.png``.
+skipped when it already exists, so the benchmark can be run in pieces; then ``--summarize``
+merges them into ``benchmarks/results/learning.json`` (the learning issue's schema) and
+``learning.png``. At the demo's default budget a πRL run is exactly ``lerobot-pirl demo --seed N``
+(same evaluation schedule); other budgets spread ``--eval-points`` evaluations over the run.
+Runs made with an earlier shipped checkpoint are kept in dated folders beside them.
 
     python benchmarks/learning.py --methods flow_noise flow_sde sac --seeds 0 1 2
     python benchmarks/learning.py --summarize
@@ -24,6 +27,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +53,7 @@ def run_one(method: str, seed: int, env_steps: int, eval_points: int, eval_episo
         sys.path.insert(0, str(Path(__file__).parent))
         from sac_pick_cube import run_sac
 
-        from lerobot_pirl.demo.run import DEMO_ALGORITHM
+        from lerobot_pirl.demo.run import DEMO_ENV
 
         eval_at = [round(env_steps * (i + 1) / eval_points) for i in range(eval_points)]
         return run_sac(  # the env options and training reward of the πRL runs
@@ -57,8 +61,9 @@ def run_one(method: str, seed: int, env_steps: int, eval_points: int, eval_episo
             env_steps=env_steps,
             eval_at=eval_at,
             eval_episodes=eval_episodes,
-            physics_dt=DEMO_ALGORITHM["env_physics_dt"],
-            shaping_coef=DEMO_ALGORITHM["env_shaping_coef"],
+            max_episode_steps=DEMO_ENV["episode_length"],
+            physics_dt=DEMO_ENV["physics_dt"],
+            shaping_coef=DEMO_ENV["shaping_coef"],
         )
     workdir = Path(tempfile.mkdtemp(prefix=f"learning_{method}_{seed}_"))
     try:
@@ -70,7 +75,8 @@ def run_one(method: str, seed: int, env_steps: int, eval_points: int, eval_episo
             output_dir=workdir / "run",
             progress=False,
         )
-        config.eval_every_updates = max(1, _expected_updates(config) // eval_points)
+        if env_steps != DemoConfig.env_steps:
+            config.eval_every_updates = max(1, _expected_updates(config) // eval_points)
         return run_demo(config)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -84,13 +90,18 @@ def _expected_updates(config: DemoConfig) -> int:
     return max(1, config.env_steps // (2 * decisions))
 
 
+METHOD_NAMES = {"flow_noise": "pi-rl/flow_noise", "flow_sde": "pi-rl/flow_sde", "sac": "sac"}
+"""The keys of ``methods`` in learning.json (πRL variants start with ``pi-rl/``)."""
+
+
 def summarize(budget: int) -> dict[str, Any]:
+    """Merge the saved runs into the learning issue's schema (``benchmarks/results/learning.json``)."""
     runs: dict[str, list[dict[str, Any]]] = {}
     for path in sorted(RUNS.glob("*.json")):
         run = json.loads(path.read_text())
         runs.setdefault(run["benchmark_method"], []).append(run)
     grid = np.linspace(0, budget, 5)
-    table = {}
+    methods = {}
     for method, method_runs in runs.items():
         curves = np.array(
             [
@@ -102,27 +113,35 @@ def summarize(budget: int) -> dict[str, Any]:
                 for r in method_runs
             ]
         )
-        start = [r["evaluations"][0]["success_rate"] for r in method_runs]
+        sft = float(np.median([r["evaluations"][0]["success_rate"] for r in method_runs]))
         final = [r["evaluations"][-1]["success_rate"] for r in method_runs]
-        table[method] = {
+        target = sft + 0.8 * (1 - sft)
+        methods[METHOD_NAMES[method]] = {
+            "sft_success_rate": sft,
+            "final_success_rate": final,
             "seeds": [r["seed"] for r in method_runs],
-            "start_success": _mean_std(start),
-            "final_success": _mean_std(final),
-            "final_env_steps": [r["evaluations"][-1]["env_steps"] for r in method_runs],
+            "wall_s": [round(r["wall_s"], 1) for r in method_runs],
+            "env_steps": [r["evaluations"][-1]["env_steps"] for r in method_runs],
+            "curve": [
+                {"env_steps": int(x), "success_rate": round(float(y), 4)}
+                for x, y in zip(grid, curves.mean(axis=0), strict=True)
+            ],
+            "curve_std": [round(float(y), 4) for y in curves.std(axis=0)],
+            "median_final_success_rate": float(np.median(final)),
+            "gap_closed": round((float(np.median(final)) - sft) / (1 - sft), 4) if sft < 1 else None,
+            "target_success_rate": round(target, 4),
             "eval_episodes_per_point": min(p["episodes"] for r in method_runs for p in r["evaluations"]),
-            "curve_env_steps": grid.tolist(),
-            "curve_success_mean": curves.mean(axis=0).round(4).tolist(),
-            "curve_success_std": curves.std(axis=0).round(4).tolist(),
-            "wall_s_per_run": _mean_std([r["wall_s"] for r in method_runs]),
         }
-    for method in ("flow_noise", "flow_sde"):
-        if method in table:
-            start, final = table[method]["start_success"]["mean"], table[method]["final_success"]["mean"]
-            table[method]["gap_closed"] = round((final - start) / (1 - start), 4) if start < 1 else None
-    summary = {"budget_env_steps": budget, "methods": table, "machine": machine_info()}
+    walls = [w for entry in methods.values() for w in entry["wall_s"]]
+    summary = {
+        "machine": machine_info(),
+        "date": max((r.get("date", "") for rs in runs.values() for r in rs), default=""),
+        "budget": {"wall_s_per_run": max(walls, default=0.0), "env_steps_per_run": budget},
+        "methods": methods,
+    }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "learning.json").write_text(json.dumps(summary, indent=2) + "\n")
-    plot_summary(runs, table, budget, RESULTS / "learning.png")
+    plot_summary(runs, methods, budget, RESULTS / "learning.png")
     return summary
 
 
@@ -137,12 +156,12 @@ def plot_summary(
 
     figure, axis = plt.subplots(figsize=(7, 4.5))
     for color, method in zip(("C0", "C1", "C2"), METHODS, strict=True):
-        if method not in table:
+        if METHOD_NAMES[method] not in table:
             continue
-        entry = table[method]
-        x, mean, std = (
-            np.array(entry[k]) for k in ("curve_env_steps", "curve_success_mean", "curve_success_std")
-        )
+        entry = table[METHOD_NAMES[method]]
+        x = np.array([p["env_steps"] for p in entry["curve"]])
+        mean = np.array([p["success_rate"] for p in entry["curve"]])
+        std = np.array(entry["curve_std"])
         axis.plot(x, mean, color=color, marker="o", label=f"{LABELS[method]} ({len(entry['seeds'])} seeds)")
         axis.fill_between(x, mean - std, mean + std, color=color, alpha=0.15)
         for run in runs[method]:
@@ -166,35 +185,31 @@ def plot_summary(
 
 
 def markdown_table(summary: dict[str, Any]) -> str:
-    """The README table: success at the start, halfway and at the budget (mean ± std over seeds)."""
-    grid = None
-    rows = []
+    """The README table: mean success over seeds on the curve grid, each seed's final, gap closed."""
+    rows, grid = [], []
     for method in METHODS:
-        entry = summary["methods"].get(method)
+        entry = summary["methods"].get(METHOD_NAMES[method])
         if entry is None:
             continue
-        grid = entry["curve_env_steps"]
+        grid = [p["env_steps"] for p in entry["curve"]]
         curve = [
-            f"{m:.2f} ± {s:.2f}"
-            for m, s in zip(entry["curve_success_mean"], entry["curve_success_std"], strict=True)
+            f"{p['success_rate']:.2f} ± {s:.2f}"
+            for p, s in zip(entry["curve"], entry["curve_std"], strict=True)
         ]
-        gap = entry.get("gap_closed")
+        finals = ", ".join(f"{f:.2f}" for f in entry["final_success_rate"])
+        gap = entry["gap_closed"]
         rows.append(
             f"| {LABELS[method]} | {len(entry['seeds'])} | "
             + " | ".join(curve)
-            + f" | {'' if gap is None else f'{100 * gap:.0f} %'} |"
+            + f" | {finals} | {'' if gap is None else f'{100 * gap:.0f} %'} |"
         )
-    header = "| method | seeds | " + " | ".join(f"{int(x)} steps" for x in grid or []) + " | gap closed |"
-    rule = "|---|---|" + "---|" * len(grid or []) + "---|"
+    header = (
+        "| method | seeds | "
+        + " | ".join(f"{int(x)} steps" for x in grid)
+        + " | final per seed | gap closed (median) |"
+    )
+    rule = "|---|---|" + "---|" * len(grid) + "---|---|"
     return "\n".join([header, rule, *rows])
-
-
-def _mean_std(values: list[float]) -> dict[str, float]:
-    return {
-        "mean": round(float(np.mean(values)), 4),
-        "std": round(float(np.std(values)), 4),
-        "n": len(values),
-    }
 
 
 def main() -> None:
@@ -219,6 +234,7 @@ def main() -> None:
                     continue
                 result = run_one(method, seed, args.env_steps, args.eval_points, args.eval_episodes)
                 result["benchmark_method"] = method
+                result.setdefault("date", time.strftime("%Y-%m-%d"))
                 path.write_text(json.dumps(result, indent=2) + "\n")
                 print(json.dumps({"method": method, "seed": seed, "evaluations": result["evaluations"]}))
     summary = summarize(args.env_steps)

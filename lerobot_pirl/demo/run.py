@@ -69,7 +69,7 @@ class DemoConfig:
     """Training budget in env steps, summed over actors."""
     actors: int = 2
     """Actor processes (each steps ``envs_per_actor`` envs of the algorithm settings)."""
-    eval_every_updates: int = 10
+    eval_every_updates: int = 6
     """Evaluate (and checkpoint) every this many πRL updates; the final checkpoint is always evaluated."""
     eval_episodes: int = 100
     """Deterministic evaluation episodes per point."""

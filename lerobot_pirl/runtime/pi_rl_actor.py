@@ -134,9 +134,10 @@ def run_pi_rl_actor(cfg: seam.RecipeTrainConfig, actor_id: int) -> dict[str, int
             for episode in runner.step():
                 send(episode)
     finally:
-        _drain(link, timeout=5.0)
         shutdown.set()
-        for thread in link.sender_threads:  # they end once they see shutdown: the count is final
+        _drain(link, episodes=counters["episodes_queued"], timeout=algo_cfg.actor_drain_timeout_s)
+        link.stop_senders()
+        for thread in link.sender_threads:  # they end once they see the stop: the count is final
             thread.join(timeout=5.0)
         count_delivered()
         for env in envs:
@@ -390,9 +391,11 @@ def _load_weights(
         time.sleep(0.05)
 
 
-def _drain(link: seam.ActorLink, timeout: float) -> None:
-    """Give the sender threads a moment to flush finished episodes before the streams close."""
+def _drain(link: seam.ActorLink, *, episodes: int, timeout: float) -> None:
+    """Wait (at most ``timeout`` s) until gRPC has taken all ``episodes`` queued episodes and the
+    interaction messages are out, so a clean stop loses nothing while the learner is reachable."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not (link.transitions.empty() and link.interactions.empty()):
+    while time.monotonic() < deadline and (
+        link.transitions_handed_over < episodes or not link.interactions.empty()
+    ):
         time.sleep(0.05)
-    time.sleep(0.5)

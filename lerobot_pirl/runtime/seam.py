@@ -214,18 +214,25 @@ class ActorLink:
     has taken from the stream (it asks for the next message only once it has written the previous
     one to the call). That is "handed to the gRPC call", not an acknowledgement: a process killed
     right after can still lose what the transport had buffered.
+
+    The two sending streams stop on ``senders_stop``, not on the actor's shutdown event: a SIGTERM
+    stops acting at once, while what is already queued still goes out (`stop_senders` after it).
     """
 
     parameters: Any
     transitions: Any
     interactions: Any
     threads: list[Any]
+    senders_stop: Any
     transitions_handed_over: int = 0
 
     @property
     def sender_threads(self) -> list[Any]:
-        """The transitions and interactions streams' threads (they end on shutdown)."""
+        """The transitions and interactions streams' threads (they end after `stop_senders`)."""
         return self.threads[1:]
+
+    def stop_senders(self) -> None:
+        self.senders_stop.set()
 
 
 def connect_actor(
@@ -246,7 +253,7 @@ def connect_actor(
     stub, _channel = stock_actor.learner_service_client(host=host, port=port)
     if not stock_actor.establish_learner_connection(stub, shutdown_event, attempts=attempts):
         raise ConnectionError(f"no learner answered at {host}:{port} after {attempts} attempts")
-    link = ActorLink(Queue(), Queue(), Queue(), [])
+    link = ActorLink(Queue(), Queue(), Queue(), [], senders_stop=threading.Event())
 
     def receive() -> None:
         receive_bytes_in_chunks(stub.StreamParameters(services_pb2.Empty()), link.parameters, shutdown_event)
@@ -264,13 +271,13 @@ def connect_actor(
     def send_transitions() -> None:
         stub.SendTransitions(
             count_handed_over(
-                stock_actor.transitions_stream(shutdown_event, link.transitions, queue_get_timeout)
+                stock_actor.transitions_stream(link.senders_stop, link.transitions, queue_get_timeout)
             )
         )
 
     def send_interactions() -> None:
         stub.SendInteractions(
-            stock_actor.interactions_stream(shutdown_event, link.interactions, queue_get_timeout)
+            stock_actor.interactions_stream(link.senders_stop, link.interactions, queue_get_timeout)
         )
 
     for target in (receive, send_transitions, send_interactions):  # order: see sender_threads

@@ -105,6 +105,9 @@ class PiRLConfig(RecipeConfig):
     larger ones are rejected with an error naming both sizes (gRPC chunking alone has no bound)."""
     actor_weights_timeout_s: float = 120.0
     """How long an actor waits for the learner's first weights before giving up."""
+    actor_drain_timeout_s: float = 10.0
+    """On a clean stop (SIGTERM/SIGINT), how long an actor keeps sending its finished, queued
+    episodes before it closes the streams (only a learner that went away makes it wait that long)."""
     envs_per_actor: int = 1
     """Envs each actor process steps (each built from the config's ``env`` block); their pending
     decisions are sampled in one batched call. Env settings (episode length, rendering, physics,
@@ -149,6 +152,9 @@ class PiRLConfig(RecipeConfig):
             problems.append(f"target_kl={self.target_kl} (must be > 0, or null)")
         if self.critic_warmup_updates < 0:
             problems.append(f"critic_warmup_updates={self.critic_warmup_updates} (must be ≥ 0)")
+        for name in ("actor_weights_timeout_s", "actor_drain_timeout_s"):
+            if not getattr(self, name) > 0:
+                problems.append(f"{name}={getattr(self, name)} (must be > 0 s)")
         if self.max_policy_staleness < 0:
             problems.append(f"max_policy_staleness={self.max_policy_staleness} (must be ≥ 0)")
         if problems:
