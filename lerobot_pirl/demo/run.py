@@ -65,7 +65,7 @@ class DemoError(RuntimeError):
 class DemoConfig:
     noise_method: str = "flow_sde"
     """``flow_sde`` or ``flow_noise`` (flow_sde was the steadier of the two in benchmarks/learning.py)."""
-    env_steps: int = 60_000
+    env_steps: int = 40_000
     """Training budget in env steps, summed over actors."""
     actors: int = 2
     """Actor processes (each steps ``envs_per_actor`` envs of the algorithm settings)."""
@@ -135,6 +135,7 @@ class _Evaluator:
     def __init__(self, config: DemoConfig, max_episode_steps: int, physics_dt: float, out_dir: Path):
         self.config, self.max_episode_steps, self.out_dir = config, max_episode_steps, out_dir
         self.physics_dt = physics_dt
+        self.started = time.monotonic()
         self.queue: list[dict[str, Any]] = []
         self.results: list[dict[str, Any]] = []
         self._running: tuple[subprocess.Popen, dict[str, Any], Path] | None = None
@@ -159,6 +160,7 @@ class _Evaluator:
                     f"evaluation of {point['checkpoint']} failed; see {result_path.with_suffix('.log')}"
                 )
             finished = {**point, **json.loads(result_path.read_text())}
+            finished["finished_at_s"] = round(time.monotonic() - self.started, 1)  # since the demo began
             self.results.append(finished)
         if self.queue:
             point = self.queue.pop(0)
