@@ -60,6 +60,7 @@ def run(
     eval_every: int,
     eval_episodes: int,
     seed: int,
+    checkpoint: Path = SHIPPED_CHECKPOINT,
 ) -> dict[str, Any]:
     from lerobot_pirl.policies import PiRLXVLAPolicy
 
@@ -67,13 +68,13 @@ def run(
     settings = {**DEMO_ALGORITHM, **algorithm}
     settings.pop("torch_threads", None)
     env_settings = {**DEMO_ENV, **env}
-    policy = PiRLXVLAPolicy.from_pretrained(str(SHIPPED_CHECKPOINT))
-    policy.config.pretrained_path = SHIPPED_CHECKPOINT
+    policy = PiRLXVLAPolicy.from_pretrained(str(checkpoint))
+    policy.config.pretrained_path = checkpoint
     recipe = PiRLRecipe(policy, PiRLConfig(policy_config=policy.config, **settings))
     recipe.build_optimizers()
     train_env = PickCubeEnvConfig(**env_settings)
     eval_env = evaluation_env(episode_length=train_env.episode_length, physics_dt=train_env.physics_dt)
-    io = PolicyIO.for_policy(policy.config, train_env)
+    io = PolicyIO.for_policy(policy.config, train_env)  # the checkpoint's own processors
     env_list = make_envs(train_env, envs)
 
     def evaluate() -> float:
@@ -127,6 +128,7 @@ def run(
     return {
         "name": name,
         "seed": seed,
+        "checkpoint": str(checkpoint),
         "algorithm": settings,
         "env": env_settings,
         "envs": envs,
@@ -153,6 +155,9 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=10, help="evaluate every N updates")
     parser.add_argument("--eval-episodes", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--checkpoint", type=Path, default=SHIPPED_CHECKPOINT, help="an XVLA pretrained_model folder"
+    )
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -165,6 +170,7 @@ def main() -> None:
         args.eval_every,
         args.eval_episodes,
         args.seed,
+        args.checkpoint,
     )
     args.out_dir.mkdir(parents=True, exist_ok=True)
     (args.out_dir / f"{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")

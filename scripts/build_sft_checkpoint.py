@@ -31,6 +31,11 @@ def main() -> None:
     parser.add_argument("--demonstrations", type=int, default=defaults.demonstrations)
     parser.add_argument("--train-steps", type=int, default=defaults.train_steps)
     parser.add_argument("--eval-episodes", type=int, default=defaults.eval_episodes)
+    parser.add_argument(
+        "--state-normalization",
+        choices=("MEAN_STD", "MIN_MAX", "IDENTITY"),
+        default=defaults.state_normalization,
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     config = SFTConfig(
@@ -38,6 +43,7 @@ def main() -> None:
         demonstrations=args.demonstrations,
         train_steps=args.train_steps,
         eval_episodes=args.eval_episodes,
+        state_normalization=args.state_normalization,
     )
     provenance = build_checkpoint(config, args.output)
     print(f"wrote {args.output} (SFT success {provenance['evaluation']['success_rate']:.2f})")

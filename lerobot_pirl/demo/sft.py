@@ -58,6 +58,10 @@ class SFTConfig:
     weight_decay: float = 0.0
     eval_episodes: int = 100
     """Deterministic evaluation episodes for the recorded SFT success rate."""
+    state_normalization: str = "MEAN_STD"
+    """LeRobot ``NormalizationMode`` of ``observation.state`` in the checkpoint's preprocessor:
+    ``MEAN_STD`` (standardised with the demonstrations' stats) or ``IDENTITY`` (the raw state, for
+    the lever study's normalisation row)."""
     eval_physics_dt: float = 0.005
     """gym-hil physics substep of that evaluation: the one the demo trains and evaluates with
     (``env_physics_dt``). The demonstrations are collected at gym-hil's default (0.002)."""
@@ -180,7 +184,7 @@ def make_sft_policy(config: SFTConfig) -> Any:
     # already in [-1, 1] (and πRL's exploration noise is set in those units), so they stay as they are.
     policy_config.normalization_mapping = {
         "VISUAL": NormalizationMode.IDENTITY,
-        "STATE": NormalizationMode.MEAN_STD,
+        "STATE": NormalizationMode(config.state_normalization),
         "ACTION": NormalizationMode.IDENTITY,
     }
     # The image is blank and the instruction fixed: the VLM output is constant, so it stays frozen.
