@@ -100,9 +100,12 @@ def summarize(budget: int) -> dict[str, Any]:
     for path in sorted(RUNS.glob("*.json")):
         run = json.loads(path.read_text())
         runs.setdefault(run["benchmark_method"], []).append(run)
-    grid = np.linspace(0, budget, 5)
     methods = {}
     for method, method_runs in runs.items():
+        # Each method on its own budget: a baseline that cannot reach πRL's env steps within the
+        # run's wall-clock limit is reported over the steps it ran, never extrapolated.
+        method_budget = min(budget, min(r["evaluations"][-1]["env_steps"] for r in method_runs))
+        grid = np.linspace(0, method_budget, 5)
         curves = np.array(
             [
                 np.interp(
@@ -117,6 +120,7 @@ def summarize(budget: int) -> dict[str, Any]:
         final = [r["evaluations"][-1]["success_rate"] for r in method_runs]
         target = sft + 0.8 * (1 - sft)
         methods[METHOD_NAMES[method]] = {
+            "env_step_budget": int(max(r.get("env_step_budget", method_budget) for r in method_runs)),
             "sft_success_rate": sft,
             "final_success_rate": final,
             "seeds": [r["seed"] for r in method_runs],
@@ -185,31 +189,35 @@ def plot_summary(
 
 
 def markdown_table(summary: dict[str, Any]) -> str:
-    """The README table: mean success over seeds on the curve grid, each seed's final, gap closed."""
-    rows, grid = [], []
+    """The README tables: mean success over seeds on each method's curve grid, each seed's final,
+    gap closed; one table per distinct grid (a method on a smaller budget gets its own)."""
+    tables: dict[tuple[int, ...], list[str]] = {}
     for method in METHODS:
         entry = summary["methods"].get(METHOD_NAMES[method])
         if entry is None:
             continue
-        grid = [p["env_steps"] for p in entry["curve"]]
+        grid = tuple(int(p["env_steps"]) for p in entry["curve"])
         curve = [
             f"{p['success_rate']:.2f} ± {s:.2f}"
             for p, s in zip(entry["curve"], entry["curve_std"], strict=True)
         ]
         finals = ", ".join(f"{f:.2f}" for f in entry["final_success_rate"])
         gap = entry["gap_closed"]
-        rows.append(
+        tables.setdefault(grid, []).append(
             f"| {LABELS[method]} | {len(entry['seeds'])} | "
             + " | ".join(curve)
             + f" | {finals} | {'' if gap is None else f'{100 * gap:.0f} %'} |"
         )
-    header = (
-        "| method | seeds | "
-        + " | ".join(f"{int(x)} steps" for x in grid)
-        + " | final per seed | gap closed (median) |"
-    )
-    rule = "|---|---|" + "---|" * len(grid) + "---|---|"
-    return "\n".join([header, rule, *rows])
+    out = []
+    for grid, rows in tables.items():
+        header = (
+            "| method | seeds | "
+            + " | ".join(f"{x} steps" for x in grid)
+            + " | final per seed | gap closed (median) |"
+        )
+        rule = "|---|---|" + "---|" * len(grid) + "---|---|"
+        out.append("\n".join([header, rule, *rows]))
+    return "\n\n".join(out)
 
 
 def main() -> None:

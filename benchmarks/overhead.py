@@ -9,8 +9,8 @@ median rate of each variant over the repetitions and the ratio of the medians.
    config, same batches. Target: ratio >= 0.98.
 2. ``learner``: decisions/s through ``PiRLRecipe.update_step`` vs a hand-written PPO update on the
    same tiny XVLA and the same rollout (pre-stacked tensors; value pass + GAE, then per minibatch
-   the XVLA forward, the same log-prob, clipped PPO + clipped value loss, backward, clip-grad,
-   AdamW step; no bookkeeping). Same epochs and minibatches. Target: ratio >= 0.90.
+   the recipe's own ``score_chain`` through the adapter, clipped PPO + clipped value loss,
+   backward, clip-grad, AdamW step; no bookkeeping). Same epochs and minibatches. Target: ratio >= 0.90.
 3. ``actor``: decisions/s of ``sample_actions`` (flow_sde, flow_noise: log-prob and chain
    recording) plus ``encode_decision`` as ``runtime/pi_rl_actor.py`` does it vs stock
    ``predict_action_chunk`` with the same K, batch of one observation as on the actor.
@@ -55,6 +55,7 @@ from lerobot_pirl.demo.configs import tiny_pi_rl_config  # noqa: E402
 from lerobot_pirl.demo.machine import machine_info  # noqa: E402
 from lerobot_pirl.envs.pick_cube import ACTION_DIM, STATE_DIM  # noqa: E402
 from lerobot_pirl.flow_rl import math as flow_math  # noqa: E402
+from lerobot_pirl.flow_rl.algorithm import score_chain  # noqa: E402
 from lerobot_pirl.policies.tiny_xvla import observation_batch, tiny_xvla_config  # noqa: E402
 from lerobot_pirl.recipes.pi_rl.config import PiRLConfig  # noqa: E402
 from lerobot_pirl.recipes.pi_rl.recipe import PiRLRecipe  # noqa: E402
@@ -243,86 +244,38 @@ def ingest(recipe: PiRLRecipe, payloads: list[tuple[bytes, int]], decisions: int
 
 
 class HandWrittenPPO:
-    """A minimal PPO update on the recipe's math, straight on XVLA's modules: the floor.
+    """A minimal PPO update on the recipe's own scoring, straight on the flow-policy adapter: the floor.
 
     The rollout is held as stacked tensors. One update: a no-grad value pass and GAE, then per
-    minibatch the frozen-VLM encode, the transformer at the recorded chain points, the same
-    Flow-SDE / Flow-Noise log-prob, clipped PPO + clipped Huber value (+ entropy) loss, backward,
-    clip-grad, AdamW. No metrics, no checks, no per-decision Python objects.
+    minibatch the adapter's frozen-VLM encode and ``flow_rl.algorithm.score_chain`` (the recipe's
+    scoring itself, not a copy), clipped PPO + clipped Huber value (+ entropy) loss, backward,
+    clip-grad, AdamW. No metrics, no checks, no per-decision Python objects, no policy forward.
     """
 
     def __init__(self, recipe: PiRLRecipe) -> None:
         self.policy, self.heads, self.cfg = recipe.policy, recipe.heads, recipe.config
+        self.adapter = self.policy.pi_rl_adapter
         self.sampling = self.policy.pi_rl_sampling
-        self.num_steps = self.sampling.num_steps
-        self.executed = self.sampling.executed_steps
-        self.real_dim = self.policy.pi_rl_action_dim
         self.optimizer = recipe.optimizer
         self.parameters = [p for g in self.optimizer.param_groups for p in g["params"]]
-        self.grid = flow_math.time_grid(self.num_steps)
-        self.sigmas = flow_math.flow_sde_sigmas(self.num_steps, self.sampling.noise_level)
-        self.log_var = flow_math.std_bounds_to_log_var_bounds(
-            self.sampling.noise_std_min, self.sampling.noise_std_max
-        )
-        self.tokens: list = [None]  # the last per-action-token features (Flow-Noise reads them)
-        self.policy.model.transformer.norm.register_forward_hook(
-            lambda m, i, o: self.tokens.__setitem__(0, o)
-        )
         self.generator = torch.Generator().manual_seed(0)
         self.policy.eval()  # dropout-free, like the recipe
 
-    def encode(self, observation: dict) -> tuple[dict, torch.Tensor, torch.Tensor, torch.Tensor]:
-        model = self.policy.model
-        inputs = self.policy._build_model_inputs(observation)
-        with torch.no_grad():
-            enc = model.forward_vlm(inputs["input_ids"], inputs["image_input"], inputs["image_mask"])
-        return (
-            enc,
-            inputs["proprio"],
-            inputs["domain_id"],
-            self.heads.value(enc["vlm_features"], inputs["proprio"]),
-        )
-
-    def transformer(self, enc, proprio, domain_id, x_t, t) -> torch.Tensor:
-        proprio_m, x_t_m = self.policy.model.action_space.preprocess(proprio, x_t)
-        return self.policy.model.transformer(
-            domain_id=domain_id, action_with_noise=x_t_m, proprio=proprio_m, t=t, **enc
-        )
+    def values(self, observation: dict) -> torch.Tensor:
+        obs = self.adapter.encode(observation)
+        return self.heads.value(obs.features, obs.state)
 
     def log_prob_and_entropy(self, mb: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        enc, proprio, domain_id, value = self.encode(mb["obs"])
-        chain, dt, b = mb["chain"], 1.0 / self.num_steps, mb["chain"].shape[0]
-        if self.sampling.noise_method == "flow_sde":
-            k = mb["step_index"]
-            x_t, t = chain[torch.arange(b), k], self.grid[k]
-            x0 = self.transformer(enc, proprio, domain_id, x_t, t)
-            mean, std = flow_math.flow_sde_step(x_t, x0, t.view(-1, 1, 1), dt, self.sigmas[k].view(-1, 1, 1))
-            per_element = flow_math.gaussian_log_prob(chain[torch.arange(b), k + 1], mean, std)
-            entropy = torch.zeros(())
-        else:
-            k = self.num_steps
-            x_t, t = chain[:, :k].flatten(0, 1), self.grid[:k].repeat(b)
-            rep = {key: v.repeat_interleave(k, 0) for key, v in enc.items()}
-            x0 = self.transformer(
-                rep, proprio.repeat_interleave(k, 0), domain_id.repeat_interleave(k, 0), x_t, t
-            )
-            mean = flow_math.ode_step_mean(x_t, x0, t.view(-1, 1, 1), dt).view(b, k, *chain.shape[2:])
-            std = flow_math.flow_noise_std(self.heads.noise_head(self.tokens[0]), *self.log_var)
-            std = std.view(b, k, *chain.shape[2:])
-            steps = flow_math.gaussian_log_prob(chain[:, 1:], mean, std)
-            start = flow_math.gaussian_log_prob(chain[:, :1], torch.zeros(()), torch.ones(()))
-            per_element = torch.cat([start, steps], dim=1).mean(dim=1)
-            entropy = (0.5 * torch.log(2 * torch.pi * torch.e * std**2)).mean(dim=1)
-            entropy = entropy[:, : self.executed, : self.real_dim].mean()
-        log_prob = per_element[:, : self.executed, : self.real_dim].sum(dim=(1, 2))
-        return log_prob, value, entropy
+        obs = self.adapter.encode(mb["obs"])
+        scores = score_chain(self.adapter, self.heads, obs, mb["chain"], mb["step_index"], self.sampling)
+        return scores.log_prob, scores.value, scores.entropy.mean()
 
     def update(self, rollout: dict) -> int:
         cfg, n = self.cfg, rollout["chain"].shape[0]
         with torch.no_grad():
-            values = self.encode(rollout["obs"])[3]
+            values = self.values(rollout["obs"])
             next_values = torch.roll(values, -1)
-            next_values[rollout["ends"]] = self.encode(rollout["boundary_obs"])[3]
+            next_values[rollout["ends"]] = self.values(rollout["boundary_obs"])
         advantages, returns = flow_math.compute_gae(
             rollout["rewards"], values, next_values, rollout["terminated"], rollout["truncated"],
             cfg.gamma, cfg.gae_lambda,

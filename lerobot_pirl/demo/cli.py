@@ -33,6 +33,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--actors", type=int, default=defaults.actors)
     demo.add_argument("--eval-every-updates", type=int, default=defaults.eval_every_updates)
+    demo.add_argument(
+        "--first-eval-update",
+        type=int,
+        default=defaults.first_eval_update,
+        help="also evaluate this early update's checkpoint",
+    )
     demo.add_argument("--eval-episodes", type=int, default=defaults.eval_episodes)
     demo.add_argument("--seed", type=int, default=defaults.seed)
     demo.add_argument("--output-dir", type=Path, default=defaults.output_dir)
@@ -70,6 +76,7 @@ def main(argv: list[str] | None = None) -> None:
         env_steps=args.env_steps,
         actors=args.actors,
         eval_every_updates=args.eval_every_updates,
+        first_eval_update=args.first_eval_update,
         eval_episodes=args.eval_episodes,
         seed=args.seed,
         output_dir=args.output_dir,

@@ -62,7 +62,8 @@ def evaluate_policy(
     with that seed, so the result depends neither on ``batch_envs`` nor on anything run before.
     """
     executed_steps = policy.pi_rl_sampling.executed_steps
-    noise_shape = (policy.config.chunk_size, policy.model.dim_action)
+    adapter = policy.pi_rl_adapter
+    noise_shape = (adapter.chunk_size, adapter.model_action_dim)
     envs = make_envs(env_config, min(batch_envs, episodes))
     task = task_description(envs[0])
     successes, total_return, total_steps = 0, 0.0, 0

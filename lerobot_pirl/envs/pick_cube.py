@@ -31,8 +31,8 @@ Observations (LeRobot's raw env format; ``preprocess_observation`` maps them to 
 
 gym-hil is always built with ``image_obs=False``, so it returns the block position, and we render
 the front camera ourselves, once per step. gym-hil's own image mode renders the wrist camera too.
-Our renderer turns off shadows, reflections and multisampling. Under OSMesa those dominate the cost:
-one frame takes about 260 ms with them and about 23 ms without.
+Our renderer turns off shadows, reflections and multisampling: under OSMesa those dominate a
+frame's cost (an order of magnitude).
 
 Actions (4-D, each in [-1, 1]): ``[dx, dy, dz, grasp_delta]``
 -------------------------------------------------------------

@@ -1,8 +1,16 @@
-"""Flow-matching RL math for πRL: step kernels, Gaussian log-probs, PPO/value losses, GAE.
-
-Pure, policy-agnostic functions; the policy mixins adapt them to a concrete model.
+"""πRL, policy-agnostic: the math (``math``), the sampling/loss settings and their validation
+(``settings``), the flow-policy adapter contract and registry (``adapter``), the recipe-owned heads
+(``heads``) and the algorithm — sample a chain, score it, the PPO loss (``algorithm``).
 """
 
+from lerobot_pirl.flow_rl.adapter import (
+    EncodedObservation,
+    FlowAdapterError,
+    FlowAdapterRegistry,
+    FlowPolicyAdapter,
+)
+from lerobot_pirl.flow_rl.algorithm import ChainSample, PiRLOutputs, pi_rl_loss, sample_chain, score_chain
+from lerobot_pirl.flow_rl.heads import PiRLHeads
 from lerobot_pirl.flow_rl.math import (
     aggregate_entropy,
     aggregate_log_prob,
@@ -24,8 +32,28 @@ from lerobot_pirl.flow_rl.math import (
     time_grid,
     velocity_and_noise,
 )
+from lerobot_pirl.flow_rl.settings import (
+    DEFAULT_NOISE_METHOD,
+    NOISE_METHODS,
+    PiRLLossConfig,
+    PiRLSampling,
+)
 
 __all__ = [
+    "DEFAULT_NOISE_METHOD",
+    "NOISE_METHODS",
+    "ChainSample",
+    "EncodedObservation",
+    "FlowAdapterError",
+    "FlowAdapterRegistry",
+    "FlowPolicyAdapter",
+    "PiRLHeads",
+    "PiRLLossConfig",
+    "PiRLOutputs",
+    "PiRLSampling",
+    "pi_rl_loss",
+    "sample_chain",
+    "score_chain",
     "aggregate_entropy",
     "aggregate_log_prob",
     "clipped_value_loss",

@@ -1,4 +1,4 @@
-"""The one hook a recipe plugin implements (pluggy project name ``lerobot_pirl``)."""
+"""The hooks a plugin implements (pluggy project name ``lerobot_pirl``): recipes, flow-policy adapters."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    from ..flow_rl.adapter import FlowAdapterRegistry
     from .registry import RecipeRegistry
 
 PROJECT_NAME = "lerobot_pirl"
@@ -25,4 +26,14 @@ def lerobot_pirl_register_recipes(registry: RecipeRegistry) -> None:
 
         [project.entry-points."lerobot_pirl.recipes"]
         my-recipe = "my_package.recipe"
+    """
+
+
+@hookspec
+def lerobot_pirl_register_flow_adapters(registry: FlowAdapterRegistry) -> None:
+    """Add πRL policy classes for more LeRobot flow-matching policy types with ``registry.add(cls)``.
+
+    ``cls`` is ``class PiRLFoo(PiRLMixin, FooPolicy)`` whose ``flow_adapter_class`` implements
+    ``lerobot_pirl.flow_rl.FlowPolicyAdapter`` for policy type ``foo``; recipe ``pi-rl`` then trains
+    ``policy.type=foo``. The module is found through the same ``lerobot_pirl.recipes`` entry points.
     """

@@ -19,6 +19,7 @@ from typing import Any
 import pluggy
 from lerobot.rl.algorithms.configs import RLAlgorithmConfig
 
+from ..flow_rl.adapter import FlowAdapterRegistry
 from . import hookspecs
 from .hookspecs import ENTRY_POINT_GROUP, PROJECT_NAME
 from .protocol import Recipe
@@ -143,6 +144,8 @@ class RecipeCatalog:
     registry: RecipeRegistry
     failures: list[PluginFailure] = field(default_factory=list)
     blocked: frozenset[str] = frozenset()
+    adapters: FlowAdapterRegistry = field(default_factory=FlowAdapterRegistry)
+    """πRL flow-policy adapters by policy type (``lerobot_pirl_register_flow_adapters``)."""
 
     def resolve(self, name: str) -> RecipeEntry:
         """The recipe called ``name``, or an error that says what is installed instead."""
@@ -213,15 +216,21 @@ def discover(
             catalog.failures.append(PluginFailure(ep.name, distribution, f"{type(exc).__name__}: {exc}"))
             continue
         sources[ep.name] = distribution
-    for plugin_name, distribution in sources.items():
-        others = [p for p in manager.get_plugins() if manager.get_name(p) != plugin_name]
-        call_one = manager.subset_hook_caller("lerobot_pirl_register_recipes", remove_plugins=others)
-        catalog.registry._distribution = distribution
-        try:
-            call_one(registry=catalog.registry)
-        except Exception as exc:
-            catalog.failures.append(PluginFailure(plugin_name, distribution, f"{type(exc).__name__}: {exc}"))
-    catalog.registry._distribution = "<unknown>"
+    for hook, registry in (
+        ("lerobot_pirl_register_recipes", catalog.registry),
+        ("lerobot_pirl_register_flow_adapters", catalog.adapters),
+    ):
+        for plugin_name, distribution in sources.items():
+            others = [p for p in manager.get_plugins() if manager.get_name(p) != plugin_name]
+            call_one = manager.subset_hook_caller(hook, remove_plugins=others)
+            registry._distribution = distribution
+            try:
+                call_one(registry=registry)
+            except Exception as exc:
+                catalog.failures.append(
+                    PluginFailure(plugin_name, distribution, f"{type(exc).__name__}: {exc}")
+                )
+        registry._distribution = "<unknown>"
     return catalog
 
 

@@ -88,7 +88,7 @@ def run_pi_rl_actor(cfg: seam.RecipeTrainConfig, actor_id: int) -> dict[str, int
         if len(payload) > algo_cfg.max_message_bytes:
             raise seam.InvalidConfigError(
                 f"an episode serialises to {len(payload)} bytes, above algorithm.max_message_bytes="
-                f"{algo_cfg.max_message_bytes}; raise the limit or shorten env_max_episode_steps"
+                f"{algo_cfg.max_message_bytes}; raise the limit or shorten env.episode_length"
             )
         link.transitions.put(payload)
         undelivered.append(len(episode.decisions))
@@ -350,7 +350,6 @@ def decision_transition(
         chain=record.chain[0],
         step_index=int(record.step_index[0]),
         old_log_prob=float(record.log_prob[0]),
-        old_value=float(record.value[0]),
         policy_version=policy_version,
         actor_id=actor_id,
         episode_id=episode_id,

@@ -46,7 +46,6 @@ def record_episode(
                 chain=record.chain[i],
                 step_index=int(record.step_index[i]),
                 old_log_prob=float(record.log_prob[i]),
-                old_value=float(record.value[i]),
                 policy_version=version,
                 actor_id=actor_id,
                 episode_id=episode_id,

@@ -9,7 +9,11 @@ from torch import Tensor
 
 from lerobot_pirl.policies import (
     PI_RL_ADVANTAGE,
+    PI_RL_CHAIN,
+    PI_RL_OLD_LOG_PROB,
+    PI_RL_OLD_VALUE,
     PI_RL_RETURN,
+    PI_RL_STEP_INDEX,
     PiRLHeads,
     PiRLRecord,
     PiRLSampling,
@@ -66,7 +70,20 @@ def observations(policy: PiRLXVLAPolicy, batch_size: int, seed: int = 1) -> dict
 
 
 def training_batch(
-    observation: dict[str, Tensor], record: PiRLRecord, advantage: Tensor, returns: Tensor
+    policy: PiRLXVLAPolicy,
+    observation: dict[str, Tensor],
+    record: PiRLRecord,
+    advantage: Tensor,
+    returns: Tensor,
 ) -> dict[str, Tensor]:
-    """What the learner hands to ``forward(model="pi_rl")``: observation + record + targets."""
-    return {**observation, **record.to_batch(), PI_RL_ADVANTAGE: advantage, PI_RL_RETURN: returns}
+    """What the learner hands to ``forward(model="pi_rl")``: observation + record + targets, the
+    old values being the critic's before the update (as ``PiRLRecipe.update_step`` computes them)."""
+    return {
+        **observation,
+        PI_RL_CHAIN: record.chain,
+        PI_RL_STEP_INDEX: record.step_index,
+        PI_RL_OLD_LOG_PROB: record.log_prob,
+        PI_RL_OLD_VALUE: policy.pi_rl_value(observation),
+        PI_RL_ADVANTAGE: advantage,
+        PI_RL_RETURN: returns,
+    }

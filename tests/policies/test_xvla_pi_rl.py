@@ -69,8 +69,8 @@ def ppo_batch(policy: PiRLXVLAPolicy, seed: int = 7) -> dict:
     observation, _, record = rollout(policy, seed)
     generator = torch.Generator().manual_seed(seed + 1)
     advantage = torch.randn(BATCH, generator=generator)
-    returns = record.value + torch.randn(BATCH, generator=generator)
-    return training_batch(observation, record, advantage, returns)
+    returns = policy.pi_rl_value(observation) + torch.randn(BATCH, generator=generator)
+    return training_batch(policy, observation, record, advantage, returns)
 
 
 # ----------------------------------------------------------------------------- samplers
@@ -126,14 +126,16 @@ def test_deterministic_mode_is_the_euler_ode_with_implied_noise():
     assert (native.chain[:, -1] - euler.chain[:, -1]).abs().max() > 1e-3
 
 
-def test_pi_rl_value_is_the_rollout_value_without_sampling():
+def test_pi_rl_value_is_the_scoring_value_dropout_free_and_leaves_the_mode():
     policy, _ = make_pi_rl_policy("flow_noise")
-    observation, _, record = rollout(policy)
+    batch = ppo_batch(policy)
+    observation = {k: v for k, v in batch.items() if not k.startswith("pi_rl.")}
+    expected = policy.pi_rl_outputs(batch).value.detach()
     policy.train()
-    assert torch.equal(policy.pi_rl_value(observation), record.value)
+    assert torch.equal(policy.pi_rl_value(observation), expected)
     assert policy.training
     other = observations(policy, BATCH, seed=2)
-    assert not torch.equal(policy.pi_rl_value(other), record.value)
+    assert not torch.equal(policy.pi_rl_value(other), expected)
 
 
 def test_sampling_runs_dropout_free_even_after_train():
@@ -424,9 +426,9 @@ def test_action_modes_sample_and_train(method, action_mode, action_dim):
         assert torch.equal(actions[..., others], final[..., others])
     else:
         assert torch.equal(actions, final[..., :action_dim])
-    assert torch.isfinite(record.log_prob).all() and torch.isfinite(record.value).all()
+    assert torch.isfinite(record.log_prob).all()
 
-    batch = training_batch(observation, record, torch.randn(BATCH), torch.randn(BATCH))
+    batch = training_batch(policy, observation, record, torch.randn(BATCH), torch.randn(BATCH))
     loss, metrics = policy.forward(batch, model="pi_rl")
     loss.backward()
     assert abs(metrics["ratio_max"] - 1.0) < 1e-5
@@ -446,9 +448,10 @@ def test_bfloat16_policy_keeps_log_probs_and_values_in_float32(method):
     assert native.dtype == torch.bfloat16 and torch.equal(native, expected)
 
     _, actions, record = rollout(policy)
-    assert actions.dtype == record.chain.dtype == record.log_prob.dtype == record.value.dtype == torch.float32
+    assert actions.dtype == record.chain.dtype == record.log_prob.dtype == torch.float32
+    assert policy.pi_rl_value(observations(policy, BATCH)).dtype == torch.float32
     assert torch.isfinite(record.log_prob).all()
-    batch = training_batch(observation, record, torch.randn(BATCH), torch.randn(BATCH))
+    batch = training_batch(policy, observation, record, torch.randn(BATCH), torch.randn(BATCH))
     outputs = policy.pi_rl_outputs(batch)
     assert outputs.log_prob.dtype == outputs.value.dtype == outputs.entropy.dtype == torch.float32
     assert_close(outputs.log_prob, record.log_prob, rtol=0, atol=1e-5)
@@ -460,11 +463,14 @@ def test_bfloat16_policy_keeps_log_probs_and_values_in_float32(method):
 @pytest.mark.parametrize(
     "fields,match",
     [
-        ({"noise_method": "ddpm"}, r"noise_method.*\('flow_sde', 'flow_noise'\).*'ddpm'"),
-        ({"num_steps": 0}, r"num_steps must be >= 1.*0"),
-        ({"noise_level": 0.0}, r"noise_level must be > 0.*0.0"),
-        ({"noise_std_min": 0.2, "noise_std_max": 0.1}, r"noise_std_min <= noise_std_max.*0.2.*0.1"),
-        ({"executed_steps": 0}, r"executed_steps must be >= 1.*0"),
+        ({"noise_method": "ddpm"}, r"noise_method='ddpm' \(accepted: flow_sde, flow_noise\)"),
+        ({"num_steps": 0}, r"num_steps=0 \(must be ≥ 1"),
+        ({"noise_level": 0.0}, r"noise_level=0.0 \(must be > 0"),
+        (
+            {"noise_std_min": 0.2, "noise_std_max": 0.1},
+            r"noise_std_min=0.2, noise_std_max=0.1 \(need 0 < min ≤ max\)",
+        ),
+        ({"executed_steps": 0}, r"executed_steps=0 \(must be ≥ 1"),
     ],
 )
 def test_sampling_config_rejects_bad_values(fields, match):
@@ -474,7 +480,7 @@ def test_sampling_config_rejects_bad_values(fields, match):
 
 def test_attach_and_sample_reject_inconsistent_setups():
     policy, heads = make_pi_rl_policy("flow_sde")
-    with pytest.raises(ValueError, match=rf"executed_steps must be in \[1, chunk_size={CHUNK}\], got 5"):
+    with pytest.raises(ValueError, match=rf"executed_steps=5 \(must be in \[1, chunk_size={CHUNK}\]\)"):
         policy.attach_pi_rl(heads, PiRLSampling(executed_steps=5))
     with pytest.raises(ValueError, match="noise_head=True"):
         policy.attach_pi_rl(heads, PiRLSampling(noise_method="flow_noise"))
@@ -485,7 +491,7 @@ def test_attach_and_sample_reject_inconsistent_setups():
         policy.sample_actions(observation, "flow_noise")
     with pytest.raises(ValueError, match=r"mode must be one of"):
         policy.sample_actions(observation, "ode")
-    with pytest.raises(ValueError, match=r"PiRLLossConfig.clip_eps must be > 0, got 0.0"):
+    with pytest.raises(ValueError, match=r"invalid πRL loss settings: clip_eps=0.0 \(must be > 0\)"):
         PiRLLossConfig(clip_eps=0.0)
     unattached = PiRLXVLAPolicy(policy.config)
     with pytest.raises(RuntimeError, match="attach_pi_rl"):

@@ -59,7 +59,8 @@ def test_ppo_improves_a_contextual_bandit(noise_method):
         observation = observation_batch(config, states)
         actions, record = policy.sample_actions(observation, generator=generator)
         rewards = reward(states, actions)
-        batch = training_batch(observation, record, normalize_advantages(rewards - record.value), rewards)
+        values = policy.pi_rl_value(observation)
+        batch = training_batch(policy, observation, record, normalize_advantages(rewards - values), rewards)
         policy.train()
         for _ in range(EPOCHS):
             loss, _ = policy.forward(batch, model="pi_rl")
@@ -121,7 +122,6 @@ def _recipe_bandit(noise_method: str, reward_sign: float, updates: int) -> tuple
                     chain=record.chain[i],
                     step_index=int(record.step_index[i]),
                     old_log_prob=float(record.log_prob[i]),
-                    old_value=float(record.value[i]),
                     policy_version=recipe.assembler.policy_version,
                     actor_id=0,
                     episode_id=update * BATCH + i,

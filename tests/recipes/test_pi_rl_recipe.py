@@ -49,7 +49,7 @@ def test_config_errors_name_field_value_and_accepted_values() -> None:
             noise_method="flow_magic", num_steps=0, noise_std_min=0.2, noise_std_max=0.1, actor_lr=-1.0
         ).validate()
     message = str(err.value)
-    assert "noise_method='flow_magic' (accepted: flow_noise, flow_sde)" in message
+    assert "noise_method='flow_magic' (accepted: flow_sde, flow_noise)" in message
     assert "num_steps=0" in message and "noise_std_min=0.2, noise_std_max=0.1" in message
     assert "actor_lr=-1.0 (must be ≥ 0)" in message
 
@@ -230,7 +230,7 @@ def test_executed_steps_longer_than_the_chunk_fails_before_training(tmp_path) ->
     result = run_shim("lerobot_pirl.runtime.learner", path)
     assert result.returncode == 2, result.stderr[-2000:]
     assert "recipe 'pi-rl' cannot start" in result.stderr
-    assert "executed_steps must be in [1, chunk_size=4], got 9" in result.stderr
+    assert "executed_steps=9 (must be in [1, chunk_size=4])" in result.stderr
     assert "Traceback" not in result.stderr.split("cannot start")[-1]
 
 

@@ -34,7 +34,6 @@ def _decision(**overrides) -> dict:
         chain=torch.arange(12, dtype=torch.float32).view(3, 2, 2),
         step_index=1,
         old_log_prob=-3.5,
-        old_value=0.75,
         policy_version=7,
         actor_id=2,
         episode_id=41,
@@ -48,16 +47,16 @@ def test_record_layout_and_round_trip_through_lerobot_transport() -> None:
 
     assert list(received["complementary_info"]) == [RECORD]
     record = received["complementary_info"][RECORD]
-    assert record.dtype == torch.float32 and record.shape == (LAYOUT.numel,) == (8 + 2 + 12,)
-    assert record[:8].tolist() == [1.0, -3.5, 0.75, 1.0, 7.0, 2.0, 41.0, 5.0]  # SCALAR_FIELDS order
-    assert record[8:10].tolist() == [0.25, 0.0]  # step rewards, zero-padded to H'
-    assert record[10:].tolist() == list(range(12))  # the chain, flattened
+    assert record.dtype == torch.float32 and record.shape == (LAYOUT.numel,) == (6 + 2 + 12,)
+    assert record[:6].tolist() == [1.0, -3.5, 7.0, 2.0, 41.0, 5.0]  # SCALAR_FIELDS order
+    assert record[6:8].tolist() == [0.25, 0.0]  # step rewards, zero-padded to H'
+    assert record[8:].tolist() == list(range(12))  # the chain, flattened
     assert torch.equal(received["action"], torch.tensor([[0.1, 0.2], [0.0, 0.0]]))
     assert received["action"].untyped_storage().data_ptr() == record.untyped_storage().data_ptr()
 
     decision = decode_decision(received, LAYOUT)
     assert torch.equal(decision.chain, torch.arange(12, dtype=torch.float32).view(3, 2, 2))
-    assert (decision.step_index, decision.old_log_prob, decision.old_value) == (1, -3.5, 0.75)
+    assert (decision.step_index, decision.old_log_prob) == (1, -3.5)
     assert (decision.policy_version, decision.actor_id, decision.episode_id, decision.decision_index) == (
         7,
         2,

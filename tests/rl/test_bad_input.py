@@ -139,7 +139,7 @@ def test_unknown_noise_method_on_the_command_line_is_one_clear_error(tmp_path) -
         "--algorithm.noise_method=flow_magic",
     )
     assert result.returncode != 0
-    assert "noise_method='flow_magic' (accepted: flow_noise, flow_sde)" in result.stderr
+    assert "noise_method='flow_magic' (accepted: flow_sde, flow_noise)" in result.stderr
     assert not (tmp_path / "out").exists()
 
 

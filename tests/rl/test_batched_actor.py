@@ -15,6 +15,7 @@ from lerobot_pirl.policies import PI_RL_CHAIN, PI_RL_STEP_INDEX  # noqa: E402
 from lerobot_pirl.policies.tiny_xvla import tiny_xvla_config  # noqa: E402
 from lerobot_pirl.recipes.pi_rl.config import PiRLConfig  # noqa: E402
 from lerobot_pirl.recipes.pi_rl.recipe import PiRLRecipe  # noqa: E402
+from lerobot_pirl.recipes.pi_rl.transitions import RecordLayout  # noqa: E402
 from lerobot_pirl.runtime.envs import make_envs  # noqa: E402
 from lerobot_pirl.runtime.pi_rl_actor import BatchedEpisodes  # noqa: E402
 from lerobot_pirl.runtime.processors import PolicyIO  # noqa: E402
@@ -76,10 +77,14 @@ def test_three_envs_make_whole_single_version_episodes_with_one_sampling_call_pe
     assert len(finished) == 6  # each env: two 8-step episodes (the random policy never lifts)
     assert sorted(e.episode_id for e in finished) == list(range(6))
     for episode in finished:
-        info = [t["complementary_info"]["pi_rl.record"] for t in episode.decisions]
-        assert episode.env_steps == EPISODE_STEPS and len(info) == EPISODE_STEPS // 2
-        assert [t["complementary_info"]["pi_rl.record"][7].item() for t in episode.decisions] == [0, 1, 2, 3]
-        assert {r[6].item() for r in info} == {episode.episode_id} and {r[5].item() for r in info} == {5}
+        records = [t["complementary_info"]["pi_rl.record"] for t in episode.decisions]
+        assert episode.env_steps == EPISODE_STEPS and len(records) == EPISODE_STEPS // 2
+
+        def field(name: str, records: list = records) -> list[float]:
+            return [r[RecordLayout.scalar_index(name)].item() for r in records]
+
+        assert field("decision_index") == [0, 1, 2, 3]
+        assert set(field("episode_id")) == {episode.episode_id} and set(field("actor_id")) == {5}
         assert bool(episode.decisions[-1]["truncated"]) and not any(t["done"] for t in episode.decisions)
     # The three envs have their own block positions (distinct seeds).
     first_states = {tuple(e.decisions[0]["state"]["observation.state"][18:20].tolist()) for e in finished}

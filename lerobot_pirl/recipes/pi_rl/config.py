@@ -4,9 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ...flow_rl.settings import (
+    DEFAULT_NOISE_METHOD,
+    NOISE_METHODS,
+    PiRLLossConfig,
+    PiRLSampling,
+    fields_of,
+    loss_problems,
+    sampling_problems,
+)
 from ..protocol import RecipeConfig
 
-NOISE_METHODS = ("flow_noise", "flow_sde")
+__all__ = ["NOISE_METHODS", "PiRLConfig"]
 
 
 @dataclass
@@ -14,14 +23,15 @@ class PiRLConfig(RecipeConfig):
     """``algorithm`` block for ``recipe=pi-rl`` (also settable as ``--algorithm.<field>=...``)."""
 
     # --- likelihood -----------------------------------------------------------------------
-    noise_method: str = "flow_noise"
-    """"flow_noise" (learned per-element std, every step stochastic) or "flow_sde" (one random SDE step)."""
+    noise_method: str = DEFAULT_NOISE_METHOD
+    """"flow_sde" (one random SDE step per decision; the default: the steadier variant on the
+    learning benchmark) or "flow_noise" (learned per-element std, every step stochastic)."""
     num_steps: int | None = None
     """K denoising steps during RL; None uses the policy's ``num_denoising_steps``."""
     executed_steps: int | None = None
     """H' env steps executed per decision (≤ chunk_size); None uses the policy's ``n_action_steps``."""
     noise_level: float = 0.5
-    """Flow-SDE noise level a (0.3–0.8 works; 0.2 was unstable in the paper)."""
+    """Flow-SDE noise level a (> 0; 0.3–0.8 works, 0.2 was unstable in the paper)."""
     noise_std_min: float = 0.08
     """Flow-Noise lower std bound (π0: 0.08; π0.5: 0.04)."""
     noise_std_max: float = 0.16
@@ -118,20 +128,13 @@ class PiRLConfig(RecipeConfig):
 
         Not ``__post_init__``: draccus would replace the message with a generic one.
         """
-        problems = []
-        if self.noise_method not in NOISE_METHODS:
-            problems.append(f"noise_method={self.noise_method!r} (accepted: {', '.join(NOISE_METHODS)})")
-        for name in ("num_steps", "executed_steps"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                problems.append(f"{name}={value} (must be ≥ 1, or null for the policy's value)")
-        if not 0 < self.noise_std_min <= self.noise_std_max:
-            problems.append(
-                f"noise_std_min={self.noise_std_min}, noise_std_max={self.noise_std_max} (need 0 < min ≤ max)"
-            )
-        for name in ("actor_lr", "value_lr", "noise_lr", "noise_level", "weight_decay", "entropy_coef"):
+        problems = sampling_problems(**fields_of(self, PiRLSampling))
+        problems += loss_problems(**fields_of(self, PiRLLossConfig))
+        for name in ("actor_lr", "value_lr", "noise_lr", "weight_decay"):
             if getattr(self, name) < 0:
                 problems.append(f"{name}={getattr(self, name)} (must be ≥ 0)")
+        if not self.max_grad_norm > 0:
+            problems.append(f"max_grad_norm={self.max_grad_norm} (must be > 0)")
         for name in (
             "update_epochs",
             "minibatch_size",
@@ -159,3 +162,10 @@ class PiRLConfig(RecipeConfig):
             problems.append(f"max_policy_staleness={self.max_policy_staleness} (must be ≥ 0)")
         if problems:
             raise ValueError("invalid pi-rl algorithm config: " + "; ".join(problems))
+
+    def sampling(self) -> PiRLSampling:
+        """The sampling settings (K and H' still None where the policy's own values apply)."""
+        return PiRLSampling(**fields_of(self, PiRLSampling))
+
+    def loss(self) -> PiRLLossConfig:
+        return PiRLLossConfig(**fields_of(self, PiRLLossConfig))

@@ -1,4 +1,7 @@
-"""The ``pi-rl`` recipe: πRL (PPO on Flow-Noise / Flow-SDE log-likelihoods) for LeRobot's XVLA.
+"""The ``pi-rl`` recipe: πRL (PPO on Flow-Noise / Flow-SDE log-likelihoods) for LeRobot flow policies.
+
+Any policy type with a flow-policy adapter (``flow_rl.adapter``; XVLA's is built in and registered
+below, through the same hook a third party uses).
 
 Read top to bottom, one update is: stack the rollout's observations, value them, GAE over each
 trajectory (done-masking, bootstrap on truncation and at rollout boundaries; ``advantages``),
@@ -18,7 +21,14 @@ from lerobot.utils.transition import move_state_dict_to_device
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
-from ...flow_rl import compute_gae, explained_variance, normalize_advantages
+from ...flow_rl import (
+    FlowAdapterError,
+    FlowAdapterRegistry,
+    PiRLHeads,
+    compute_gae,
+    explained_variance,
+    normalize_advantages,
+)
 from ...policies import (
     PI_RL_ADVANTAGE,
     PI_RL_CHAIN,
@@ -26,9 +36,7 @@ from ...policies import (
     PI_RL_OLD_VALUE,
     PI_RL_RETURN,
     PI_RL_STEP_INDEX,
-    PiRLHeads,
-    PiRLLossConfig,
-    PiRLSampling,
+    PiRLXVLAPolicy,
     adopt_pi_rl,
 )
 from ..hookspecs import hookimpl
@@ -36,8 +44,6 @@ from ..registry import RecipeError, RecipeRegistry
 from .config import PiRLConfig
 from .rollout import Rollout, RolloutAssembler
 from .transitions import RecordLayout, decode_decision
-
-SUPPORTED_POLICY_TYPES = ("xvla",)
 
 
 class PolicyNotSupportedError(RecipeError, TypeError):
@@ -50,26 +56,19 @@ class PiRLRecipe:
     runtime = "on_policy"  # runs in lerobot_pirl's on-policy learner loop, not LeRobot's SAC loop
 
     def __init__(self, policy: nn.Module, config: PiRLConfig) -> None:
-        policy_type = getattr(getattr(policy, "config", None), "type", type(policy).__name__)
-        if policy_type not in SUPPORTED_POLICY_TYPES:
-            raise PolicyNotSupportedError(
-                f"recipe 'pi-rl' trains flow-matching policies of type {SUPPORTED_POLICY_TYPES}; the "
-                f"config's policy.type is '{policy_type}'. Use recipe=sac for gaussian_actor."
-            )
         config.validate()
         self.config = config
-        self.policy = adopt_pi_rl(policy)  # type: ignore[arg-type]
+        try:
+            self.policy = adopt_pi_rl(policy)
+        except FlowAdapterError as exc:
+            policy_type = getattr(getattr(policy, "config", None), "type", type(policy).__name__)
+            raise PolicyNotSupportedError(
+                f"recipe 'pi-rl' trains flow-matching policies that have a πRL adapter; the config's "
+                f"policy.type is '{policy_type}'. Use recipe=sac for gaussian_actor. ({exc})"
+            ) from exc
         if config.freeze_vlm:
-            for parameter in self.policy.model.vlm.parameters():
+            for parameter in self.policy.flow_adapter().vlm_parameters():
                 parameter.requires_grad_(False)
-        sampling = PiRLSampling(
-            noise_method=config.noise_method,  # type: ignore[arg-type]
-            num_steps=config.num_steps,
-            noise_level=config.noise_level,
-            noise_std_min=config.noise_std_min,
-            noise_std_max=config.noise_std_max,
-            executed_steps=config.executed_steps,
-        )
         self.heads = PiRLHeads.for_policy(
             self.policy,
             noise_head=config.noise_method == "flow_noise",
@@ -77,14 +76,7 @@ class PiRLRecipe:
             noise_hidden_dim=config.noise_hidden_dim,
             detach_value_input=config.detach_value_input,
         )
-        loss = PiRLLossConfig(
-            clip_eps=config.clip_eps,
-            value_clip=config.value_clip,
-            huber_delta=config.huber_delta,
-            entropy_coef=config.entropy_coef,
-            value_coef=config.value_coef,
-        )
-        self.policy.attach_pi_rl(self.heads, sampling, loss)
+        self.policy.attach_pi_rl(self.heads, config.sampling(), config.loss())
         self.record_layout = RecordLayout.for_policy(self.policy)
         self.assembler = RolloutAssembler(config.rollout_decisions, config.max_policy_staleness)
         self.generator = torch.Generator().manual_seed(0)  # minibatch order; checkpointed
@@ -136,7 +128,7 @@ class PiRLRecipe:
         assert self.optimizer is not None, "build_optimizers() must run first"
         rollout: Rollout = next(batches)
         # πRL scores recorded chains dropout-free, as they were sampled; in eval mode the policy's
-        # per-forward dropout guard has nothing to switch (it costs ~10% of a tiny-XVLA update).
+        # per-forward dropout guard then has nothing to switch.
         self.policy.eval()
         device = next(self.policy.parameters()).device
         observations = _stack([d.observation for d in rollout.decisions], device)
@@ -255,7 +247,7 @@ class PiRLRecipe:
 
     def _values(self, observations: dict[str, Tensor]) -> Tensor:
         """V(s) [N] in chunks of max(minibatch, 256) decisions, so the VLM's activations stop growing
-        with the rollout (one pass over 1024 tiny-XVLA decisions peaked at ~30 KB per decision)."""
+        with the rollout (``benchmarks/overhead.py`` measures the learner's memory per decision)."""
         size = max(self.config.minibatch_size, 256)
         count = next(iter(observations.values())).shape[0]
         chunks = [{k: v[i : i + size] for k, v in observations.items()} for i in range(0, count, size)]
@@ -303,3 +295,8 @@ def _stack(observations: list[dict[str, Tensor]], device: torch.device) -> dict[
 @hookimpl
 def lerobot_pirl_register_recipes(registry: RecipeRegistry) -> None:
     registry.add(PiRLRecipe)
+
+
+@hookimpl
+def lerobot_pirl_register_flow_adapters(registry: FlowAdapterRegistry) -> None:
+    registry.add(PiRLXVLAPolicy)

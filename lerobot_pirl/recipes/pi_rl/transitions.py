@@ -6,15 +6,15 @@ the H' executed env actions, ``reward`` the chunk reward (sum of step rewards), 
 ``truncated`` whether the episode ended inside the chunk.
 
 ``complementary_info`` holds one key, ``pi_rl.record``: a flat float32 vector laid out as
-`RecordLayout` says — the eight scalars of `SCALAR_FIELDS`, the H' step rewards (zero-padded when
+`RecordLayout` says — the scalars of `SCALAR_FIELDS`, the H' step rewards (zero-padded when
 the episode ended inside the chunk), then the flattened denoising chain x_{t0..tK}. One flat
-float32 tensor of fixed size satisfies LeRobot's ``complementary_info`` rules (DESIGN §3: float32,
-fixed key set and shapes, no 3-D tensor that a checkpoint could mistake for an image).
+float32 tensor of fixed size satisfies LeRobot's ``complementary_info`` rules (float32, a fixed key
+set and shapes, no 3-D tensor that a checkpoint could mistake for an image).
 
 Why one key: LeRobot's transport is ``torch.save``, which pays a pickled tensor header per tensor
 and a zip record (~200 bytes) per storage. One record key instead of ten, and ``action`` a view of
-the record's buffer, keeps a tiny-XVLA decision's wire bytes within 1.25× its raw chain +
-observation bytes (``benchmarks/overhead.py``).
+the record's buffer, keeps a decision's wire bytes close to its raw chain + observation bytes
+(``benchmarks/overhead.py`` measures the ratio).
 """
 
 from __future__ import annotations
@@ -30,8 +30,6 @@ RECORD = "pi_rl.record"
 SCALAR_FIELDS = (
     "step_index",
     "old_log_prob",
-    "old_value",
-    "num_steps",
     "policy_version",
     "actor_id",
     "episode_id",
@@ -55,13 +53,13 @@ class RecordLayout:
 
     @classmethod
     def for_policy(cls, policy: Any) -> RecordLayout:
-        """The layout of the decisions a πRL-attached XVLA policy samples."""
-        sampling = policy.pi_rl_sampling
+        """The layout of the decisions a πRL-attached policy (``PiRLMixin``) samples."""
+        sampling, adapter = policy.pi_rl_sampling, policy.pi_rl_adapter
         assert sampling.num_steps is not None and sampling.executed_steps is not None  # resolved
         return cls(
             num_points=sampling.num_steps + 1,
-            chunk_size=policy.config.chunk_size,
-            model_action_dim=policy.model.dim_action,
+            chunk_size=adapter.chunk_size,
+            model_action_dim=adapter.model_action_dim,
             executed_steps=sampling.executed_steps,
         )
 
@@ -101,7 +99,6 @@ class Decision:
     chain: Tensor  # [K+1, H, D_model] float32
     step_index: int
     old_log_prob: float
-    old_value: float
     reward: float  # chunk reward
     terminated: bool
     truncated: bool
@@ -147,16 +144,15 @@ def encode_decision(
     chain: Tensor,
     step_index: int,
     old_log_prob: float,
-    old_value: float,
     policy_version: int,
     actor_id: int,
     episode_id: int,
     decision_index: int,
 ) -> Transition:
     """Build the transition an actor sends for one decision (``step_rewards`` has ≤ H' entries)."""
-    num_steps = int(step_rewards.numel())
-    if not 1 <= num_steps <= executed_steps:
-        raise PiRLTransitionError(f"a decision executes 1..{executed_steps} env steps, got {num_steps}")
+    ran = int(step_rewards.numel())
+    if not 1 <= ran <= executed_steps:
+        raise PiRLTransitionError(f"a decision executes 1..{executed_steps} env steps, got {ran}")
     if executed_actions.shape[0] != executed_steps:
         raise PiRLTransitionError(
             f"executed_actions has {executed_actions.shape[0]} rows, "
@@ -166,8 +162,6 @@ def encode_decision(
         [
             float(step_index),
             float(old_log_prob),
-            float(old_value),
-            float(num_steps),
             _exact_int("policy_version", policy_version),
             _exact_int("actor_id", actor_id),
             _exact_int("episode_id", episode_id),
@@ -176,7 +170,7 @@ def encode_decision(
         dtype=torch.float32,
     )
     padded_rewards = torch.zeros(executed_steps, dtype=torch.float32)
-    padded_rewards[:num_steps] = step_rewards.to(torch.float32).flatten()
+    padded_rewards[:ran] = step_rewards.to(torch.float32).flatten()
     action = executed_actions.detach().to("cpu", torch.float32)
     # One buffer: the record, then the action (a view of the same storage, saved once).
     buffer = torch.cat(
@@ -206,7 +200,7 @@ def decode_decision(transition: Transition, layout: RecordLayout) -> Decision:
     if record.numel() != layout.numel:
         raise PiRLTransitionError(
             f"{RECORD} has {record.numel()} values, expected {layout.describe()}: actor and learner "
-            "disagree on num_steps, chunk_size, n_action_steps or the action space"
+            "disagree on K (num_steps), chunk_size, n_action_steps or the action space"
         )
     step_rewards = record[layout.rewards_start : layout.chain_start]
     chain = record[layout.chain_start :]
@@ -225,7 +219,6 @@ def decode_decision(transition: Transition, layout: RecordLayout) -> Decision:
         chain=chain.view(layout.num_points, layout.chunk_size, layout.model_action_dim),
         step_index=round(scalars["step_index"]),
         old_log_prob=scalars["old_log_prob"],
-        old_value=scalars["old_value"],
         reward=float(step_rewards.sum()),
         terminated=bool(transition["done"]),
         truncated=bool(transition["truncated"]),
