@@ -226,6 +226,7 @@ class BatchedEpisodes:
             env.reset(seed=[s])[0] for env, s in zip(envs, seeds, strict=True)
         ]
         self._frozen: dict[int, Any] = {}  # policy version -> a copy of that version's policy
+        self._last_rows: list[dict[str, torch.Tensor]] = [{} for _ in envs]
         self._next_episode_id = first_episode_id
 
     def wants_weights(self) -> bool:
@@ -241,8 +242,22 @@ class BatchedEpisodes:
                 episode.sampler = self._frozen[episode.policy_version]
 
     def _policy_observation(self, index: int, raw: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """The env's observation as the policy reads it (no batch dim). Non-float entries equal to
+        the env's previous ones (the task's token ids, its attention mask, the domain id) are
+        that same tensor object, so an episode's transport payload stores them once."""
         batch = self.io.observation(raw, self.tasks[index])
-        return packed_observation({key: value[0] for key, value in batch.items()})
+        row = packed_observation({key: value[0] for key, value in batch.items()})
+        previous = self._last_rows[index]
+        for key, value in row.items():
+            if (
+                not value.is_floating_point()
+                and key in previous
+                and previous[key].shape == value.shape
+                and torch.equal(previous[key], value)
+            ):
+                row[key] = previous[key]
+        self._last_rows[index] = row
+        return row
 
     def _start_episodes(self) -> None:
         for index in range(len(self.envs)):

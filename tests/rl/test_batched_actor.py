@@ -84,6 +84,9 @@ def test_three_envs_make_whole_single_version_episodes_with_one_sampling_call_pe
             return [r[RecordLayout.scalar_index(name)].item() for r in records]
 
         assert field("decision_index") == [0, 1, 2, 3]
+        # The task's token ids are one tensor per episode (the transport stores them once).
+        tokens = {id(t["state"]["observation.language.tokens"]) for t in episode.decisions}
+        assert len(tokens) == 1
         assert set(field("episode_id")) == {episode.episode_id} and set(field("actor_id")) == {5}
         assert bool(episode.decisions[-1]["truncated"]) and not any(t["done"] for t in episode.decisions)
     # The three envs have their own block positions (distinct seeds).
