@@ -71,6 +71,7 @@ def run(
     policy = PiRLXVLAPolicy.from_pretrained(str(checkpoint))
     policy.config.pretrained_path = checkpoint
     recipe = PiRLRecipe(policy, PiRLConfig(policy_config=policy.config, **settings))
+    settings["noise_method"] = recipe.config.noise_method  # recorded even when left to the default
     recipe.build_optimizers()
     train_env = PickCubeEnvConfig(**env_settings)
     eval_env = evaluation_env(episode_length=train_env.episode_length, physics_dt=train_env.physics_dt)
