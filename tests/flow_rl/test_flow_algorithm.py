@@ -38,7 +38,6 @@ from lerobot_pirl.policies import (
 from lerobot_pirl.recipes.pi_rl.config import PiRLConfig
 from lerobot_pirl.recipes.pi_rl.recipe import PiRLRecipe
 from lerobot_pirl.recipes.pi_rl.transitions import encode_decision
-from lerobot_pirl.recipes.registry import DISABLE_ENV_VAR
 
 BATCH = 6
 
@@ -154,15 +153,6 @@ def test_the_recipe_updates_a_non_xvla_policy() -> None:
     # One minibatch step on the decisions as sampled: the recipe rescored them exactly (ratio 1).
     assert metrics["minibatch_steps"] == 1.0 and abs(metrics["ratio_max"] - 1.0) < 1e-5
     assert not torch.equal(policy.velocity.weight, before)
-
-
-@pytest.fixture
-def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    root = tmp_path / "site"
-    root.mkdir()
-    monkeypatch.syspath_prepend(str(root))
-    monkeypatch.delenv(DISABLE_ENV_VAR, raising=False)
-    return root
 
 
 def test_a_third_party_adapter_is_discovered_through_an_entry_point(site: Path) -> None:

@@ -14,16 +14,6 @@ from lerobot_pirl.recipes.registry import DISABLE_ENV_VAR
 from lerobot_pirl.recipes.sac import SACRecipe
 
 
-@pytest.fixture
-def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh sys.path entry that importlib.metadata scans like site-packages."""
-    root = tmp_path / "site"
-    root.mkdir()
-    monkeypatch.syspath_prepend(str(root))
-    monkeypatch.delenv(DISABLE_ENV_VAR, raising=False)
-    return root
-
-
 def test_builtin_sac_comes_through_our_own_entry_point() -> None:
     ours = [ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP) if ep.dist.name == "lerobot-pirl"]
     assert {ep.name: ep.value for ep in ours}["sac"] == "lerobot_pirl.recipes.sac"
