@@ -92,7 +92,6 @@ class FlowPolicyAdapter(Protocol):
         ...
 
 
-ADAPTER_ATTRIBUTES = tuple(name for name in FlowPolicyAdapter.__annotations__ if not name.startswith("_"))
 ADAPTER_METHODS = (
     "encode",
     "state",

@@ -77,10 +77,6 @@ def randint(high: int, size: int, device: torch.device, generator: torch.Generat
     return torch.randint(high, (size,), generator=generator, device=generator.device).to(device)
 
 
-def chain_shape(adapter: FlowPolicyAdapter, batch_size: int) -> tuple[int, int, int]:
-    return (batch_size, adapter.chunk_size, adapter.model_action_dim)
-
-
 @torch.no_grad()
 def sample_chain(
     adapter: FlowPolicyAdapter,
@@ -97,7 +93,7 @@ def sample_chain(
     assert sampling.num_steps is not None and sampling.executed_steps is not None
     num_steps, dt = sampling.num_steps, 1.0 / sampling.num_steps
     batch_size, device = obs.state.shape[0], obs.state.device
-    shape = chain_shape(adapter, batch_size)
+    shape = (batch_size, adapter.chunk_size, adapter.model_action_dim)
     grid = time_grid(num_steps, device=device)
     x = randn(shape, device, torch.float32, generator) if initial_noise is None else initial_noise.float()
     x = x.to(device)
