@@ -326,7 +326,7 @@ def stacked_rollout(recipe: PiRLRecipe) -> dict:
         "ends": ends,
         "chain": torch.stack([d.chain for d in decisions]),
         "step_index": torch.tensor([d.step_index for d in decisions]).clamp(min=0),
-        "old_log_prob": torch.tensor([d.old_log_prob for d in decisions]),
+        "old_log_prob": torch.stack([d.old_token_log_prob.sum() for d in decisions]),
         "rewards": rollout.rewards,
         "terminated": rollout.terminated,
         "truncated": rollout.truncated | ends,

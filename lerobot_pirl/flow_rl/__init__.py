@@ -30,6 +30,7 @@ from lerobot_pirl.flow_rl.math import (
     ppo_actor_loss,
     std_bounds_to_log_var_bounds,
     time_grid,
+    token_log_prob,
     velocity_and_noise,
 )
 from lerobot_pirl.flow_rl.settings import (
@@ -72,5 +73,6 @@ __all__ = [
     "ppo_actor_loss",
     "std_bounds_to_log_var_bounds",
     "time_grid",
+    "token_log_prob",
     "velocity_and_noise",
 ]

@@ -11,7 +11,9 @@ with ``x_{t_0}`` the initial noise and ``x_{t_K}`` the action (t=1 noise, t=0 ac
   action-token features of the same pass); scoring runs all K steps in one batched pass.
 * **deterministic**: the x̂₁-based ODE with no noise (evaluation; no density).
 
-Log-probs sum the executed steps h < H' and the real action dims only (``aggregate_log_prob``).
+Log-probs cover the executed steps h < H' and the real action dims only: one per action token
+(``token_log_prob``, summed over dims), and their sum per decision. The loss forms the PPO ratio
+per decision or per token (``PiRLLossConfig.ratio_granularity``).
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ from .adapter import EncodedObservation, FlowPolicyAdapter
 from .heads import PiRLHeads
 from .math import (
     aggregate_entropy,
-    aggregate_log_prob,
     clipped_value_loss,
     explained_variance,
     flow_noise_chain_log_prob,
@@ -38,27 +39,39 @@ from .math import (
     ppo_actor_loss,
     std_bounds_to_log_var_bounds,
     time_grid,
+    token_log_prob,
 )
 from .settings import PiRLLossConfig, PiRLSampling
 
 
 @dataclass
 class ChainSample:
-    """A sampled chain [B, K+1, H, D], Flow-SDE's k* [B] (-1 when none) and its log-prob [B]
-    (NaN for the deterministic sampler, which has no density)."""
+    """A sampled chain [B, K+1, H, D], Flow-SDE's k* [B] (-1 when none) and the per-token log-probs
+    [B, H'] of its executed tokens (NaN for the deterministic sampler, which has no density)."""
 
     chain: Tensor
     step_index: Tensor
-    log_prob: Tensor
+    token_log_prob: Tensor
+
+    @property
+    def log_prob(self) -> Tensor:
+        """The chunk's log-prob [B]: the sum over its executed tokens."""
+        return self.token_log_prob.sum(dim=-1)
 
 
 @dataclass
 class PiRLOutputs:
-    """Recomputed, differentiable: ``log_prob`` [B], ``value`` [B], ``entropy`` [B] (float32)."""
+    """Recomputed, differentiable: ``token_log_prob`` [B, H'], ``value`` [B], ``entropy`` [B]
+    (float32)."""
 
-    log_prob: Tensor
+    token_log_prob: Tensor
     value: Tensor
     entropy: Tensor
+
+    @property
+    def log_prob(self) -> Tensor:
+        """The chunk's log-prob [B]: the sum over its executed tokens."""
+        return self.token_log_prob.sum(dim=-1)
 
 
 def randn(
@@ -136,9 +149,10 @@ def sample_chain(
     elif mode == "flow_noise":
         per_element = flow_noise_chain_log_prob(chain_t, torch.stack(means, 1), torch.stack(stds, 1))
     else:
-        return ChainSample(chain_t, step_index, torch.full((batch_size,), float("nan"), device=device))
-    log_prob = aggregate_log_prob(per_element, sampling.executed_steps, adapter.real_action_dim)
-    return ChainSample(chain_t, step_index, log_prob)
+        no_density = torch.full((batch_size, sampling.executed_steps), float("nan"), device=device)
+        return ChainSample(chain_t, step_index, no_density)
+    tokens_log_prob = token_log_prob(per_element, sampling.executed_steps, adapter.real_action_dim)
+    return ChainSample(chain_t, step_index, tokens_log_prob)
 
 
 def score_chain(
@@ -190,13 +204,13 @@ def score_chain(
         entropy = aggregate_entropy(
             gaussian_entropy(stds).mean(dim=1), executed_steps, adapter.real_action_dim
         )
-    log_prob = aggregate_log_prob(per_element, executed_steps, adapter.real_action_dim)
-    return PiRLOutputs(log_prob=log_prob, value=value, entropy=entropy)
+    tokens_log_prob = token_log_prob(per_element, executed_steps, adapter.real_action_dim)
+    return PiRLOutputs(token_log_prob=tokens_log_prob, value=value, entropy=entropy)
 
 
 def pi_rl_loss(
     outputs: PiRLOutputs,
-    old_log_prob: Tensor,
+    old_token_log_prob: Tensor,
     old_value: Tensor,
     advantage: Tensor,
     returns: Tensor,
@@ -205,10 +219,26 @@ def pi_rl_loss(
 ) -> tuple[Tensor, dict[str, float]]:
     """PPO-clipped actor + value_coef · clipped-Huber critic − entropy_coef · entropy.
 
+    ``old_token_log_prob`` [B, H'] are the behaviour policy's per-token log-probs. With
+    ``ratio_granularity="decision"`` the ratio is the chunk's, exp of the summed token log-prob
+    differences; with ``"token"`` each executed token has its own ratio, clipped on its own, and
+    every token of a decision shares the decision's advantage (the surrogate is their mean);
+    ``approx_kl`` is the chunk's in both modes.
     The entropy term is on for Flow-Noise only (Flow-SDE's std is fixed by its schedule). Returns
     the total loss and TorchRL-style ``loss_*`` terms plus diagnostics, all detached floats.
     """
-    loss_actor, diagnostics = ppo_actor_loss(outputs.log_prob, old_log_prob, advantage, loss.clip_eps)
+    new_chunk, old_chunk = outputs.log_prob, old_token_log_prob.sum(dim=-1)
+    if loss.ratio_granularity == "token":
+        token_advantage = advantage.unsqueeze(-1)
+        loss_actor, diagnostics = ppo_actor_loss(
+            outputs.token_log_prob, old_token_log_prob, token_advantage, loss.clip_eps
+        )
+        # approx_kl stays the chunk's in both modes, so target_kl means the same policy change.
+        with torch.no_grad():
+            log_ratio = new_chunk - old_chunk
+            diagnostics["approx_kl"] = (torch.expm1(log_ratio) - log_ratio).mean()
+    else:
+        loss_actor, diagnostics = ppo_actor_loss(new_chunk, old_chunk, advantage, loss.clip_eps)
     loss_value = clipped_value_loss(outputs.value, old_value, returns, loss.value_clip, loss.huber_delta)
     entropy = outputs.entropy.mean()
     entropy_coef = loss.entropy_coef if noise_method == "flow_noise" else 0.0

@@ -183,13 +183,20 @@ def _executed_slice(per_element: Tensor, executed_steps: int, action_dim: int) -
     return per_element[..., :executed_steps, :action_dim]
 
 
-def aggregate_log_prob(per_element: Tensor, executed_steps: int, action_dim: int) -> Tensor:
-    """Chunk-level log-prob: sum over executed steps h < H' and real env dims d < D_env.
+def token_log_prob(per_element: Tensor, executed_steps: int, action_dim: int) -> Tensor:
+    """Per-action-token log-prob: for each executed step h < H', the sum over real env dims d < D_env.
 
     Unexecuted chunk steps never reach the env and padded model dims are not actions, so neither
-    may influence the PPO ratio. [..., H, D_model] -> [...] (one value per decision).
+    may influence the PPO ratio. [..., H, D_model] -> [..., H'] (one value per executed token; the
+    elements are independent Gaussians given the chain, so the tokens' log-probs add up to the
+    chunk's, ``aggregate_log_prob``).
     """
-    return _executed_slice(per_element, executed_steps, action_dim).sum(dim=(-2, -1))
+    return _executed_slice(per_element, executed_steps, action_dim).sum(dim=-1)
+
+
+def aggregate_log_prob(per_element: Tensor, executed_steps: int, action_dim: int) -> Tensor:
+    """Chunk-level log-prob: the sum of ``token_log_prob`` over h < H'. [..., H, D_model] -> [...]."""
+    return token_log_prob(per_element, executed_steps, action_dim).sum(dim=-1)
 
 
 def aggregate_entropy(per_element: Tensor, executed_steps: int, action_dim: int) -> Tensor:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 NoiseMethod = Literal["flow_sde", "flow_noise"]
+RatioGranularity = Literal["decision", "token"]
+RATIO_GRANULARITIES: tuple[str, ...] = get_args(RatioGranularity)
 NOISE_METHODS: tuple[str, ...] = get_args(NoiseMethod)
 DEFAULT_NOISE_METHOD: NoiseMethod = "flow_sde"
 """Flow-SDE: it was the steadier variant on the learning benchmark (``flow_noise``'s first updates are
@@ -41,10 +43,19 @@ def sampling_problems(
 
 
 def loss_problems(
-    clip_eps: float, value_clip: float, huber_delta: float, entropy_coef: float, value_coef: float
+    clip_eps: float,
+    value_clip: float,
+    huber_delta: float,
+    entropy_coef: float,
+    value_coef: float,
+    ratio_granularity: str,
 ) -> list[str]:
     """``field=value (accepted range)`` for every loss setting that is out of range."""
     problems = []
+    if ratio_granularity not in RATIO_GRANULARITIES:
+        problems.append(
+            f"ratio_granularity={ratio_granularity!r} (accepted: {', '.join(RATIO_GRANULARITIES)})"
+        )
     for name, value in (("clip_eps", clip_eps), ("value_clip", value_clip), ("huber_delta", huber_delta)):
         if not value > 0:
             problems.append(f"{name}={value} (must be > 0)")
@@ -102,6 +113,7 @@ class PiRLLossConfig:
     huber_delta: float = 10.0
     entropy_coef: float = 0.005
     value_coef: float = 1.0
+    ratio_granularity: RatioGranularity = "decision"
 
     def __post_init__(self) -> None:
         _raise_if(loss_problems(**dataclasses.asdict(self)), "πRL loss settings")

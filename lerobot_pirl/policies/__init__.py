@@ -6,7 +6,7 @@ from lerobot_pirl.flow_rl.settings import PiRLLossConfig, PiRLSampling
 from lerobot_pirl.policies.pi_rl import (
     PI_RL_ADVANTAGE,
     PI_RL_CHAIN,
-    PI_RL_OLD_LOG_PROB,
+    PI_RL_OLD_TOKEN_LOG_PROB,
     PI_RL_OLD_VALUE,
     PI_RL_RETURN,
     PI_RL_STEP_INDEX,
@@ -19,7 +19,7 @@ from lerobot_pirl.policies.xvla_pi_rl import PiRLXVLAPolicy, XVLAFlowAdapter
 __all__ = [
     "PI_RL_ADVANTAGE",
     "PI_RL_CHAIN",
-    "PI_RL_OLD_LOG_PROB",
+    "PI_RL_OLD_TOKEN_LOG_PROB",
     "PI_RL_OLD_VALUE",
     "PI_RL_RETURN",
     "PI_RL_STEP_INDEX",

@@ -31,7 +31,7 @@ FORWARD_MODELS: tuple[str | None, ...] = (None, "pi_rl")
 # Batch keys of the πRL forward (besides the observation keys the stock policy reads).
 PI_RL_CHAIN = "pi_rl.chain"
 PI_RL_STEP_INDEX = "pi_rl.step_index"
-PI_RL_OLD_LOG_PROB = "pi_rl.old_log_prob"
+PI_RL_OLD_TOKEN_LOG_PROB = "pi_rl.old_token_log_prob"
 PI_RL_OLD_VALUE = "pi_rl.old_value"
 PI_RL_ADVANTAGE = "pi_rl.advantage"
 PI_RL_RETURN = "pi_rl.return"
@@ -42,18 +42,24 @@ class PiRLRecord:
     """What a rollout decision records (float32 except ``step_index``).
 
     ``chain`` [B, K+1, H, D_model] is x_{t_0..t_K}; ``step_index`` [B] is Flow-SDE's k* (-1 when
-    no single stochastic step exists); ``log_prob`` [B] is the chunk-level log-prob over the
-    executed real slice (NaN for the deterministic samplers, which have no density).
+    no single stochastic step exists); ``token_log_prob`` [B, H'] holds the log-prob of each
+    executed action token over the real action dims (NaN for the deterministic samplers, which
+    have no density).
     """
 
     chain: Tensor
     step_index: Tensor
-    log_prob: Tensor
+    token_log_prob: Tensor
+
+    @property
+    def log_prob(self) -> Tensor:
+        """The chunk-level log-prob [B]: the sum over the executed tokens."""
+        return self.token_log_prob.sum(dim=-1)
 
     def row(self, index: int) -> PiRLRecord:
         """Row ``index`` as a record of batch size one."""
         rows = slice(index, index + 1)
-        return PiRLRecord(self.chain[rows], self.step_index[rows], self.log_prob[rows])
+        return PiRLRecord(self.chain[rows], self.step_index[rows], self.token_log_prob[rows])
 
 
 @dataclass
@@ -184,15 +190,15 @@ class PiRLMixin:
         if mode == "native":
             chain, model_action = adapter.native_chain(obs, sampling.num_steps or 1, generator, initial_noise)
             step_index = torch.full((batch_size,), -1, dtype=torch.long, device=chain.device)
-            record = PiRLRecord(
-                chain, step_index, torch.full((batch_size,), float("nan"), device=chain.device)
-            )
+            assert sampling.executed_steps is not None  # resolved at attach
+            no_density = torch.full((batch_size, sampling.executed_steps), float("nan"), device=chain.device)
+            record = PiRLRecord(chain, step_index, no_density)
             return adapter.env_actions(model_action), record
         sample = sample_chain(
             adapter, attachment.heads, obs, sampling, mode, generator=generator, initial_noise=initial_noise
         )
         actions = adapter.env_actions(sample.chain[:, -1].clone())
-        return actions, PiRLRecord(sample.chain, sample.step_index, sample.log_prob)
+        return actions, PiRLRecord(sample.chain, sample.step_index, sample.token_log_prob)
 
     @torch.no_grad()
     def pi_rl_observe_state(self, batch: dict[str, Tensor]) -> None:
@@ -230,8 +236,8 @@ class PiRLMixin:
         """``model=None``: the stock policy's own loss. ``model="pi_rl"``: the πRL PPO loss.
 
         The πRL batch holds the observation keys, ``pi_rl.chain``, ``pi_rl.step_index``,
-        ``pi_rl.old_log_prob``, ``pi_rl.old_value``, ``pi_rl.advantage`` (already normalised) and
-        ``pi_rl.return``; see ``flow_rl.algorithm.pi_rl_loss`` for the terms and metrics.
+        ``pi_rl.old_token_log_prob`` [B, H'], ``pi_rl.old_value``, ``pi_rl.advantage`` (already
+        normalised) and ``pi_rl.return``; see ``flow_rl.algorithm.pi_rl_loss`` for the terms and metrics.
         """
         if model is None:
             return super().forward(batch)  # type: ignore[misc]
@@ -246,7 +252,7 @@ class PiRLMixin:
 
         return pi_rl_loss(
             outputs,
-            column(PI_RL_OLD_LOG_PROB),
+            column(PI_RL_OLD_TOKEN_LOG_PROB),
             column(PI_RL_OLD_VALUE),
             column(PI_RL_ADVANTAGE),
             column(PI_RL_RETURN),

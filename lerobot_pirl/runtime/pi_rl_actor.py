@@ -364,7 +364,7 @@ def decision_transition(
         truncated=truncated,
         chain=record.chain[0],
         step_index=int(record.step_index[0]),
-        old_log_prob=float(record.log_prob[0]),
+        old_token_log_prob=record.token_log_prob[0],
         policy_version=policy_version,
         actor_id=actor_id,
         episode_id=episode_id,

@@ -52,7 +52,7 @@ def _episode(recipe, length: int, episode_id: int) -> list:
                 truncated=False,
                 chain=record.chain[0],
                 step_index=int(record.step_index[0]),
-                old_log_prob=float(record.log_prob[0]),
+                old_token_log_prob=record.token_log_prob[0],
                 policy_version=0,
                 actor_id=0,
                 episode_id=episode_id,

@@ -24,13 +24,16 @@ from lerobot_pirl.flow_rl import (
     FlowAdapterRegistry,
     FlowPolicyAdapter,
     PiRLHeads,
+    PiRLLossConfig,
+    PiRLOutputs,
     PiRLSampling,
+    pi_rl_loss,
 )
 from lerobot_pirl.flow_rl.math import flow_sde_sigmas, flow_sde_step, ode_step_mean
 from lerobot_pirl.policies import (
     PI_RL_ADVANTAGE,
     PI_RL_CHAIN,
-    PI_RL_OLD_LOG_PROB,
+    PI_RL_OLD_TOKEN_LOG_PROB,
     PI_RL_OLD_VALUE,
     PI_RL_RETURN,
     PI_RL_STEP_INDEX,
@@ -103,7 +106,7 @@ def test_the_toy_rescores_its_own_chains_and_the_loss_trains_only_what_it_should
         **batch,
         PI_RL_CHAIN: record.chain,
         PI_RL_STEP_INDEX: record.step_index.float(),
-        PI_RL_OLD_LOG_PROB: record.log_prob,
+        PI_RL_OLD_TOKEN_LOG_PROB: record.token_log_prob,
         PI_RL_OLD_VALUE: policy.pi_rl_value(batch),
         PI_RL_ADVANTAGE: torch.linspace(-1, 1, BATCH),
         PI_RL_RETURN: torch.ones(BATCH),
@@ -141,7 +144,7 @@ def test_the_recipe_updates_a_non_xvla_policy() -> None:
                 truncated=False,
                 chain=record.chain[i % BATCH],
                 step_index=int(record.step_index[i % BATCH]),
-                old_log_prob=float(record.log_prob[i % BATCH]),
+                old_token_log_prob=record.token_log_prob[i % BATCH],
                 policy_version=0,
                 actor_id=0,
                 episode_id=i // 4,
@@ -189,3 +192,46 @@ def test_registrations_that_break_the_contract_are_refused_with_the_reason() -> 
     with pytest.raises(FlowAdapterError, match="two πRL adapters"):
         registry.add(PiRLToyFlowPolicy)
     assert isinstance(ToyFlowAdapter(PiRLToyFlowPolicy(ToyFlowConfig())), FlowPolicyAdapter)
+
+
+def _ratio_case() -> tuple[PiRLOutputs, torch.Tensor, torch.Tensor]:
+    """Two decisions of H'=2 tokens with token ratios [1.5, 1.0] and [0.5, 1.1] (chunk ratios 1.5
+    and 0.55), advantages [1, -2]; values equal the returns, so the value loss is 0."""
+    old = torch.tensor([[-1.0, -2.0], [0.5, -0.3]])
+    new = (old + torch.log(torch.tensor([[1.5, 1.0], [0.5, 1.1]]))).requires_grad_()
+    value = torch.tensor([0.2, -0.4])
+    return PiRLOutputs(token_log_prob=new, value=value, entropy=torch.zeros(2)), old, value
+
+
+@pytest.mark.parametrize(
+    ("granularity", "expected_loss", "expected_clip_frac", "expected_grad"),
+    [
+        # Decision: min(1.5·1, 1.2·1) = 1.2 (clipped: no gradient); min(0.55·-2, 0.8·-2) = -1.6
+        # (clipped: no gradient). Loss -mean(1.2, -1.6) = 0.2; both ratios outside ±0.2.
+        ("decision", 0.2, 1.0, [[0.0, 0.0], [0.0, 0.0]]),
+        # Token: min(1.5, 1.2) = 1.2 (clipped), 1.0·1 = 1.0 (grad -ρA/4 = -0.25), min(0.5·-2,
+        # 0.8·-2) = -1.6 (clipped), 1.1·-2 = -2.2 (inside: grad -ρA/4 = 0.55). Loss -mean = 0.4.
+        ("token", 0.4, 0.5, [[0.0, -0.25], [0.0, 0.55]]),
+    ],
+)
+def test_pi_rl_loss_forms_the_ratio_per_decision_or_per_token(
+    granularity, expected_loss, expected_clip_frac, expected_grad
+) -> None:
+    outputs, old, value = _ratio_case()
+    settings = PiRLLossConfig(clip_eps=0.2, ratio_granularity=granularity)
+    total, metrics = pi_rl_loss(outputs, old, value, torch.tensor([1.0, -2.0]), value, settings, "flow_sde")
+    total.backward()
+    assert metrics["loss_actor"] == pytest.approx(expected_loss, abs=1e-6)
+    assert metrics["loss_value"] == 0.0 and total.item() == pytest.approx(expected_loss, abs=1e-6)
+    assert metrics["clip_frac"] == pytest.approx(expected_clip_frac)
+    torch.testing.assert_close(outputs.token_log_prob.grad, torch.tensor(expected_grad))
+    # approx_kl is the chunk's in both modes: mean((ρ - 1) - log ρ) over ρ = 1.5, 0.55.
+    chunk = torch.tensor([1.5, 0.55])
+    assert metrics["approx_kl"] == pytest.approx(float(((chunk - 1) - chunk.log()).mean()), abs=1e-6)
+
+
+def test_unknown_ratio_granularity_is_refused_with_the_accepted_values() -> None:
+    with pytest.raises(ValueError, match=r"ratio_granularity='step' \(accepted: decision, token\)"):
+        PiRLLossConfig(ratio_granularity="step")
+    with pytest.raises(ValueError, match=r"ratio_granularity='step' \(accepted: decision, token\)"):
+        PiRLConfig(ratio_granularity="step").validate()

@@ -31,6 +31,7 @@ from lerobot_pirl.flow_rl import (
     ppo_actor_loss,
     std_bounds_to_log_var_bounds,
     time_grid,
+    token_log_prob,
     velocity_and_noise,
 )
 
@@ -336,6 +337,13 @@ def test_aggregate_log_prob_ignores_padding_and_unexecuted_steps(garbage):
     # decision 0: 1 + 2 + 3 + 4 = 10;  decision 1: -1 + 0.5 + 0 + 2.5 = 2
     result = aggregate_log_prob(_padded_per_element(garbage), executed_steps=2, action_dim=2)
     assert_close(result, tensor([10.0, 2.0]))
+
+
+@pytest.mark.parametrize("garbage", [1e6, float("nan")])
+def test_token_log_prob_sums_each_executed_step_over_real_dims(garbage):
+    # decision 0: [1 + 2, 3 + 4] = [3, 7];  decision 1: [-1 + 0.5, 0 + 2.5] = [-0.5, 2.5]
+    result = token_log_prob(_padded_per_element(garbage), executed_steps=2, action_dim=2)
+    assert_close(result, tensor([[3.0, 7.0], [-0.5, 2.5]]))
 
 
 @pytest.mark.parametrize("garbage", [1e6, float("nan")])

@@ -45,7 +45,7 @@ def record_episode(
                 truncated=last and not terminated,
                 chain=record.chain[i],
                 step_index=int(record.step_index[i]),
-                old_log_prob=float(record.log_prob[i]),
+                old_token_log_prob=record.token_log_prob[i],
                 policy_version=version,
                 actor_id=actor_id,
                 episode_id=episode_id,

@@ -10,7 +10,7 @@ from torch import Tensor
 from lerobot_pirl.policies import (
     PI_RL_ADVANTAGE,
     PI_RL_CHAIN,
-    PI_RL_OLD_LOG_PROB,
+    PI_RL_OLD_TOKEN_LOG_PROB,
     PI_RL_OLD_VALUE,
     PI_RL_RETURN,
     PI_RL_STEP_INDEX,
@@ -82,7 +82,7 @@ def training_batch(
         **observation,
         PI_RL_CHAIN: record.chain,
         PI_RL_STEP_INDEX: record.step_index,
-        PI_RL_OLD_LOG_PROB: record.log_prob,
+        PI_RL_OLD_TOKEN_LOG_PROB: record.token_log_prob,
         PI_RL_OLD_VALUE: policy.pi_rl_value(observation),
         PI_RL_ADVANTAGE: advantage,
         PI_RL_RETURN: returns,

@@ -276,7 +276,7 @@ def test_ratio_is_one_for_unchanged_parameters_and_moves_after_a_step(method):
     optimizer.step()
     with torch.no_grad():
         new_log_prob = policy.pi_rl_outputs(batch).log_prob
-    assert (new_log_prob - batch["pi_rl.old_log_prob"]).abs().max() > 1e-3
+    assert (new_log_prob - batch["pi_rl.old_token_log_prob"].sum(-1)).abs().max() > 1e-3
     _, after = policy.forward(batch, model="pi_rl")
     assert after["approx_kl"] > 1e-6
 

@@ -76,7 +76,9 @@ def test_ppo_improves_a_contextual_bandit(noise_method):
         assert mean_after > 0.5 * mean_before, (mode, before, after)
 
 
-def _recipe_bandit(noise_method: str, reward_sign: float, updates: int) -> tuple[float, float]:
+def _recipe_bandit(
+    noise_method: str, reward_sign: float, updates: int, ratio_granularity: str = "decision"
+) -> tuple[float, float]:
     """The same bandit through ``PiRLRecipe.update_step`` (GAE over one-decision episodes, the
     recipe's minibatches and optimizer): mean deterministic reward before and after."""
     from helpers.pi_rl_decisions import make_recipe
@@ -90,6 +92,7 @@ def _recipe_bandit(noise_method: str, reward_sign: float, updates: int) -> tuple
         update_epochs=2,
         actor_lr=3e-4,
         value_lr=1e-3,
+        ratio_granularity=ratio_granularity,
     )
     policy, executed = recipe.policy, recipe.policy.pi_rl_sampling.executed_steps
     generator = torch.Generator().manual_seed(1)
@@ -121,7 +124,7 @@ def _recipe_bandit(noise_method: str, reward_sign: float, updates: int) -> tuple
                     truncated=False,
                     chain=record.chain[i],
                     step_index=int(record.step_index[i]),
-                    old_log_prob=float(record.log_prob[i]),
+                    old_token_log_prob=record.token_log_prob[i],
                     policy_version=recipe.assembler.policy_version,
                     actor_id=0,
                     episode_id=update * BATCH + i,
@@ -132,9 +135,14 @@ def _recipe_bandit(noise_method: str, reward_sign: float, updates: int) -> tuple
     return before, deterministic_reward()
 
 
-@pytest.mark.parametrize("noise_method", ["flow_sde", "flow_noise"])
-def test_recipe_update_step_learns_the_bandit_and_a_flipped_reward_unlearns_it(noise_method):
-    before, after = _recipe_bandit(noise_method, reward_sign=1.0, updates=30)
+@pytest.mark.parametrize(
+    ("noise_method", "ratio_granularity"),
+    [("flow_sde", "decision"), ("flow_noise", "decision"), ("flow_sde", "token")],
+)
+def test_recipe_update_step_learns_the_bandit_and_a_flipped_reward_unlearns_it(
+    noise_method, ratio_granularity
+):
+    before, after = _recipe_bandit(noise_method, 1.0, 30, ratio_granularity)
     assert after > 0.5 * before, (before, after)  # the distance to the target at least halves
-    before_flipped, after_flipped = _recipe_bandit(noise_method, reward_sign=-1.0, updates=6)
+    before_flipped, after_flipped = _recipe_bandit(noise_method, -1.0, 6, ratio_granularity)
     assert before_flipped == before and after_flipped < before, (before, after_flipped)

@@ -238,7 +238,9 @@ def test_non_finite_loss_skips_the_step_and_leaves_parameters_untouched() -> Non
     recipe = make_recipe("flow_sde")
     feed(recipe, seed=1)
     rollout = recipe.take_rollout()
-    rollout.decisions[0].old_log_prob = float("nan")  # poisons every minibatch that contains it
+    rollout.decisions[0].old_token_log_prob = torch.tensor(
+        [float("nan"), 0.0]
+    )  # poisons every minibatch that contains it
     recipe.config.minibatch_size = 8  # one minibatch per epoch: every step sees the NaN
     before = copy.deepcopy(recipe.policy.state_dict())
     optimizer_before = copy.deepcopy(recipe.optimizer.state_dict())
@@ -304,6 +306,26 @@ def test_critic_warmup_trains_only_the_value_head_then_restores_the_actor_lr() -
     assert any(not torch.equal(v, policy_before[k]) for k, v in recipe.policy.state_dict().items())
 
 
+def test_linear_lr_schedule_decays_after_the_warm_up_and_holds_at_the_floor() -> None:
+    # warm-up 1, decay over 4 updates to 0.25 x base: factors by policy version 0..6 are
+    # 1 (warm-up, actor lr 0 anyway), 1, 1 - 0.75/4, 1 - 0.75*2/4, 1 - 0.75*3/4, 0.25, 0.25.
+    config = PiRLConfig(
+        lr_schedule="linear", lr_decay_updates=4, lr_final_ratio=0.25, critic_warmup_updates=1
+    )
+    assert [config.lr_factor(v) for v in range(7)] == [1.0, 1.0, 0.8125, 0.625, 0.4375, 0.25, 0.25]
+    assert PiRLConfig().lr_factor(50) == 1.0  # constant by default
+
+    recipe = make_recipe(
+        "flow_sde", lr_schedule="linear", lr_decay_updates=2, lr_final_ratio=0.5, actor_lr=1e-3, value_lr=4e-3
+    )
+    seen = []
+    for update in range(4):
+        feed(recipe, seed=update)
+        metrics = recipe.update_step(iter([recipe.take_rollout()]), step=update)
+        seen += [metrics["lr_actor"], metrics["lr_value_head"]]
+    assert seen == pytest.approx([1e-3, 4e-3, 7.5e-4, 3e-3, 5e-4, 2e-3, 5e-4, 2e-3])
+
+
 def test_target_kl_stops_the_update_after_the_minibatch_that_crossed_it() -> None:
     free = make_recipe("flow_sde", update_epochs=4, actor_lr=1e-2)
     stopped = make_recipe("flow_sde", update_epochs=4, actor_lr=1e-2, target_kl=1e-9)
@@ -321,12 +343,18 @@ def test_new_algorithm_fields_are_validated() -> None:
             target_kl=0.0,
             critic_warmup_updates=-1,
             envs_per_actor=0,
+            lr_schedule="cosine",
+            lr_decay_updates=0,
+            lr_final_ratio=1.5,
         ).validate()
     message = str(err.value)
     for text in (
         "target_kl=0.0 (must be > 0, or null)",
         "critic_warmup_updates=-1 (must be ≥ 0)",
         "envs_per_actor=0 (must be ≥ 1)",
+        "lr_schedule='cosine' (accepted: constant, linear)",
+        "lr_decay_updates=0 (must be ≥ 1)",
+        "lr_final_ratio=1.5 (must be in [0, 1])",
     ):
         assert text in message
 

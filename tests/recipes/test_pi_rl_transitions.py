@@ -33,7 +33,7 @@ def _decision(**overrides) -> dict:
         truncated=False,
         chain=torch.arange(12, dtype=torch.float32).view(3, 2, 2),
         step_index=1,
-        old_log_prob=-3.5,
+        old_token_log_prob=torch.tensor([-3.5, -1.25]),
         policy_version=7,
         actor_id=2,
         episode_id=41,
@@ -47,16 +47,17 @@ def test_record_layout_and_round_trip_through_lerobot_transport() -> None:
 
     assert list(received["complementary_info"]) == [RECORD]
     record = received["complementary_info"][RECORD]
-    assert record.dtype == torch.float32 and record.shape == (LAYOUT.numel,) == (6 + 2 + 12,)
-    assert record[:6].tolist() == [1.0, -3.5, 7.0, 2.0, 41.0, 5.0]  # SCALAR_FIELDS order
-    assert record[6:8].tolist() == [0.25, 0.0]  # step rewards, zero-padded to H'
-    assert record[8:].tolist() == list(range(12))  # the chain, flattened
+    assert record.dtype == torch.float32 and record.shape == (LAYOUT.numel,) == (5 + 2 + 2 + 12,)
+    assert record[:5].tolist() == [1.0, 7.0, 2.0, 41.0, 5.0]  # SCALAR_FIELDS order
+    assert record[5:7].tolist() == [0.25, 0.0]  # step rewards, zero-padded to H'
+    assert record[7:9].tolist() == [-3.5, -1.25]  # the behaviour policy's token log-probs
+    assert record[9:].tolist() == list(range(12))  # the chain, flattened
     assert torch.equal(received["action"], torch.tensor([[0.1, 0.2], [0.0, 0.0]]))
     assert received["action"].untyped_storage().data_ptr() == record.untyped_storage().data_ptr()
 
     decision = decode_decision(received, LAYOUT)
     assert torch.equal(decision.chain, torch.arange(12, dtype=torch.float32).view(3, 2, 2))
-    assert (decision.step_index, decision.old_log_prob) == (1, -3.5)
+    assert decision.step_index == 1 and decision.old_token_log_prob.tolist() == [-3.5, -1.25]
     assert (decision.policy_version, decision.actor_id, decision.episode_id, decision.decision_index) == (
         7,
         2,
@@ -81,6 +82,18 @@ def test_a_non_finite_scalar_is_rejected_by_name(field: str) -> None:
     transition["complementary_info"][RECORD][RecordLayout.scalar_index(field)] = float("nan")
     with pytest.raises(PiRLTransitionError, match=rf"pi_rl.record field {field} contains NaN or inf"):
         decode_decision(transition, LAYOUT)
+
+
+def test_a_non_finite_token_log_prob_is_rejected_by_name() -> None:
+    transition = _decision()
+    transition["complementary_info"][RECORD][LAYOUT.log_probs_start + 1] = float("-inf")
+    with pytest.raises(PiRLTransitionError, match=r"field old_token_log_prob contains NaN or inf"):
+        decode_decision(transition, LAYOUT)
+
+
+def test_one_token_log_prob_per_executed_step_is_required_at_the_actor() -> None:
+    with pytest.raises(PiRLTransitionError, match=r"old_token_log_prob has 1 values, expected one per"):
+        _decision(old_token_log_prob=torch.tensor([-3.5]))
 
 
 def test_out_of_range_ids_and_step_counts_are_refused_at_the_actor() -> None:

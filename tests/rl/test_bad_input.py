@@ -35,7 +35,7 @@ def test_nan_observation_is_rejected_by_name(recipe: PiRLRecipe) -> None:
 def test_learner_drops_bad_and_oversized_messages_and_keeps_the_good(recipe: PiRLRecipe) -> None:
     good = record_episode(recipe, _states(4, 1), actor_id=0, episode_id=0)
     mixed = record_episode(recipe, _states(3, 2), actor_id=1, episode_id=0)
-    mixed[1]["complementary_info"][RECORD][RecordLayout.scalar_index("old_log_prob")] = float("inf")
+    mixed[1]["complementary_info"][RECORD][RecordLayout.scalar_index("policy_version")] = float("inf")
     large = record_episode(recipe, _states(6, 3), actor_id=2, episode_id=0)
     recipe.config.max_message_bytes = len(transitions_to_bytes(good)) + 2000  # the 6-decision episode is over
 

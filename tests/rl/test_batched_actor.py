@@ -46,7 +46,9 @@ def _rescored_log_probs(policy, decisions) -> torch.Tensor:
     batch[PI_RL_CHAIN] = torch.stack([d.chain for d in decoded])
     batch[PI_RL_STEP_INDEX] = torch.tensor([float(d.step_index) for d in decoded])
     with torch.no_grad():
-        return policy.pi_rl_outputs(batch).log_prob, torch.tensor([d.old_log_prob for d in decoded])
+        return policy.pi_rl_outputs(batch).log_prob, torch.stack(
+            [d.old_token_log_prob.sum() for d in decoded]
+        )
 
 
 @pytest.fixture

@@ -47,7 +47,7 @@ def _encoded_decisions(policy, record, obs, actions) -> list:
                 truncated=False,
                 chain=record.chain[row],
                 step_index=int(record.step_index[row]),
-                old_log_prob=float(record.log_prob[row]),
+                old_token_log_prob=record.token_log_prob[row],
                 policy_version=3,
                 actor_id=1,
                 episode_id=0,
@@ -119,7 +119,7 @@ def test_pi_rl_xvla_forward_on_decisions_received_by_learner_service(learner_ser
         {
             "pi_rl.chain": chain,
             "pi_rl.step_index": torch.tensor([float(d.step_index) for d in decisions]),
-            "pi_rl.old_log_prob": torch.tensor([d.old_log_prob for d in decisions]),
+            "pi_rl.old_token_log_prob": torch.stack([d.old_token_log_prob for d in decisions]),
             "pi_rl.old_value": policy.pi_rl_value(batch),
             PI_RL_ADVANTAGE: torch.linspace(-1.0, 1.0, DECISIONS),
             PI_RL_RETURN: torch.ones(DECISIONS),
@@ -148,7 +148,7 @@ def test_transition_without_pi_rl_keys_is_rejected_with_the_key_names() -> None:
     with pytest.raises(
         PiRLTransitionError,
         match=r"no 'pi_rl.record' in complementary_info \(keys: \['pi_rl.chain'\]\).*"
-        r"6 scalars \+ H'=1 step rewards \+ \(K\+1\)·H·D = 2·1·2 chain values = 11",
+        r"5 scalars \+ H'=1 step rewards \+ H' token log-probs \+ \(K\+1\)·H·D = 2·1·2 chain values = 11",
     ):
         decode_decision(transition, RecordLayout(2, 1, 2, executed_steps=1))
 

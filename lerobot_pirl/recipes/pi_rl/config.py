@@ -15,7 +15,9 @@ from ...flow_rl.settings import (
 )
 from ..protocol import RecipeConfig
 
-__all__ = ["NOISE_METHODS", "PiRLConfig"]
+__all__ = ["LR_SCHEDULES", "NOISE_METHODS", "PiRLConfig"]
+
+LR_SCHEDULES = ("constant", "linear")
 
 
 @dataclass
@@ -54,6 +56,9 @@ class PiRLConfig(RecipeConfig):
     """Entropy bonus coefficient (Flow-Noise only; Flow-SDE has no entropy term)."""
     value_coef: float = 1.0
     """Weight of the value loss in the total loss."""
+    ratio_granularity: str = "decision"
+    """PPO ratio per "decision" (the chunk's likelihood, the πRL paper's choice) or per "token"
+    (one clipped ratio per executed action step, each with the decision's advantage)."""
     update_epochs: int = 2
     """Passes over each rollout."""
     minibatch_size: int = 64
@@ -78,6 +83,15 @@ class PiRLConfig(RecipeConfig):
     """Learning rate of the value head."""
     noise_lr: float = 1e-4
     """Learning rate of the Flow-Noise noise head."""
+    lr_schedule: str = "constant"
+    """"constant", or "linear": after the critic warm-up every lr decays linearly from its base
+    value to ``lr_final_ratio`` × base over ``lr_decay_updates`` updates, then holds (CleanRL's
+    annealing, with a floor). It follows the checkpointed policy version, so a resumed run is on
+    the same schedule."""
+    lr_decay_updates: int = 100
+    """Updates over which the linear schedule decays (``max_updates`` is the usual choice)."""
+    lr_final_ratio: float = 0.1
+    """The linear schedule's last lr as a fraction of the base lr."""
     betas: tuple[float, float] = (0.9, 0.95)
     """AdamW betas."""
     weight_decay: float = 0.01
@@ -158,10 +172,27 @@ class PiRLConfig(RecipeConfig):
         for name in ("actor_weights_timeout_s", "actor_drain_timeout_s"):
             if not getattr(self, name) > 0:
                 problems.append(f"{name}={getattr(self, name)} (must be > 0 s)")
+        if self.lr_schedule not in LR_SCHEDULES:
+            problems.append(f"lr_schedule={self.lr_schedule!r} (accepted: {', '.join(LR_SCHEDULES)})")
+        if self.lr_decay_updates < 1:
+            problems.append(f"lr_decay_updates={self.lr_decay_updates} (must be ≥ 1)")
+        if not 0 <= self.lr_final_ratio <= 1:
+            problems.append(f"lr_final_ratio={self.lr_final_ratio} (must be in [0, 1])")
         if self.max_policy_staleness < 0:
             problems.append(f"max_policy_staleness={self.max_policy_staleness} (must be ≥ 0)")
         if problems:
             raise ValueError("invalid pi-rl algorithm config: " + "; ".join(problems))
+
+    def lr_factor(self, policy_version: int) -> float:
+        """The multiplier of every base lr at update ``policy_version`` (0-based; warm-up counts as 0).
+
+        Constant: 1. Linear: 1 at the first actor update, falling to ``lr_final_ratio`` after
+        ``lr_decay_updates`` updates.
+        """
+        if self.lr_schedule == "constant":
+            return 1.0
+        progress = min(max(policy_version - self.critic_warmup_updates, 0) / self.lr_decay_updates, 1.0)
+        return 1.0 - (1.0 - self.lr_final_ratio) * progress
 
     def sampling(self) -> PiRLSampling:
         """The sampling settings (K and H' still None where the policy's own values apply)."""

@@ -32,7 +32,7 @@ from ...flow_rl import (
 from ...policies import (
     PI_RL_ADVANTAGE,
     PI_RL_CHAIN,
-    PI_RL_OLD_LOG_PROB,
+    PI_RL_OLD_TOKEN_LOG_PROB,
     PI_RL_OLD_VALUE,
     PI_RL_RETURN,
     PI_RL_STEP_INDEX,
@@ -117,7 +117,11 @@ class PiRLRecipe:
                     "lr": self.config.noise_lr,
                 }
             )
-        self._base_lr = {group["name"]: group["lr"] for group in groups}
+        self._base_lr = {
+            "actor": self.config.actor_lr,
+            "value_head": self.config.value_lr,
+            "noise_head": self.config.noise_lr,
+        }
         self.optimizer = torch.optim.AdamW(
             groups, betas=(self.config.betas[0], self.config.betas[1]), weight_decay=self.config.weight_decay
         )
@@ -139,7 +143,9 @@ class PiRLRecipe:
             **observations,
             PI_RL_CHAIN: torch.stack([d.chain for d in rollout.decisions]).to(device),
             PI_RL_STEP_INDEX: torch.tensor([float(d.step_index) for d in rollout.decisions], device=device),
-            PI_RL_OLD_LOG_PROB: torch.tensor([d.old_log_prob for d in rollout.decisions], device=device),
+            PI_RL_OLD_TOKEN_LOG_PROB: torch.stack([d.old_token_log_prob for d in rollout.decisions]).to(
+                device
+            ),
             PI_RL_OLD_VALUE: values,
             PI_RL_ADVANTAGE: normalize_advantages(advantages),
             PI_RL_RETURN: returns,
@@ -178,14 +184,16 @@ class PiRLRecipe:
         return values, advantages, returns
 
     def _ppo_epochs(self, batch: dict[str, Tensor], size: int) -> dict[str, float]:
-        """``update_epochs`` passes of shuffled minibatches (the critic alone during warm-up;
-        stopped early once a minibatch's approx_kl passes 1.5 × ``target_kl``); mean metrics."""
+        """``update_epochs`` passes of shuffled minibatches at the scheduled lr (the critic alone
+        during warm-up; stopped early once a minibatch's approx_kl passes 1.5 × ``target_kl``);
+        mean metrics."""
         assert self.optimizer is not None
         cfg = self.config
         warming_up = self.assembler.policy_version < cfg.critic_warmup_updates
+        lr_factor = cfg.lr_factor(self.assembler.policy_version)
         for group in self.optimizer.param_groups:
             trains = not warming_up or group["name"] == "value_head"
-            group["lr"] = self._base_lr[group["name"]] if trains else 0.0
+            group["lr"] = self._base_lr[group["name"]] * lr_factor if trains else 0.0
         sums: dict[str, float] = defaultdict(float)
         steps = skipped = 0
         stopped_early = False

@@ -7,7 +7,8 @@ the H' executed env actions, ``reward`` the chunk reward (sum of step rewards), 
 
 ``complementary_info`` holds one key, ``pi_rl.record``: a flat float32 vector laid out as
 `RecordLayout` says — the scalars of `SCALAR_FIELDS`, the H' step rewards (zero-padded when
-the episode ended inside the chunk), then the flattened denoising chain x_{t0..tK}. One flat
+the episode ended inside the chunk), the behaviour policy's H' per-token log-probs (the chunk's
+is their sum), then the flattened denoising chain x_{t0..tK}. One flat
 float32 tensor of fixed size satisfies LeRobot's ``complementary_info`` rules (float32, a fixed key
 set and shapes, no 3-D tensor that a checkpoint could mistake for an image).
 
@@ -29,7 +30,6 @@ from torch import Tensor
 RECORD = "pi_rl.record"
 SCALAR_FIELDS = (
     "step_index",
-    "old_log_prob",
     "policy_version",
     "actor_id",
     "episode_id",
@@ -44,7 +44,8 @@ class PiRLTransitionError(ValueError):
 
 @dataclass(frozen=True)
 class RecordLayout:
-    """The layout of ``pi_rl.record``: `SCALAR_FIELDS`, H' step rewards, the chain (K+1, H, D_model)."""
+    """The layout of ``pi_rl.record``: `SCALAR_FIELDS`, H' step rewards, H' token log-probs, the
+    chain (K+1, H, D_model)."""
 
     num_points: int
     chunk_size: int
@@ -72,8 +73,12 @@ class RecordLayout:
         return len(SCALAR_FIELDS)
 
     @property
-    def chain_start(self) -> int:
+    def log_probs_start(self) -> int:
         return self.rewards_start + self.executed_steps
+
+    @property
+    def chain_start(self) -> int:
+        return self.log_probs_start + self.executed_steps
 
     @property
     def numel(self) -> int:
@@ -86,7 +91,8 @@ class RecordLayout:
 
     def describe(self) -> str:
         return (
-            f"{len(SCALAR_FIELDS)} scalars + H'={self.executed_steps} step rewards + (K+1)·H·D = "
+            f"{len(SCALAR_FIELDS)} scalars + H'={self.executed_steps} step rewards + H' token "
+            f"log-probs + (K+1)·H·D = "
             f"{self.num_points}·{self.chunk_size}·{self.model_action_dim} chain values = {self.numel}"
         )
 
@@ -98,7 +104,7 @@ class Decision:
     observation: dict[str, Tensor]
     chain: Tensor  # [K+1, H, D_model] float32
     step_index: int
-    old_log_prob: float
+    old_token_log_prob: Tensor  # [H'] float32, the behaviour policy's
     reward: float  # chunk reward
     terminated: bool
     truncated: bool
@@ -143,13 +149,14 @@ def encode_decision(
     truncated: bool,
     chain: Tensor,
     step_index: int,
-    old_log_prob: float,
+    old_token_log_prob: Tensor,
     policy_version: int,
     actor_id: int,
     episode_id: int,
     decision_index: int,
 ) -> Transition:
-    """Build the transition an actor sends for one decision (``step_rewards`` has ≤ H' entries)."""
+    """Build the transition an actor sends for one decision (``step_rewards`` has ≤ H' entries,
+    ``old_token_log_prob`` exactly H')."""
     ran = int(step_rewards.numel())
     if not 1 <= ran <= executed_steps:
         raise PiRLTransitionError(f"a decision executes 1..{executed_steps} env steps, got {ran}")
@@ -158,10 +165,14 @@ def encode_decision(
             f"executed_actions has {executed_actions.shape[0]} rows, "
             f"expected H'={executed_steps} (zero-padded)"
         )
+    if old_token_log_prob.numel() != executed_steps:
+        raise PiRLTransitionError(
+            f"old_token_log_prob has {old_token_log_prob.numel()} values, expected one per executed "
+            f"token (H'={executed_steps})"
+        )
     scalars = torch.tensor(
         [
             float(step_index),
-            float(old_log_prob),
             _exact_int("policy_version", policy_version),
             _exact_int("actor_id", actor_id),
             _exact_int("episode_id", episode_id),
@@ -174,7 +185,13 @@ def encode_decision(
     action = executed_actions.detach().to("cpu", torch.float32)
     # One buffer: the record, then the action (a view of the same storage, saved once).
     buffer = torch.cat(
-        [scalars, padded_rewards, chain.detach().to("cpu", torch.float32).flatten(), action.flatten()]
+        [
+            scalars,
+            padded_rewards,
+            old_token_log_prob.detach().to("cpu", torch.float32).flatten(),
+            chain.detach().to("cpu", torch.float32).flatten(),
+            action.flatten(),
+        ]
     )
     record_numel = buffer.numel() - action.numel()
     return Transition(
@@ -202,11 +219,12 @@ def decode_decision(transition: Transition, layout: RecordLayout) -> Decision:
             f"{RECORD} has {record.numel()} values, expected {layout.describe()}: actor and learner "
             "disagree on K (num_steps), chunk_size, n_action_steps or the action space"
         )
-    step_rewards = record[layout.rewards_start : layout.chain_start]
+    step_rewards = record[layout.rewards_start : layout.log_probs_start]
+    old_token_log_prob = record[layout.log_probs_start : layout.chain_start]
     chain = record[layout.chain_start :]
     if not torch.isfinite(record).all():  # one check per decision; name the field only on failure
         fields = {name: record[i : i + 1] for i, name in enumerate(SCALAR_FIELDS)}
-        fields.update(step_rewards=step_rewards, chain=chain)
+        fields.update(step_rewards=step_rewards, old_token_log_prob=old_token_log_prob, chain=chain)
         bad = next(name for name, values in fields.items() if not torch.isfinite(values).all())
         raise PiRLTransitionError(f"{RECORD} field {bad} contains NaN or inf")
     for part in ("state", "next_state"):
@@ -218,7 +236,7 @@ def decode_decision(transition: Transition, layout: RecordLayout) -> Decision:
         observation=transition["state"],
         chain=chain.view(layout.num_points, layout.chunk_size, layout.model_action_dim),
         step_index=round(scalars["step_index"]),
-        old_log_prob=scalars["old_log_prob"],
+        old_token_log_prob=old_token_log_prob,
         reward=float(step_rewards.sum()),
         terminated=bool(transition["done"]),
         truncated=bool(transition["truncated"]),
