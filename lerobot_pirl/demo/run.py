@@ -253,50 +253,24 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     learner_dir = out / "learner"
     algorithm = {**DEMO_ALGORITHM, **config.algorithm}
     env = {**DEMO_ENV, **config.env}
-    train_config = pretrained_pi_rl_config(
-        config.checkpoint,
-        learner_dir,
-        free_port(),
-        seed=config.seed,
-        env=env,
-        noise_method=config.noise_method,
-        max_env_steps=config.env_steps,
-        max_updates=10**6,
-        **algorithm,
-    )
-    # Checkpoints at every update an evaluation may want (the learner also writes its final one).
-    train_config["save_freq"] = math.gcd(config.first_eval_update, config.eval_every_updates)
     config_path = out / "train_config.json"
-    config_path.write_text(json.dumps(train_config, indent=2))
+    config_path.write_text(json.dumps(_train_config(config, learner_dir, algorithm, env), indent=2))
     max_episode_steps = int(env.get("episode_length", PickCubeEnvConfig.episode_length))
     physics_dt = float(env.get("physics_dt", PickCubeEnvConfig.physics_dt))
 
     started = time.monotonic()
-    learner = _spawn(
-        ["-m", "lerobot_pirl.runtime.learner", f"--config_path={config_path}"],
-        out / "learner.log",
-        TRAINING_NICENESS,
-    )
-    actors = [
-        _spawn(
-            ["-m", "lerobot_pirl.runtime.actor", f"--config_path={config_path}", f"--actor_id={i}"],
-            out / f"actor_{i}.log",
-            TRAINING_NICENESS,
-        )
-        for i in range(config.actors)
-    ]
+    learner, actors = _spawn_training(config, config_path, out)
     evaluator = _Evaluator(config, max_episode_steps, physics_dt, out)
+    status = {"updates": 0, "train_success": "-", "eval_success": "-"}
     start = {"update": 0, "env_steps": 0, "checkpoint": str(config.checkpoint)}
     recorded = _recorded_evaluation(config.checkpoint, config.eval_episodes, max_episode_steps, physics_dt)
-    status = {"updates": 0, "train_success": "-", "eval_success": "-"}
     if recorded is not None:  # the same deterministic evaluation, already run when it was built
         evaluator.results.append({**start, **recorded, "source": PROVENANCE_FILE, "finished_at_s": 0.0})
         status["eval_success"] = f"{recorded['success_rate']:.2f}@0"
     else:
         evaluator.submit(start)
+    schedule = _EvaluationSchedule(learner_dir, config.first_eval_update, config.eval_every_updates)
     training: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    latest_skipped: dict[str, Any] | None = None
     offset = 0
     bar = tqdm(total=config.env_steps, unit="env step", disable=not config.progress, dynamic_ncols=True)
     try:
@@ -310,32 +284,14 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
                 status["updates"] = int(last["update"])
                 if "success_rate" in last:
                     status["train_success"] = f"{last['success_rate']:.2f}"
-            for point in _new_checkpoints(learner_dir, seen):
-                update = point["update"]
-                if update == config.first_eval_update or update % config.eval_every_updates == 0:
-                    evaluator.submit(point)
-                    latest_skipped = None
-                else:
-                    latest_skipped = point
-            if learner_done and latest_skipped is not None:
-                evaluator.submit(latest_skipped)  # the final checkpoint
-                latest_skipped = None
+            for point in schedule.due(learner_done):
+                evaluator.submit(point)
             finished = evaluator.poll()
             if finished is not None:
                 status["eval_success"] = f"{finished['success_rate']:.2f}@{finished['env_steps']}"
             bar.set_postfix(status, refresh=False)
             bar.refresh()
-            if learner.poll() is not None and any(a.poll() is None for a in actors):
-                _terminate(actors)  # the learner reached its budget: stop acting
-            if learner.poll() not in (None, 0):
-                raise DemoError(
-                    f"the learner exited with code {learner.returncode}; see {out / 'learner.log'}"
-                )
-            for i, actor in enumerate(actors):
-                if learner.poll() is None and actor.poll() is not None:
-                    raise DemoError(
-                        f"actor {i} exited with code {actor.returncode}; see {out / f'actor_{i}.log'}"
-                    )
+            _supervise(learner, actors, out)
             if learner_done and not evaluator.busy:
                 break
             time.sleep(0.5)
@@ -348,6 +304,79 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     (out / "learning_curve.json").write_text(json.dumps(summary, indent=2) + "\n")
     plot_learning_curve(summary, out / "learning_curve.png")
     return summary
+
+
+def _train_config(
+    config: DemoConfig, learner_dir: Path, algorithm: dict[str, Any], env: dict[str, Any]
+) -> dict[str, Any]:
+    """The learner/actor config: the shipped checkpoint, the demo's settings, the env-step budget."""
+    train_config = pretrained_pi_rl_config(
+        config.checkpoint,
+        learner_dir,
+        free_port(),
+        seed=config.seed,
+        env=env,
+        noise_method=config.noise_method,
+        max_env_steps=config.env_steps,
+        max_updates=10**6,
+        **algorithm,
+    )
+    # Checkpoints at every update an evaluation may want (the learner also writes its final one).
+    train_config["save_freq"] = math.gcd(config.first_eval_update, config.eval_every_updates)
+    return train_config
+
+
+def _spawn_training(
+    config: DemoConfig, config_path: Path, out: Path
+) -> tuple[subprocess.Popen, list[subprocess.Popen]]:
+    """The learner and ``config.actors`` actors, niced so evaluations get a core."""
+    learner = _spawn(
+        ["-m", "lerobot_pirl.runtime.learner", f"--config_path={config_path}"],
+        out / "learner.log",
+        TRAINING_NICENESS,
+    )
+    actors = [
+        _spawn(
+            ["-m", "lerobot_pirl.runtime.actor", f"--config_path={config_path}", f"--actor_id={i}"],
+            out / f"actor_{i}.log",
+            TRAINING_NICENESS,
+        )
+        for i in range(config.actors)
+    ]
+    return learner, actors
+
+
+def _supervise(learner: subprocess.Popen, actors: list[subprocess.Popen], out: Path) -> None:
+    """Stop the actors once the learner is done; raise if any process died on its own."""
+    if learner.poll() is not None and any(a.poll() is None for a in actors):
+        _terminate(actors)  # the learner reached its budget: stop acting
+    if learner.poll() not in (None, 0):
+        raise DemoError(f"the learner exited with code {learner.returncode}; see {out / 'learner.log'}")
+    for i, actor in enumerate(actors):
+        if learner.poll() is None and actor.poll() is not None:
+            raise DemoError(f"actor {i} exited with code {actor.returncode}; see {out / f'actor_{i}.log'}")
+
+
+class _EvaluationSchedule:
+    """Which new learner checkpoints to evaluate: ``first`` update, every ``every``-th, the final."""
+
+    def __init__(self, learner_dir: Path, first: int, every: int) -> None:
+        self.learner_dir, self.first, self.every = learner_dir, first, every
+        self.seen: set[str] = set()
+        self.latest_skipped: dict[str, Any] | None = None
+
+    def due(self, learner_done: bool) -> list[dict[str, Any]]:
+        points = []
+        for point in _new_checkpoints(self.learner_dir, self.seen):
+            if point["update"] == self.first or point["update"] % self.every == 0:
+                points.append(point)
+                self.latest_skipped = None
+            else:
+                self.latest_skipped = point
+        if learner_done and self.latest_skipped is not None:
+            points.append(self.latest_skipped)  # the final checkpoint
+            self.latest_skipped = None
+        return points
 
 
 def summarize(

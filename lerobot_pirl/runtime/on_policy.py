@@ -55,97 +55,129 @@ METRICS_FILE = "metrics.jsonl"
 
 
 def run_on_policy_learner(cfg: seam.RecipeTrainConfig) -> None:
+    """Validate the config, build the recipe, serve LeRobot's gRPC ``LearnerService``, train until
+    ``max_updates`` / ``max_env_steps`` / a signal, then stop the server and log the final counts."""
     cfg.validate()
     require_env_factory(cfg.env)
-    algo_cfg = cfg.algorithm
     output_dir = Path(cfg.output_dir)
     (output_dir / "logs").mkdir(parents=True, exist_ok=True)
     init_logging(log_file=str(output_dir / "logs" / "learner.log"))
     set_seed(cfg.seed)
-    if algo_cfg.torch_threads is not None:
-        torch.set_num_threads(algo_cfg.torch_threads)
+    if cfg.algorithm.torch_threads is not None:
+        torch.set_num_threads(cfg.algorithm.torch_threads)
     shutdown = ProcessSignalHandler(use_threads=True).shutdown_event
-
-    checkpoint_dir = output_dir / CHECKPOINTS_DIR / LAST_CHECKPOINT_LINK
-    if cfg.resume:
-        _check_checkpoint(checkpoint_dir)
-        cfg.policy.pretrained_path = checkpoint_dir / PRETRAINED_MODEL_DIR  # LeRobot loads it
-    policy = make_policy(cfg=cfg.policy, env_cfg=cfg.env)
-    # The policy's own processors (from its checkpoint): saved with every checkpoint so LeRobot's
-    # loaders can use it. The learner re-scores observations as the actors preprocessed them.
-    io = PolicyIO.for_policy(cfg.policy, cfg.env)
-    algorithm = make_algorithm(cfg=algo_cfg, policy=policy)
-    recipe = algorithm.recipe  # type: ignore[attr-defined]
-    optimizers = algorithm.make_optimizers_and_scheduler()
-    if cfg.resume:
-        restore_checkpoint(checkpoint_dir, optimizers, algorithm)
-        logging.info(f"{LOG_PREFIX} resumed from {checkpoint_dir} at update {algorithm.optimization_step}")
-    wandb = WandBLogger(cfg) if cfg.wandb.enable and cfg.wandb.project else None
-
-    transitions: Queue = Queue()
-    interactions: Queue = Queue()
-    weights = seam.LatestWeights()
-    server = seam.start_learner_server(
-        algo_cfg.learner_host,
-        algo_cfg.learner_port,
-        shutdown_event=shutdown,
-        weights=weights,
-        transition_queue=transitions,
-        interaction_queue=interactions,
-        queue_get_timeout=algo_cfg.queue_get_timeout,
-    )
-    logging.info(f"{LOG_PREFIX} serving on {algo_cfg.learner_host}:{algo_cfg.learner_port}")
-    weights.publish(state_to_bytes(algorithm.get_weights()))
-
-    rejected = 0
-    env_steps_total = _restored_env_steps(checkpoint_dir) if cfg.resume else 0
-    episodes: list[dict[str, Any]] = []
-    metrics_file = output_dir / "logs" / METRICS_FILE
-    started_at = time.monotonic()
+    learner = _OnPolicyLearner(cfg)
+    server = learner.serve(shutdown)
     try:
-        while not shutdown.is_set() and algorithm.optimization_step < algo_cfg.max_updates:
-            rejected += _drain_transitions(transitions, recipe)
-            episodes.extend(_drain_interactions(interactions))
-            if not recipe.rollout_ready():
-                time.sleep(0.01)
-                continue
-            started = time.perf_counter()
-            stats = algorithm.update(iter([recipe.take_rollout()]))
-            step = algorithm.optimization_step
-            if step % algo_cfg.push_every_updates == 0:
-                weights.publish(state_to_bytes(algorithm.get_weights()))
-            log = stats.to_log_dict()
-            log.update(_episode_summary(episodes))
-            env_steps_total += sum(int(m.get("episode_env_steps", 0)) for m in episodes)
-            log["env_steps_total"] = float(env_steps_total)
-            log["rejected_transitions_total"] = float(rejected)
-            log["update_seconds"] = time.perf_counter() - started
-            episodes.clear()
-            with metrics_file.open("a") as f:
-                f.write(json.dumps({"update": step, "wall_s": time.monotonic() - started_at, **log}) + "\n")
-            if wandb is not None:
-                wandb.log_dict(log, step=step, mode="train")
-            last = step == algo_cfg.max_updates or (
-                algo_cfg.max_env_steps is not None and env_steps_total >= algo_cfg.max_env_steps
-            )
-            if step % max(cfg.log_freq, 1) == 0 or last:
-                values = " ".join(f"{k}={v:.5g}" for k, v in sorted(log.items()))
-                logging.info(f"{LOG_PREFIX} update {step}: {values}")
-            if cfg.save_checkpoint and (step % max(cfg.save_freq, 1) == 0 or last):
-                save_run_checkpoint(cfg, step, policy, optimizers, algorithm, log, io=io)
-            if last:
-                break
+        learner.train(shutdown)
     finally:
         shutdown.set()
         server.stop(grace=2).wait(timeout=10)
-        rejected += _drain_transitions(transitions, recipe, to_the_end=True)
-        for q in (transitions, interactions):
+        learner.close()
+
+
+class _OnPolicyLearner:
+    """The recipe, its LeRobot algorithm wrapper and optimizers, the queues the gRPC service fills,
+    and the per-update bookkeeping (env steps, rejected transitions, episode summaries)."""
+
+    def __init__(self, cfg: seam.RecipeTrainConfig) -> None:
+        self.cfg = cfg
+        self.checkpoint_dir = Path(cfg.output_dir) / CHECKPOINTS_DIR / LAST_CHECKPOINT_LINK
+        if cfg.resume:
+            _check_checkpoint(self.checkpoint_dir)
+            cfg.policy.pretrained_path = self.checkpoint_dir / PRETRAINED_MODEL_DIR  # LeRobot loads it
+        self.policy = make_policy(cfg=cfg.policy, env_cfg=cfg.env)
+        # The policy's own processors (from its checkpoint): saved with every checkpoint so
+        # LeRobot's loaders can use it. The learner re-scores observations as the actors
+        # preprocessed them.
+        self.io = PolicyIO.for_policy(cfg.policy, cfg.env)
+        self.algorithm = make_algorithm(cfg=cfg.algorithm, policy=self.policy)
+        self.recipe = self.algorithm.recipe  # type: ignore[attr-defined]
+        self.optimizers = self.algorithm.make_optimizers_and_scheduler()
+        if cfg.resume:
+            restore_checkpoint(self.checkpoint_dir, self.optimizers, self.algorithm)
+            step = self.algorithm.optimization_step
+            logging.info(f"{LOG_PREFIX} resumed from {self.checkpoint_dir} at update {step}")
+        self.wandb = WandBLogger(cfg) if cfg.wandb.enable and cfg.wandb.project else None
+        self.transitions: Queue = Queue()
+        self.interactions: Queue = Queue()
+        self.weights = seam.LatestWeights()
+        self.rejected = 0
+        self.env_steps_total = _restored_env_steps(self.checkpoint_dir) if cfg.resume else 0
+        self.episodes: list[dict[str, Any]] = []
+        self.metrics_file = Path(cfg.output_dir) / "logs" / METRICS_FILE
+        self.started_at = time.monotonic()
+
+    def serve(self, shutdown: Any) -> Any:
+        """Start the gRPC service and publish the initial weights; returns the server."""
+        algo_cfg = self.cfg.algorithm
+        server = seam.start_learner_server(
+            algo_cfg.learner_host,
+            algo_cfg.learner_port,
+            shutdown_event=shutdown,
+            weights=self.weights,
+            transition_queue=self.transitions,
+            interaction_queue=self.interactions,
+            queue_get_timeout=algo_cfg.queue_get_timeout,
+        )
+        logging.info(f"{LOG_PREFIX} serving on {algo_cfg.learner_host}:{algo_cfg.learner_port}")
+        self.weights.publish(state_to_bytes(self.algorithm.get_weights()))
+        return server
+
+    def train(self, shutdown: Any) -> None:
+        """Ingest what arrives and update whenever a rollout is complete; never blocks on data."""
+        while not shutdown.is_set() and self.algorithm.optimization_step < self.cfg.algorithm.max_updates:
+            self.rejected += _drain_transitions(self.transitions, self.recipe)
+            self.episodes.extend(_drain_interactions(self.interactions))
+            if not self.recipe.rollout_ready():
+                time.sleep(0.01)
+                continue
+            if self._update():
+                break
+
+    def _update(self) -> bool:
+        """One update on the ready rollout, then push, log and checkpoint; True after the last."""
+        cfg, algo_cfg = self.cfg, self.cfg.algorithm
+        started = time.perf_counter()
+        stats = self.algorithm.update(iter([self.recipe.take_rollout()]))
+        step = self.algorithm.optimization_step
+        if step % algo_cfg.push_every_updates == 0:
+            self.weights.publish(state_to_bytes(self.algorithm.get_weights()))
+        log = stats.to_log_dict()
+        log.update(_episode_summary(self.episodes))
+        self.env_steps_total += sum(int(m.get("episode_env_steps", 0)) for m in self.episodes)
+        self.episodes.clear()
+        log["env_steps_total"] = float(self.env_steps_total)
+        log["rejected_transitions_total"] = float(self.rejected)
+        log["update_seconds"] = time.perf_counter() - started
+        last = step == algo_cfg.max_updates or (
+            algo_cfg.max_env_steps is not None and self.env_steps_total >= algo_cfg.max_env_steps
+        )
+        self._log(step, log, to_console=step % max(cfg.log_freq, 1) == 0 or last)
+        if cfg.save_checkpoint and (step % max(cfg.save_freq, 1) == 0 or last):
+            save_run_checkpoint(cfg, step, self.policy, self.optimizers, self.algorithm, log, io=self.io)
+        return last
+
+    def _log(self, step: int, log: dict[str, float], *, to_console: bool) -> None:
+        with self.metrics_file.open("a") as f:
+            f.write(json.dumps({"update": step, "wall_s": time.monotonic() - self.started_at, **log}) + "\n")
+        if self.wandb is not None:
+            self.wandb.log_dict(log, step=step, mode="train")
+        if to_console:
+            values = " ".join(f"{k}={v:.5g}" for k, v in sorted(log.items()))
+            logging.info(f"{LOG_PREFIX} update {step}: {values}")
+
+    def close(self) -> None:
+        """After the server stopped: ingest what it had queued (so the final counts cover all that
+        arrived) and log them."""
+        self.rejected += _drain_transitions(self.transitions, self.recipe, to_the_end=True)
+        for q in (self.transitions, self.interactions):
             q.cancel_join_thread()
-        assembler = recipe.assembler
+        assembler = self.recipe.assembler
         logging.info(
-            f"{LOG_PREFIX} stopped after {algorithm.optimization_step} updates: "
+            f"{LOG_PREFIX} stopped after {self.algorithm.optimization_step} updates: "
             f"received={assembler.received} consumed={assembler.consumed} "
-            f"dropped_stale={assembler.dropped_stale} pending={assembler.pending()} rejected={rejected}"
+            f"dropped_stale={assembler.dropped_stale} pending={assembler.pending()} rejected={self.rejected}"
         )
 
 

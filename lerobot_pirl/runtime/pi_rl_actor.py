@@ -38,24 +38,15 @@ LOG_PREFIX = "[PI-RL ACTOR]"
 
 
 def run_pi_rl_actor(cfg: seam.RecipeTrainConfig, actor_id: int) -> dict[str, int]:
-    """Run episodes until shutdown; returns the actor's counters (episodes, decisions sent, env steps)."""
+    """Run episodes until shutdown; returns the actor's counters (episodes and decisions queued and
+    delivered, env steps, weight loads)."""
     seam.validate_for_actor(cfg)
     algo_cfg = cfg.algorithm
     set_seed(cfg.seed + 7919 * (actor_id + 1))
     if algo_cfg.torch_threads is not None:
         torch.set_num_threads(algo_cfg.torch_threads)
     init_logging()
-    # Policy, processors and envs first: a config that cannot run fails before anything connects.
-    policy = make_policy(cfg=cfg.policy, env_cfg=cfg.env)
-    recipe = make_algorithm(cfg=algo_cfg, policy=policy).recipe  # type: ignore[attr-defined]
-    io = PolicyIO.for_policy(cfg.policy, cfg.env)
-    envs = make_envs(cfg.env, algo_cfg.envs_per_actor)
-    try:
-        check_env_feeds_policy(envs[0], io, recipe.policy, seed=cfg.seed, env_type=cfg.env.type)
-    except BaseException:
-        for env in envs:
-            env.close()
-        raise
+    recipe, io, envs = _build_actor_parts(cfg)  # a config that cannot run fails before connecting
     shutdown = ProcessSignalHandler(use_threads=True).shutdown_event
     link = seam.connect_actor(
         algo_cfg.learner_host, algo_cfg.learner_port, shutdown, algo_cfg.queue_get_timeout
@@ -66,45 +57,88 @@ def run_pi_rl_actor(cfg: seam.RecipeTrainConfig, actor_id: int) -> dict[str, int
     log_dir.mkdir(parents=True, exist_ok=True)
     init_logging(log_file=str(log_dir / f"actor_{actor_id}.log"))
 
-    counters = {
-        "episodes_queued": 0,
-        "decisions_queued": 0,
-        "episodes_delivered": 0,
-        "decisions_delivered": 0,
-        "env_steps": 0,
-        "weights_loaded": 0,
-    }
-    undelivered: deque[int] = deque()  # decisions per queued, not yet delivered episode, in order
-    started = time.perf_counter()
+    sender = _EpisodeSender(link, actor_id, algo_cfg.max_message_bytes)
+    try:
+        if not _load_weights(link, recipe, shutdown, block=True, timeout=algo_cfg.actor_weights_timeout_s):
+            raise TimeoutError(f"no weights from the learner within {algo_cfg.actor_weights_timeout_s}s")
+        sender.counters["weights_loaded"] += 1
+        seeds = [cfg.seed + actor_id + ENV_SEED_STRIDE * index for index in range(len(envs))]
+        runner = BatchedEpisodes(envs, io, recipe, actor_id, seeds=seeds)
+        while not shutdown.is_set():
+            if runner.wants_weights() and _load_weights(
+                link, recipe, shutdown, block=False, before_load=runner.freeze_live_episodes
+            ):
+                sender.counters["weights_loaded"] += 1
+            for episode in runner.step():
+                sender.send(episode)
+    finally:
+        shutdown.set()
+        sender.close(algo_cfg.actor_drain_timeout_s)
+        for env in envs:
+            env.close()
+        logging.info(f"{LOG_PREFIX} actor {actor_id} stopped: {sender.counters}")
+    return sender.counters
 
-    def count_delivered() -> None:
-        """Episodes handed to the gRPC call (``ActorLink.transitions_handed_over``), in order."""
-        while counters["episodes_delivered"] < link.transitions_handed_over:
-            counters["episodes_delivered"] += 1
-            counters["decisions_delivered"] += undelivered.popleft()
 
-    def send(episode: _Episode) -> None:
+def _build_actor_parts(cfg: seam.RecipeTrainConfig) -> tuple[Any, PolicyIO, list[Any]]:
+    """The recipe (with its policy), the checkpoint's processors and the envs, checked to fit."""
+    policy = make_policy(cfg=cfg.policy, env_cfg=cfg.env)
+    recipe = make_algorithm(cfg=cfg.algorithm, policy=policy).recipe  # type: ignore[attr-defined]
+    io = PolicyIO.for_policy(cfg.policy, cfg.env)
+    envs = make_envs(cfg.env, cfg.algorithm.envs_per_actor)
+    try:
+        check_env_feeds_policy(envs[0], io, recipe.policy, seed=cfg.seed, env_type=cfg.env.type)
+    except BaseException:
+        for env in envs:
+            env.close()
+        raise
+    return recipe, io, envs
+
+
+class _EpisodeSender:
+    """Queues finished episodes for the gRPC sender threads and keeps the delivery accounting.
+
+    *Queued* counts what this process put on the sender queue; *delivered* counts what the gRPC
+    call has taken (``ActorLink.transitions_handed_over``), in queue order. A SIGKILL can lose the
+    queued-but-undelivered tail; ``close`` waits (bounded) until that tail is empty.
+    """
+
+    def __init__(self, link: seam.ActorLink, actor_id: int, max_message_bytes: int) -> None:
+        self.link, self.actor_id, self.max_message_bytes = link, actor_id, max_message_bytes
+        self.counters = {
+            "episodes_queued": 0,
+            "decisions_queued": 0,
+            "episodes_delivered": 0,
+            "decisions_delivered": 0,
+            "env_steps": 0,
+            "weights_loaded": 0,
+        }
+        self._undelivered: deque[int] = deque()  # decisions per queued, undelivered episode
+        self._started = time.perf_counter()
+
+    def send(self, episode: _Episode) -> None:
         payload = transitions_to_bytes(episode.decisions)
-        if len(payload) > algo_cfg.max_message_bytes:
+        if len(payload) > self.max_message_bytes:
             raise seam.InvalidConfigError(
                 f"an episode serialises to {len(payload)} bytes, above algorithm.max_message_bytes="
-                f"{algo_cfg.max_message_bytes}; raise the limit or shorten env.episode_length"
+                f"{self.max_message_bytes}; raise the limit or shorten env.episode_length"
             )
-        link.transitions.put(payload)
-        undelivered.append(len(episode.decisions))
+        counters = self.counters
+        self.link.transitions.put(payload)
+        self._undelivered.append(len(episode.decisions))
         counters["episodes_queued"] += 1
         counters["decisions_queued"] += len(episode.decisions)
         counters["env_steps"] += episode.env_steps
-        count_delivered()
-        elapsed = time.perf_counter() - started
-        link.interactions.put(
+        self._count_delivered()
+        elapsed = time.perf_counter() - self._started
+        self.link.interactions.put(
             python_object_to_bytes(
                 {
                     "Episodic reward": episode.total_reward,
                     "Interaction step": counters["env_steps"],
                     "episode_env_steps": episode.env_steps,
                     "success": float(episode.success),
-                    "actor_id": actor_id,
+                    "actor_id": self.actor_id,
                     "policy_version": episode.policy_version,
                     "decisions": len(episode.decisions),
                     "env_steps_per_s": counters["env_steps"] / elapsed,
@@ -113,39 +147,29 @@ def run_pi_rl_actor(cfg: seam.RecipeTrainConfig, actor_id: int) -> dict[str, int
             )
         )
         logging.info(
-            f"{LOG_PREFIX} actor {actor_id} episode {counters['episodes_queued']}: "
+            f"{LOG_PREFIX} actor {self.actor_id} episode {counters['episodes_queued']}: "
             f"return={episode.total_reward:.3f} success={episode.success} "
             f"version={episode.policy_version} decisions_queued_total={counters['decisions_queued']} "
             f"decisions_delivered_total={counters['decisions_delivered']} "
             f"env_steps_total={counters['env_steps']} env_steps_per_s={counters['env_steps'] / elapsed:.1f}"
         )
 
-    try:
-        if not _load_weights(link, recipe, shutdown, block=True, timeout=algo_cfg.actor_weights_timeout_s):
-            raise TimeoutError(f"no weights from the learner within {algo_cfg.actor_weights_timeout_s}s")
-        counters["weights_loaded"] += 1
-        seeds = [cfg.seed + actor_id + ENV_SEED_STRIDE * index for index in range(len(envs))]
-        runner = BatchedEpisodes(envs, io, recipe, actor_id, seeds=seeds)
-        while not shutdown.is_set():
-            if runner.wants_weights() and _load_weights(
-                link, recipe, shutdown, block=False, before_load=runner.freeze_live_episodes
-            ):
-                counters["weights_loaded"] += 1
-            for episode in runner.step():
-                send(episode)
-    finally:
-        shutdown.set()
-        _drain(link, episodes=counters["episodes_queued"], timeout=algo_cfg.actor_drain_timeout_s)
+    def close(self, drain_timeout: float) -> None:
+        """Let gRPC take what is queued (at most ``drain_timeout`` s), stop the senders, and make
+        the delivered counts final."""
+        link = self.link
+        _drain(link, episodes=self.counters["episodes_queued"], timeout=drain_timeout)
         link.stop_senders()
         for thread in link.sender_threads:  # they end once they see the stop: the count is final
             thread.join(timeout=5.0)
-        count_delivered()
-        for env in envs:
-            env.close()
+        self._count_delivered()
         for q in (link.parameters, link.transitions, link.interactions):
             q.cancel_join_thread()
-        logging.info(f"{LOG_PREFIX} actor {actor_id} stopped: {counters}")
-    return counters
+
+    def _count_delivered(self) -> None:
+        while self.counters["episodes_delivered"] < self.link.transitions_handed_over:
+            self.counters["episodes_delivered"] += 1
+            self.counters["decisions_delivered"] += self._undelivered.popleft()
 
 
 ENV_SEED_STRIDE = 1009
