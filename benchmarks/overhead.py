@@ -1,4 +1,4 @@
-"""What lerobot-pirl costs on top of stock LeRobot and of a hand-written floor (issue 7).
+"""What lerobot-pirl costs on top of stock LeRobot and of a hand-written floor.
 
 Four comparisons, each measured side by side in one process, interleaved A/B/A/B (the order flips
 every repetition) so that load from other processes hits every variant alike. Reported: the
