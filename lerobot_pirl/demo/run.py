@@ -251,7 +251,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     out = config.output_dir
     out.mkdir(parents=True, exist_ok=True)
     learner_dir = out / "learner"
-    algorithm = {**DEMO_ALGORITHM, **config.algorithm}
+    algorithm = {**DEMO_ALGORITHM, "max_actors": config.actors, **config.algorithm}
     env = {**DEMO_ENV, **config.env}
     config_path = out / "train_config.json"
     config_path.write_text(json.dumps(_train_config(config, learner_dir, algorithm, env), indent=2))

@@ -119,6 +119,7 @@ class _OnPolicyLearner:
             transition_queue=self.transitions,
             interaction_queue=self.interactions,
             queue_get_timeout=algo_cfg.queue_get_timeout,
+            max_actors=algo_cfg.max_actors,
         )
         logging.info(f"{LOG_PREFIX} serving on {algo_cfg.learner_host}:{algo_cfg.learner_port}")
         self.weights.publish(state_to_bytes(self.algorithm.get_weights()))

@@ -418,6 +418,8 @@ def _load_weights(
     """
     deadline = time.monotonic() + timeout
     while True:
+        if link.refusal is not None:
+            raise seam.LearnerRefusedError(link.refusal)
         payload = get_last_item_from_queue(link.parameters, block=False)
         if payload is not None:
             if before_load is not None:

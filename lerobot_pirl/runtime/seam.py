@@ -17,6 +17,7 @@ pins each point so a LeRobot upgrade breaks loudly here and nowhere else:
 import logging
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -150,6 +151,37 @@ class LatestWeights:
             return version, None
 
 
+SPARE_RPC_WORKERS = 4
+"""gRPC workers beyond the three per admitted actor: ``Ready`` calls and refusals never wait."""
+
+
+class _Admission:
+    """A count of open parameter streams, bounded by ``limit``."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.open = limit, 0
+        self._lock = threading.Lock()
+
+    @property
+    def full(self) -> bool:
+        return self.open >= self.limit
+
+    def admit(self) -> bool:
+        with self._lock:
+            if self.open >= self.limit:
+                return False
+            self.open += 1
+            return True
+
+    def release(self) -> None:
+        with self._lock:
+            self.open -= 1
+
+
+class LearnerRefusedError(RecipeError, ConnectionError):
+    """The learner answered but will not serve this actor; the message says why and what to change."""
+
+
 def start_learner_server(
     host: str,
     port: int,
@@ -159,13 +191,18 @@ def start_learner_server(
     transition_queue: Any,
     interaction_queue: Any,
     queue_get_timeout: float,
-    max_actors: int = 4,
+    max_actors: int,
 ) -> Any:
     """LeRobot's gRPC ``LearnerService`` on ``host:port``, pushing every weight update to every actor.
 
     Stock ``StreamParameters`` drains one shared queue, so with several actors each push reaches only
     one of them; the subclass below serves the latest weights to each stream instead. Each actor
-    holds three streams (parameters, transitions, interactions); the pool fits ``max_actors``.
+    holds three streams (parameters, transitions, interactions). The worker pool fits
+    ``max_actors`` of them plus spares, and gRPC refuses RPCs beyond the pool
+    (``maximum_concurrent_rpcs``) instead of queueing them. An actor's parameter stream is its
+    admission: once ``max_actors`` are open, ``Ready`` and further parameter streams are refused
+    with RESOURCE_EXHAUSTED and a message naming ``algorithm.max_actors``; a stream's slot is
+    released when its RPC ends (the actor stopped, died or disconnected).
     """
     import grpc
     from lerobot.rl.learner_service import LearnerService
@@ -173,10 +210,24 @@ def start_learner_server(
     from lerobot.transport.utils import MAX_MESSAGE_SIZE, send_bytes_in_chunks
     from torch.multiprocessing import Queue
 
+    admission = _Admission(max_actors)
+    refusal = (
+        f"the learner at {host}:{port} already serves algorithm.max_actors={max_actors} actors; "
+        "raise max_actors in the learner's config or stop an actor"
+    )
+
     class BroadcastLearnerService(LearnerService):
+        def Ready(self, request: Any, context: Any) -> Any:  # noqa: N802 - gRPC name
+            if admission.full:  # a hint only: the parameter stream is the real admission
+                context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, refusal)
+            return services_pb2.Empty()
+
         def StreamParameters(self, request: Any, context: Any) -> Any:  # noqa: N802 - gRPC name
+            if not admission.admit():
+                context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, refusal)
+            context.add_callback(admission.release)  # runs once, when the RPC ends for any reason
             sent = -1
-            while not self.shutdown_event.is_set():
+            while not self.shutdown_event.is_set() and context.is_active():
                 version, payload = weights.newer_than(sent, timeout=self.queue_get_timeout)
                 if payload is None:
                     continue
@@ -192,12 +243,14 @@ def start_learner_server(
         interaction_message_queue=interaction_queue,
         queue_get_timeout=queue_get_timeout,
     )
+    workers = 3 * max_actors + SPARE_RPC_WORKERS
     server = grpc.server(
-        ThreadPoolExecutor(max_workers=3 * max_actors),
+        ThreadPoolExecutor(max_workers=workers),
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_SIZE),
             ("grpc.max_send_message_length", MAX_MESSAGE_SIZE),
         ],
+        maximum_concurrent_rpcs=workers,
     )
     services_pb2_grpc.add_LearnerServiceServicer_to_server(service, server)
     if server.add_insecure_port(f"{host}:{port}") == 0:
@@ -225,6 +278,8 @@ class ActorLink:
     threads: list[Any]
     senders_stop: Any
     transitions_handed_over: int = 0
+    refusal: str | None = None
+    """Set when the learner refused this actor's parameter stream (e.g. ``max_actors`` reached)."""
 
     @property
     def sender_threads(self) -> list[Any]:
@@ -245,18 +300,24 @@ def connect_actor(
     """
     import threading
 
+    import grpc
     from lerobot.rl import actor as stock_actor
     from lerobot.transport import services_pb2
     from lerobot.transport.utils import receive_bytes_in_chunks
     from torch.multiprocessing import Queue
 
     stub, _channel = stock_actor.learner_service_client(host=host, port=port)
-    if not stock_actor.establish_learner_connection(stub, shutdown_event, attempts=attempts):
-        raise ConnectionError(f"no learner answered at {host}:{port} after {attempts} attempts")
+    _await_learner(stub, shutdown_event, attempts, f"{host}:{port}")
     link = ActorLink(Queue(), Queue(), Queue(), [], senders_stop=threading.Event())
 
     def receive() -> None:
-        receive_bytes_in_chunks(stub.StreamParameters(services_pb2.Empty()), link.parameters, shutdown_event)
+        try:
+            stream = stub.StreamParameters(services_pb2.Empty())
+            receive_bytes_in_chunks(stream, link.parameters, shutdown_event)
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                link.refusal = exc.details()
+            raise
 
     def count_handed_over(messages: Any) -> Any:
         last_chunk = False
@@ -285,6 +346,30 @@ def connect_actor(
         thread.start()
         link.threads.append(thread)
     return link
+
+
+def _await_learner(stub: Any, shutdown_event: Any, attempts: int, address: str) -> None:
+    """LeRobot's ``Ready`` handshake, retried while the learner is not up yet; a refusal
+    (RESOURCE_EXHAUSTED: the learner is at ``max_actors``) raises at once with the learner's reason.
+
+    LeRobot's ``establish_learner_connection`` retries every error alike, so a refused actor would
+    wait out all its attempts and report only that no learner answered.
+    """
+    import grpc
+    from lerobot.transport import services_pb2
+
+    for _ in range(attempts):
+        if shutdown_event.is_set():
+            raise ConnectionError(f"shut down while waiting for the learner at {address}")
+        try:
+            stub.Ready(services_pb2.Empty())
+            return
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                raise LearnerRefusedError(exc.details()) from None
+            logging.info(f"[ACTOR] waiting for the learner at {address}: {exc.code()}")
+            time.sleep(2)
+    raise ConnectionError(f"no learner answered at {address} after {attempts} attempts")
 
 
 def _ignore_rpc_shutdown(target: Any) -> Any:

@@ -346,6 +346,7 @@ def test_new_algorithm_fields_are_validated() -> None:
             lr_schedule="cosine",
             lr_decay_updates=0,
             lr_final_ratio=1.5,
+            max_actors=0,
         ).validate()
     message = str(err.value)
     for text in (
@@ -355,6 +356,7 @@ def test_new_algorithm_fields_are_validated() -> None:
         "lr_schedule='cosine' (accepted: constant, linear)",
         "lr_decay_updates=0 (must be ≥ 1)",
         "lr_final_ratio=1.5 (must be in [0, 1])",
+        "max_actors=0 (must be ≥ 1)",
     ):
         assert text in message
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import queue
 import threading
+import time
 
 import pytest
 import torch
@@ -18,7 +19,7 @@ from helpers.grpc_client import LearnerClient
 from helpers.xvla_batches import EXECUTED, make_pi_rl_policy, observations
 from lerobot.rl.learner import start_learner
 from lerobot.rl.train_rl import TrainRLServerPipelineConfig
-from lerobot.transport.utils import bytes_to_transitions
+from lerobot.transport.utils import bytes_to_transitions, transitions_to_bytes
 from torch.multiprocessing import Event, Queue
 
 from lerobot_pirl.policies import PI_RL_ADVANTAGE, PI_RL_RETURN
@@ -183,6 +184,7 @@ def test_every_actor_receives_every_weight_push() -> None:
         transition_queue=Queue(),
         interaction_queue=Queue(),
         queue_get_timeout=0.1,
+        max_actors=2,
     )
     clients = [LearnerClient(port) for _ in range(2)]
     try:
@@ -198,3 +200,134 @@ def test_every_actor_receives_every_weight_push() -> None:
             client.close()
         shutdown.set()
         server.stop(grace=1).wait(timeout=10)
+
+
+def _serve(max_actors: int):
+    import threading as _threading
+
+    from lerobot_pirl.runtime import seam
+
+    port, shutdown, weights = free_port(), _threading.Event(), seam.LatestWeights()
+    transitions: Queue = Queue()
+    server = seam.start_learner_server(
+        "127.0.0.1",
+        port,
+        shutdown_event=shutdown,
+        weights=weights,
+        transition_queue=transitions,
+        interaction_queue=Queue(),
+        queue_get_timeout=0.1,
+        max_actors=max_actors,
+    )
+    return port, shutdown, weights, transitions, server
+
+
+def _raw_parameter_stream(port: int):
+    """A parameter stream on its own channel: (channel, call, first message or the RpcError).
+
+    Keep the call referenced while the stream should stay open: gRPC cancels a collected call."""
+    import grpc
+    from lerobot.transport import services_pb2, services_pb2_grpc
+    from lerobot.transport.utils import grpc_channel_options
+
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}", grpc_channel_options())
+    stream = services_pb2_grpc.LearnerServiceStub(channel).StreamParameters(services_pb2.Empty())
+    try:
+        return channel, stream, next(stream)
+    except grpc.RpcError as exc:
+        return channel, stream, exc
+
+
+@pytest.mark.timeout(180)
+def test_eight_actors_get_every_push_and_deliver_everything_and_a_ninth_is_refused() -> None:
+    """Eight actors, each with the actor's own three streams (``seam.connect_actor``), at the
+    configured maximum: all are served every push and every episode they send arrives. A ninth is
+    refused at its handshake with an error naming ``max_actors``, and a parameter stream opened
+    past the handshake is refused too (RESOURCE_EXHAUSTED), never left waiting."""
+    import threading as _threading
+
+    import grpc
+    from lerobot.transport.utils import bytes_to_state_dict, state_to_bytes
+
+    from lerobot_pirl.runtime import seam
+
+    actors, episodes_each = 8, 2
+    port, shutdown, weights, received, server = _serve(max_actors=actors)
+    stops = [_threading.Event() for _ in range(actors)]
+    channel, links = None, []
+    try:
+        links = [seam.connect_actor("127.0.0.1", port, stop, 0.1, attempts=5) for stop in stops]
+        for version in range(3):
+            weights.publish(state_to_bytes({"w": torch.full((2,), float(version))}))
+            for link in links:  # each push reaches every actor (bounded wait)
+                assert float(bytes_to_state_dict(link.parameters.get(timeout=30))["w"][0]) == version
+        for actor_id, link in enumerate(links):
+            for episode in range(episodes_each):
+                marker = float(100 * actor_id + episode)
+                link.transitions.put(transitions_to_bytes([_marked_transition(marker)]))
+        payloads = [received.get(timeout=30) for _ in range(actors * episodes_each)]
+        markers = sorted(bytes_to_transitions(p)[0]["reward"] for p in payloads)
+        assert markers == sorted(float(100 * a + e) for a in range(actors) for e in range(episodes_each))
+
+        with pytest.raises(seam.LearnerRefusedError, match=r"already serves algorithm.max_actors=8 actors"):
+            seam.connect_actor("127.0.0.1", port, _threading.Event(), 0.1, attempts=5)
+        channel, _, refused = _raw_parameter_stream(port)
+        assert isinstance(refused, grpc.RpcError)
+        assert refused.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "max_actors=8" in refused.details()
+    finally:
+        if channel is not None:
+            channel.close()
+        for stop in stops:
+            stop.set()
+        for link in links:
+            link.stop_senders()
+        shutdown.set()
+        server.stop(grace=1).wait(timeout=10)
+        for link in links:
+            for thread in link.threads:
+                thread.join(timeout=10)
+            for q in (link.parameters, link.transitions, link.interactions):
+                q.cancel_join_thread()
+        received.cancel_join_thread()
+
+
+@pytest.mark.timeout(120)
+def test_an_actor_slot_is_released_when_its_stream_ends() -> None:
+    import grpc
+    from lerobot.transport.utils import state_to_bytes
+
+    port, shutdown, weights, _, server = _serve(max_actors=1)
+    weights.publish(state_to_bytes({"w": torch.zeros(1)}))
+    try:
+        first, _first_call, message = _raw_parameter_stream(port)
+        assert not isinstance(message, grpc.RpcError)  # admitted: it got the weights
+        second, _, refused = _raw_parameter_stream(port)
+        second.close()
+        assert isinstance(refused, grpc.RpcError) and refused.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        first.close()  # the actor goes away: its slot frees once the server sees the RPC end
+        deadline = time.monotonic() + 30
+        while True:
+            third, _, message = _raw_parameter_stream(port)
+            third.close()
+            if not isinstance(message, grpc.RpcError):
+                break
+            assert time.monotonic() < deadline, "the slot was never released"
+            time.sleep(0.2)
+    finally:
+        shutdown.set()
+        server.stop(grace=1).wait(timeout=10)
+
+
+def _marked_transition(marker: float):
+    from lerobot.utils.transition import Transition
+
+    state = {"observation.state": torch.zeros(2)}
+    return Transition(
+        state=state,
+        action=torch.zeros(1),
+        reward=marker,
+        next_state=state,
+        done=True,
+        truncated=False,
+        complementary_info={},
+    )

@@ -174,3 +174,33 @@ def test_actor_killed_mid_episode_restarts_and_the_learner_keeps_serving(tmp_pat
     assert received == consumed + dropped + pending
     versions = [int(v) for v in re.findall(r"version=(\d+)", (tmp_path / "actor1_second.log").read_text())]
     assert min(versions) >= 2  # the restarted actor got current weights, not version 0
+
+
+@pytest.mark.timeout(600)
+def test_an_actor_beyond_max_actors_is_refused_with_a_clear_error(tmp_path: Path) -> None:
+    data = _pick_cube_config(tmp_path / "out", max_actors=1)
+    config = write_json(tmp_path / "train_config.json", data)
+    learner = start_learner(config, tmp_path / "learner.log")
+    admitted = start_actor(config, 0, tmp_path / "actor0.log")
+    extra = None
+    try:
+        wait_for(
+            lambda: _last_queued((tmp_path / "actor0.log").read_text()) > 0 or admitted.poll() is not None,
+            300,
+            "the admitted actor's first episode",
+        )
+        extra = start_actor(config, 1, tmp_path / "actor1.log")
+        code = extra.wait(timeout=180)  # refused at the handshake: it exits, it does not wait
+        assert admitted.poll() is None, (tmp_path / "actor0.log").read_text()[-2000:]
+        admitted.send_signal(signal.SIGTERM)
+        assert admitted.wait(timeout=60) == 0
+    finally:
+        for actor in (admitted, extra):
+            if actor is not None and actor.poll() is None:
+                actor.kill()
+        stop(learner, timeout=60)
+    refused_log = (tmp_path / "actor1.log").read_text()
+    assert code == 2, refused_log[-2000:]
+    assert "lerobot-pirl-actor: error: the learner at 127.0.0.1:" in refused_log
+    assert "already serves algorithm.max_actors=1 actors; raise max_actors" in refused_log
+    assert "Traceback" not in refused_log.split("Learner service client created")[-1]  # from connecting on

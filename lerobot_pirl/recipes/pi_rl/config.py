@@ -114,6 +114,9 @@ class PiRLConfig(RecipeConfig):
     """Address the learner binds and actors connect to (localhost by default)."""
     learner_port: int = 50051
     """Learner gRPC port."""
+    max_actors: int = 16
+    """Most actors the learner serves at once (its gRPC worker pool holds three streams for each);
+    one more is refused at connect with an error naming this field, never left waiting."""
     max_updates: int = 100
     """The learner stops after this many πRL updates (LeRobot's ``online_steps`` for SAC)."""
     max_env_steps: int | None = None
@@ -156,6 +159,7 @@ class PiRLConfig(RecipeConfig):
             "max_updates",
             "push_every_updates",
             "envs_per_actor",
+            "max_actors",
         ):
             if getattr(self, name) < 1:
                 problems.append(f"{name}={getattr(self, name)} (must be ≥ 1)")
