@@ -208,7 +208,15 @@ def _drain_transitions(transitions: Queue, recipe: Any, *, to_the_end: bool = Fa
                 f"{limit}; raise the limit or send shorter episodes"
             )
             continue
-        for transition in bytes_to_transitions(payload):
+        try:
+            episode = bytes_to_transitions(payload)  # torch.load(weights_only=True)
+            if not isinstance(episode, list):
+                raise TypeError(f"expected a list of transitions, got {type(episode).__name__}")
+        except Exception as exc:  # noqa: BLE001 - whatever the bytes are, they are not an episode
+            rejected += 1
+            logging.error(f"{LOG_PREFIX} rejected an undecodable {len(payload)}-byte message: {exc}")
+            continue
+        for transition in episode:
             try:
                 recipe.accept(transition)
             except PiRLTransitionError as exc:  # bad data is reported, never trained on

@@ -150,3 +150,108 @@ def test_learner_and_actors_bind_to_localhost_by_default() -> None:
 
     assert PiRLConfig().learner_host == "127.0.0.1"
     assert ActorLearnerConfig().learner_host == "127.0.0.1"  # what recipe=sac (stock loops) uses
+
+
+def _fuzzed_messages(recipe: PiRLRecipe) -> tuple[list[bytes], int]:
+    """Hostile or broken messages around two good episodes; returns (messages, bad items)."""
+    import copy
+    import io
+
+    good_a = record_episode(recipe, _states(4, 11), actor_id=0, episode_id=0)
+    good_b = record_episode(recipe, _states(3, 12), actor_id=1, episode_id=0)
+    template = good_a[0]
+
+    def variant(change) -> bytes:
+        transition = copy.deepcopy(template)
+        change(transition)
+        return transitions_to_bytes([transition])
+
+    def saved(obj) -> bytes:
+        buffer = io.BytesIO()
+        torch.save(obj, buffer)
+        return buffer.getvalue()
+
+    def set_scalar(name: str, value: float):
+        return lambda t: t["complementary_info"][RECORD].__setitem__(RecordLayout.scalar_index(name), value)
+
+    record_slot = lambda t, value: t["complementary_info"].__setitem__(RECORD, value)  # noqa: E731
+    huge_state = lambda t: t["state"].__setitem__("observation.state", torch.zeros(3000))  # noqa: E731
+    bad = [
+        variant(huge_state),  # first of all: the policy cannot encode it, so it fixes no spec
+        torch.randint(0, 256, (4096,), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+        .numpy()
+        .tobytes(),  # random bytes
+        transitions_to_bytes(good_a)[:700],  # a truncated torch.save payload
+        saved({"not": "a list"}),
+        saved([7]),  # a list, but not of transitions
+        variant(lambda t: record_slot(t, t["complementary_info"][RECORD].double())),  # wrong dtype
+        variant(lambda t: record_slot(t, torch.zeros(10**5))),  # an oversized record
+        variant(lambda t: t["state"].__setitem__("observation.state", torch.zeros(0))),  # empty shape
+        variant(
+            lambda t: t["next_state"].__setitem__("observation.state", torch.zeros(3, dtype=torch.float64))
+        ),
+        variant(lambda t: t["complementary_info"].__setitem__("extra", torch.zeros(1))),  # extra key
+        variant(lambda t: t.__setitem__("extra", 1.0)),  # an extra transition key
+        variant(lambda t: t["complementary_info"][RECORD].__setitem__(-1, float("nan"))),  # NaN chain
+        variant(lambda t: t["state"]["observation.state"].__setitem__(0, float("inf"))),
+        variant(set_scalar("step_index", 99.0)),  # k* beyond K
+        variant(set_scalar("episode_id", -3.0)),  # a negative id
+        variant(lambda t: t.__setitem__("done", torch.ones(5))),
+    ]
+    messages = [bad[0], transitions_to_bytes(good_a), *bad[1:8], transitions_to_bytes(good_b), *bad[8:]]
+    return messages, len(bad)
+
+
+def test_fuzzed_messages_are_each_rejected_and_counted_and_training_goes_on() -> None:
+    recipe = make_recipe("flow_sde", rollout_decisions=7)
+    messages, bad = _fuzzed_messages(recipe)
+    channel: queue.Queue = queue.Queue()
+    for message in messages:
+        channel.put(message)
+
+    rejected = _drain_transitions(channel, recipe, to_the_end=True)  # type: ignore[arg-type]
+
+    assert rejected == bad
+    assert recipe.rollout_ready() and recipe.assembler.pending() == 7  # every good decision kept
+    rollout = recipe.take_rollout()
+    assert sorted((d.actor_id, d.decision_index) for d in rollout.decisions) == [
+        *((0, i) for i in range(4)),
+        *((1, i) for i in range(3)),
+    ]
+    recipe.build_optimizers()
+    metrics = recipe.update_step(iter([rollout]), step=0)  # the learner keeps training
+    assert metrics["minibatch_steps"] > 0 and metrics["skipped_nonfinite_steps"] == 0
+
+
+def test_each_fuzzed_transition_names_what_is_wrong(recipe: PiRLRecipe) -> None:
+    import copy
+
+    [good] = record_episode(recipe, _states(1, 3), actor_id=0, episode_id=0)
+    recipe.accept(copy.deepcopy(good))  # fixes the observation spec
+    cases = {
+        "complementary_info must hold only 'pi_rl.record', got extra keys ['extra']": lambda t: t[
+            "complementary_info"
+        ].__setitem__("extra", torch.zeros(1)),
+        "pi_rl.record must be a float32 tensor, got torch.float64": lambda t: t[
+            "complementary_info"
+        ].__setitem__(RECORD, t["complementary_info"][RECORD].double()),
+        "transition keys differ from LeRobot's Transition: missing [], extra ['extra']": lambda t: (
+            t.__setitem__("extra", 1)
+        ),
+        "done must be a bool, got Tensor": lambda t: t.__setitem__("done", torch.ones(2)),
+        "field step_index=99.0 must be an integer in [-1, ": lambda t: t["complementary_info"][
+            RECORD
+        ].__setitem__(RecordLayout.scalar_index("step_index"), 99.0),
+        "next_state['observation.state'] must be float32 of the policy's declared shape (3,)": lambda t: t[
+            "next_state"
+        ].__setitem__("observation.state", torch.zeros(5)),
+        "state differs from the observations already accepted": lambda t: t["state"].__setitem__(
+            "observation.language.tokens", torch.zeros(9, dtype=torch.long)
+        ),
+    }
+    for message, change in cases.items():
+        transition = copy.deepcopy(good)
+        change(transition)
+        with pytest.raises(PiRLTransitionError) as err:
+            recipe.accept(transition)
+        assert message in str(err.value)

@@ -43,7 +43,7 @@ from ..hookspecs import hookimpl
 from ..registry import RecipeError, RecipeRegistry
 from .config import PiRLConfig
 from .rollout import Rollout, RolloutAssembler
-from .transitions import RecordLayout, decode_decision
+from .transitions import PiRLTransitionError, RecordLayout, decode_decision
 
 
 class PolicyNotSupportedError(RecipeError, TypeError):
@@ -80,13 +80,57 @@ class PiRLRecipe:
         self.record_layout = RecordLayout.for_policy(self.policy)
         self.assembler = RolloutAssembler(config.rollout_decisions, config.max_policy_staleness)
         self.generator = torch.Generator().manual_seed(0)  # minibatch order; checkpointed
+        self._observation_spec: dict[str, tuple[tuple[int, ...], torch.dtype]] | None = None
+        self._declared_features = {
+            key: tuple(feature.shape) for key, feature in self.policy.config.input_features.items()
+        }
         self.optimizer: torch.optim.AdamW | None = None
 
     # ----------------------------------------------------------------------------- data
 
     def accept(self, transition: dict[str, Any]) -> bool:
-        """Decode one received transition into the rollout (False if dropped as stale)."""
-        return self.assembler.add(decode_decision(transition, self.record_layout))
+        """Decode one received transition into the rollout (False if dropped as stale).
+
+        Raises `PiRLTransitionError` (the learner rejects and counts it) for a malformed record and
+        for observations the policy cannot use. Every feature the policy config declares
+        (``input_features``: state, images) must have its declared shape, as float32. The keys the
+        processors add (token ids, masks, ids) are fixed by the first decision that passes that
+        check and encodes through the policy; every later observation and next observation must
+        match that spec (keys, shapes, dtypes), so one bad decision can never break the stacking
+        of a whole rollout.
+        """
+        decision = decode_decision(transition, self.record_layout)
+        self._check_observations(decision)
+        return self.assembler.add(decision)
+
+    def _check_observations(self, decision: Any) -> None:
+        if self.config.noise_method == "flow_sde" and decision.step_index < 0:
+            raise PiRLTransitionError(
+                f"step_index={decision.step_index}: a flow_sde decision records its stochastic step k* ≥ 0"
+            )
+        for part, observation in (("state", decision.observation), ("next_state", decision.next_observation)):
+            for key, shape in self._declared_features.items():
+                value = observation.get(key)
+                if value is None or tuple(value.shape) != shape or value.dtype != torch.float32:
+                    got = "missing" if value is None else f"{tuple(value.shape)} {value.dtype}"
+                    raise PiRLTransitionError(
+                        f"{part}[{key!r}] must be float32 of the policy's declared shape {shape}, got {got}"
+                    )
+        if self._observation_spec is None:
+            try:
+                self.policy.pi_rl_value(
+                    _stack([decision.observation], torch.device(self.policy.config.device))
+                )
+            except Exception as exc:  # noqa: BLE001 - any failure means the policy cannot read it
+                raise PiRLTransitionError(f"the policy cannot encode this observation: {exc}") from exc
+            self._observation_spec = _spec(decision.observation)
+        for part, observation in (("state", decision.observation), ("next_state", decision.next_observation)):
+            spec = _spec(observation)
+            if spec != self._observation_spec:
+                wrong = sorted(set(spec.items()) ^ set(self._observation_spec.items()))
+                raise PiRLTransitionError(
+                    f"{part} differs from the observations already accepted (key, shape, dtype): {wrong}"
+                )
 
     def rollout_ready(self) -> bool:
         return self.assembler.ready()
@@ -294,6 +338,10 @@ class PiRLRecipe:
         self.assembler.policy_version, self.assembler.received = version, received
         self.assembler.dropped_stale, self.assembler.consumed = dropped, consumed
         self.generator.set_state(state["minibatch_rng"].cpu())
+
+
+def _spec(observation: dict[str, Tensor]) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+    return {key: (tuple(value.shape), value.dtype) for key, value in observation.items()}
 
 
 def _stack(observations: list[dict[str, Tensor]], device: torch.device) -> dict[str, Tensor]:

@@ -205,15 +205,48 @@ def encode_decision(
     )
 
 
+TRANSITION_KEYS = frozenset(Transition.__annotations__)
+
+
+def _check_structure(transition: Any) -> None:
+    """A LeRobot `Transition`: exactly its keys, tensor dicts for the observations, a tensor action."""
+    if not isinstance(transition, dict):
+        raise PiRLTransitionError(f"a transition must be a dict, got {type(transition).__name__}")
+    if set(transition) != TRANSITION_KEYS:
+        missing, extra = sorted(TRANSITION_KEYS - set(transition)), sorted(set(transition) - TRANSITION_KEYS)
+        raise PiRLTransitionError(
+            f"transition keys differ from LeRobot's Transition: missing {missing}, extra {extra}"
+        )
+    for part in ("state", "next_state"):
+        observation = transition[part]
+        if not isinstance(observation, dict) or not all(
+            isinstance(k, str) and isinstance(v, Tensor) for k, v in observation.items()
+        ):
+            raise PiRLTransitionError(f"{part} must be a dict of str to tensor")
+    if not isinstance(transition["action"], Tensor):
+        raise PiRLTransitionError(f"action must be a tensor, got {type(transition['action']).__name__}")
+    for flag in ("done", "truncated"):
+        if not isinstance(transition[flag], bool):
+            raise PiRLTransitionError(f"{flag} must be a bool, got {type(transition[flag]).__name__}")
+
+
 def decode_decision(transition: Transition, layout: RecordLayout) -> Decision:
     """Validate and decode a received transition; errors say exactly which field is wrong."""
+    _check_structure(transition)
     info = transition.get("complementary_info") or {}
-    if RECORD not in info:
+    if not isinstance(info, dict) or RECORD not in info:
         raise PiRLTransitionError(
             f"transition has no {RECORD!r} in complementary_info (keys: {sorted(info)}); a pi-rl actor "
             f"(lerobot-pirl-actor with recipe=pi-rl) sends it, laid out as {layout.describe()}"
         )
-    record = torch.as_tensor(info[RECORD], dtype=torch.float32).flatten()
+    if set(info) != {RECORD}:
+        raise PiRLTransitionError(
+            f"complementary_info must hold only {RECORD!r}, got extra keys {sorted(set(info) - {RECORD})}"
+        )
+    if not isinstance(info[RECORD], Tensor) or info[RECORD].dtype != torch.float32:
+        got = info[RECORD].dtype if isinstance(info[RECORD], Tensor) else type(info[RECORD]).__name__
+        raise PiRLTransitionError(f"{RECORD} must be a float32 tensor, got {got}")
+    record = info[RECORD].flatten()
     if record.numel() != layout.numel:
         raise PiRLTransitionError(
             f"{RECORD} has {record.numel()} values, expected {layout.describe()}: actor and learner "
@@ -232,6 +265,11 @@ def decode_decision(transition: Transition, layout: RecordLayout) -> Decision:
             if value.is_floating_point() and not torch.isfinite(value).all():
                 raise PiRLTransitionError(f"{part}[{key!r}] contains NaN or inf")
     scalars = dict(zip(SCALAR_FIELDS, record[: layout.rewards_start].tolist(), strict=True))
+    for name, value in scalars.items():
+        low = -1 if name == "step_index" else 0  # -1: no single stochastic step (flow_noise)
+        high = layout.num_points - 1 if name == "step_index" else _EXACT_INT_LIMIT
+        if value != round(value) or not low <= value < high:
+            raise PiRLTransitionError(f"{RECORD} field {name}={value} must be an integer in [{low}, {high})")
     return Decision(
         observation=transition["state"],
         chain=chain.view(layout.num_points, layout.chunk_size, layout.model_action_dim),
