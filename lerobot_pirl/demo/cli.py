@@ -1,4 +1,4 @@
-"""``lerobot-pirl``: the project's own commands (``demo``)."""
+"""``lerobot-pirl``: the project's own commands (``demo``, ``tls-keygen``)."""
 
 from __future__ import annotations
 
@@ -58,7 +58,30 @@ def _parser() -> argparse.ArgumentParser:
         help="env overrides (PickCubeEnvConfig fields) as JSON, e.g. '{\"physics_dt\": 0.002}'",
     )
     demo.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+    keygen = commands.add_parser(
+        "tls-keygen",
+        help="write a self-signed certificate and key for the learner's TLS (learner.crt, learner.key)",
+        description="Generate a self-signed TLS certificate for the learner's address(es). Point the "
+        "learner's algorithm.tls_cert_path / tls_key_path at the two files and copy learner.crt to "
+        "the actor machines (their algorithm.tls_cert_path or tls_ca_path).",
+    )
+    keygen.add_argument("--out", type=Path, required=True, help="directory for learner.crt and learner.key")
+    keygen.add_argument(
+        "--host",
+        action="append",
+        default=None,
+        help="a name or IP the actors use to reach the learner (repeatable; default localhost, 127.0.0.1)",
+    )
     return parser
+
+
+def _tls_keygen(args: argparse.Namespace) -> None:
+    from ..runtime.security import generate_self_signed
+
+    hosts = args.host or ["localhost", "127.0.0.1"]
+    cert, key = generate_self_signed(args.out, hosts)
+    print(f"certificate {cert} (copy to the actors), private key {key} (the learner only)")
+    print(f"valid for {', '.join(hosts)}")
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -67,6 +90,9 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
+    if args.command == "tls-keygen":
+        _tls_keygen(args)
+        return
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import torch
 

@@ -48,6 +48,7 @@ from ..recipes.registry import RecipeError
 from . import seam
 from .envs import require_env_factory
 from .processors import BUNDLED_TOKENIZER_DIR, PolicyIO, bundle_tokenizer
+from .security import learner_security
 
 LOG_PREFIX = "[PI-RL LEARNER]"
 METRICS_FILE = "metrics.jsonl"
@@ -111,6 +112,7 @@ class _OnPolicyLearner:
     def serve(self, shutdown: Any) -> Any:
         """Start the gRPC service and publish the initial weights; returns the server."""
         algo_cfg = self.cfg.algorithm
+        security = learner_security(algo_cfg)  # refuses an unsafe or unreadable setup first
         server = seam.start_learner_server(
             algo_cfg.learner_host,
             algo_cfg.learner_port,
@@ -120,8 +122,9 @@ class _OnPolicyLearner:
             interaction_queue=self.interactions,
             queue_get_timeout=algo_cfg.queue_get_timeout,
             max_actors=algo_cfg.max_actors,
+            security=security,
         )
-        logging.info(f"{LOG_PREFIX} serving on {algo_cfg.learner_host}:{algo_cfg.learner_port}")
+        logging.info(f"{LOG_PREFIX} serving on {algo_cfg.learner_host}:{algo_cfg.learner_port} ({security})")
         self.weights.publish(state_to_bytes(self.algorithm.get_weights()))
         return server
 

@@ -33,6 +33,7 @@ from ..recipes.pi_rl.transitions import encode_decision, packed_observation
 from . import seam
 from .envs import EnvConfigError, make_envs, step_env, task_description
 from .processors import PolicyIO
+from .security import actor_security
 
 LOG_PREFIX = "[PI-RL ACTOR]"
 
@@ -46,10 +47,15 @@ def run_pi_rl_actor(cfg: seam.RecipeTrainConfig, actor_id: int) -> dict[str, int
     if algo_cfg.torch_threads is not None:
         torch.set_num_threads(algo_cfg.torch_threads)
     init_logging()
+    security = actor_security(algo_cfg)
     recipe, io, envs = _build_actor_parts(cfg)  # a config that cannot run fails before connecting
     shutdown = ProcessSignalHandler(use_threads=True).shutdown_event
     link = seam.connect_actor(
-        algo_cfg.learner_host, algo_cfg.learner_port, shutdown, algo_cfg.queue_get_timeout
+        algo_cfg.learner_host,
+        algo_cfg.learner_port,
+        shutdown,
+        algo_cfg.queue_get_timeout,
+        security=security,
     )
     # Only now does the learner's run directory exist (creating it first would make the learner
     # refuse to start on an "existing" output_dir).

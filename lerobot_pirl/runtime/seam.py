@@ -192,6 +192,7 @@ def start_learner_server(
     interaction_queue: Any,
     queue_get_timeout: float,
     max_actors: int,
+    security: Any = None,
 ) -> Any:
     """LeRobot's gRPC ``LearnerService`` on ``host:port``, pushing every weight update to every actor.
 
@@ -202,8 +203,12 @@ def start_learner_server(
     (``maximum_concurrent_rpcs``) instead of queueing them. An actor's parameter stream is its
     admission: once ``max_actors`` are open, ``Ready`` and further parameter streams are refused
     with RESOURCE_EXHAUSTED and a message naming ``algorithm.max_actors``; a stream's slot is
-    released when its RPC ends (the actor stopped, died or disconnected).
+    released when its RPC ends (the actor stopped, died or disconnected). ``security``
+    (`runtime.security.TransportSecurity`) adds TLS and the token check.
     """
+    from .security import TokenInterceptor, TransportSecurity, server_credentials
+
+    security = security or TransportSecurity()
     import grpc
     from lerobot.rl.learner_service import LearnerService
     from lerobot.transport import services_pb2, services_pb2_grpc
@@ -212,7 +217,7 @@ def start_learner_server(
 
     admission = _Admission(max_actors)
     refusal = (
-        f"the learner at {host}:{port} already serves algorithm.max_actors={max_actors} actors; "
+        f"it already serves algorithm.max_actors={max_actors} actors; "
         "raise max_actors in the learner's config or stop an actor"
     )
 
@@ -251,9 +256,16 @@ def start_learner_server(
             ("grpc.max_send_message_length", MAX_MESSAGE_SIZE),
         ],
         maximum_concurrent_rpcs=workers,
+        interceptors=[TokenInterceptor(security.token)] if security.token else None,
     )
     services_pb2_grpc.add_LearnerServiceServicer_to_server(service, server)
-    if server.add_insecure_port(f"{host}:{port}") == 0:
+    credentials = server_credentials(security)
+    bound = (
+        server.add_insecure_port(f"{host}:{port}")
+        if credentials is None
+        else server.add_secure_port(f"{host}:{port}", credentials)
+    )
+    if bound == 0:
         raise OSError(f"learner could not bind {host}:{port} (in use?)")
     server.start()
     return server
@@ -291,28 +303,39 @@ class ActorLink:
 
 
 def connect_actor(
-    host: str, port: int, shutdown_event: Any, queue_get_timeout: float, attempts: int = 30
+    host: str,
+    port: int,
+    shutdown_event: Any,
+    queue_get_timeout: float,
+    attempts: int = 30,
+    security: Any = None,
 ) -> ActorLink:
-    """Connect to a learner with LeRobot's actor transport (stub, streams, chunked messages).
+    """Connect to a learner with LeRobot's actor transport (streams, chunked messages).
 
     LeRobot's ``receive_policy`` / ``send_transitions`` read SAC-only policy fields for their
-    settings, so the streams are opened here from the same building blocks.
+    settings, and its ``learner_service_client`` is plaintext only, so the channel (LeRobot's
+    options; TLS and the token when ``security`` has them) and the streams are opened here from
+    the same building blocks.
     """
     import threading
 
     import grpc
     from lerobot.rl import actor as stock_actor
-    from lerobot.transport import services_pb2
+    from lerobot.transport import services_pb2, services_pb2_grpc
     from lerobot.transport.utils import receive_bytes_in_chunks
     from torch.multiprocessing import Queue
 
-    stub, _channel = stock_actor.learner_service_client(host=host, port=port)
-    _await_learner(stub, shutdown_event, attempts, f"{host}:{port}")
+    from .security import TransportSecurity, actor_channel
+
+    security = security or TransportSecurity()
+    metadata = security.metadata()
+    stub = services_pb2_grpc.LearnerServiceStub(actor_channel(host, port, security))
+    _await_learner(stub, shutdown_event, attempts, f"{host}:{port}", metadata)
     link = ActorLink(Queue(), Queue(), Queue(), [], senders_stop=threading.Event())
 
     def receive() -> None:
         try:
-            stream = stub.StreamParameters(services_pb2.Empty())
+            stream = stub.StreamParameters(services_pb2.Empty(), metadata=metadata)
             receive_bytes_in_chunks(stream, link.parameters, shutdown_event)
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
@@ -333,12 +356,14 @@ def connect_actor(
         stub.SendTransitions(
             count_handed_over(
                 stock_actor.transitions_stream(link.senders_stop, link.transitions, queue_get_timeout)
-            )
+            ),
+            metadata=metadata,
         )
 
     def send_interactions() -> None:
         stub.SendInteractions(
-            stock_actor.interactions_stream(link.senders_stop, link.interactions, queue_get_timeout)
+            stock_actor.interactions_stream(link.senders_stop, link.interactions, queue_get_timeout),
+            metadata=metadata,
         )
 
     for target in (receive, send_transitions, send_interactions):  # order: see sender_threads
@@ -348,9 +373,12 @@ def connect_actor(
     return link
 
 
-def _await_learner(stub: Any, shutdown_event: Any, attempts: int, address: str) -> None:
+def _await_learner(
+    stub: Any, shutdown_event: Any, attempts: int, address: str, metadata: tuple[tuple[str, str], ...]
+) -> None:
     """LeRobot's ``Ready`` handshake, retried while the learner is not up yet; a refusal
-    (RESOURCE_EXHAUSTED: the learner is at ``max_actors``) raises at once with the learner's reason.
+    (RESOURCE_EXHAUSTED: the learner is at ``max_actors``; UNAUTHENTICATED: a missing or wrong
+    token) raises at once with the learner's reason.
 
     LeRobot's ``establish_learner_connection`` retries every error alike, so a refused actor would
     wait out all its attempts and report only that no learner answered.
@@ -362,14 +390,19 @@ def _await_learner(stub: Any, shutdown_event: Any, attempts: int, address: str) 
         if shutdown_event.is_set():
             raise ConnectionError(f"shut down while waiting for the learner at {address}")
         try:
-            stub.Ready(services_pb2.Empty())
+            stub.Ready(services_pb2.Empty(), metadata=metadata, timeout=10)
             return
         except grpc.RpcError as exc:
-            if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
-                raise LearnerRefusedError(exc.details()) from None
+            if exc.code() in (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAUTHENTICATED):
+                raise LearnerRefusedError(
+                    f"the learner at {address} refused this actor: {exc.details()}"
+                ) from None
             logging.info(f"[ACTOR] waiting for the learner at {address}: {exc.code()}")
             time.sleep(2)
-    raise ConnectionError(f"no learner answered at {address} after {attempts} attempts")
+    raise ConnectionError(
+        f"no learner answered at {address} after {attempts} attempts (a learner serving TLS needs "
+        "algorithm.tls_ca_path or tls_cert_path on the actor)"
+    )
 
 
 def _ignore_rpc_shutdown(target: Any) -> Any:

@@ -18,7 +18,7 @@ from lerobot_pirl.envs.pick_cube import ACTION_DIM, STATE_DIM
 ENV = {"MUJOCO_GL": "osmesa", "PYOPENGL_PLATFORM": "osmesa"}
 
 
-def start_actor(config: Path, actor_id: int, log_path: Path) -> subprocess.Popen:
+def start_actor(config: Path, actor_id: int, log_path: Path, env: dict | None = None) -> subprocess.Popen:
     import os
 
     log = open(log_path, "w")  # noqa: SIM115 - closed by the OS when the child exits
@@ -32,7 +32,7 @@ def start_actor(config: Path, actor_id: int, log_path: Path) -> subprocess.Popen
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
-        env={**os.environ, **ENV, "OMP_NUM_THREADS": "1", "LEROBOT_PIRL_TORCH_THREADS": "1"},
+        env={**os.environ, **ENV, "OMP_NUM_THREADS": "1", "LEROBOT_PIRL_TORCH_THREADS": "1", **(env or {})},
     )
 
 
@@ -204,3 +204,51 @@ def test_an_actor_beyond_max_actors_is_refused_with_a_clear_error(tmp_path: Path
     assert "lerobot-pirl-actor: error: the learner at 127.0.0.1:" in refused_log
     assert "already serves algorithm.max_actors=1 actors; raise max_actors" in refused_log
     assert "Traceback" not in refused_log.split("Learner service client created")[-1]  # from connecting on
+
+
+@pytest.mark.timeout(600)
+def test_tls_and_token_train_and_an_actor_with_the_wrong_token_is_refused(tmp_path: Path) -> None:
+    """Learner and actor processes on TLS with a shared token (a certificate made by
+    ``lerobot-pirl tls-keygen``): updates run; an actor with another token exits with a clear
+    error and nothing of it is ingested; the token is in no log and in no saved config."""
+    token = "a-token-only-this-test-knows"
+    keygen = subprocess.run(
+        [sys.executable, "-m", "lerobot_pirl.demo.cli", "tls-keygen", "--out", str(tmp_path / "tls")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert keygen.returncode == 0, keygen.stderr
+    data = _pick_cube_config(
+        tmp_path / "out",
+        tls_cert_path=str(tmp_path / "tls" / "learner.crt"),
+        tls_key_path=str(tmp_path / "tls" / "learner.key"),
+        auth_token_env="PIRL_TOKEN",
+    )
+    config = write_json(tmp_path / "train_config.json", data)
+    learner = start_learner(config, tmp_path / "learner.log", env={"PIRL_TOKEN": token})
+    trusted = start_actor(config, 0, tmp_path / "actor0.log", env={"PIRL_TOKEN": token})
+    intruder = None
+    try:
+        wait_for(
+            lambda: _updates(tmp_path / "learner.log") >= 1 or learner.poll() is not None, 300, "1 update"
+        )
+        intruder = start_actor(config, 1, tmp_path / "actor1.log", env={"PIRL_TOKEN": "guessed"})
+        intruder_code = intruder.wait(timeout=180)
+        trusted.send_signal(signal.SIGTERM)
+        trusted_code = trusted.wait(timeout=60)
+        time.sleep(2)
+    finally:
+        for actor in (trusted, intruder):
+            if actor is not None and actor.poll() is None:
+                actor.kill()
+        learner_code = stop(learner, timeout=60)
+    logs = {name: (tmp_path / name).read_text() for name in ("learner.log", "actor0.log", "actor1.log")}
+    assert (learner_code, trusted_code) == (0, 0), logs["learner.log"][-2000:]
+    assert _updates(tmp_path / "learner.log") >= 1
+    assert intruder_code == 2, logs["actor1.log"][-2000:]
+    assert "refused this actor: missing or wrong token" in logs["actor1.log"]
+    _, received, _, _, _, rejected = _final_counters(logs["learner.log"])
+    assert rejected == 0 and received == _counter(logs["actor0.log"], "decisions_delivered")
+    saved = [p.read_text() for p in (tmp_path / "out").rglob("*.json")]
+    assert all(token not in text for text in [*logs.values(), *saved])

@@ -13,6 +13,7 @@ from ...flow_rl.settings import (
     loss_problems,
     sampling_problems,
 )
+from ...runtime.security import config_problems as transport_config_problems
 from ..protocol import RecipeConfig
 
 __all__ = ["LR_SCHEDULES", "NOISE_METHODS", "PiRLConfig"]
@@ -114,6 +115,21 @@ class PiRLConfig(RecipeConfig):
     """Address the learner binds and actors connect to (localhost by default)."""
     learner_port: int = 50051
     """Learner gRPC port."""
+    tls_cert_path: str | None = None
+    """PEM certificate the learner serves TLS with (``lerobot-pirl tls-keygen`` makes a self-signed
+    one); actors verify the learner against it unless ``tls_ca_path`` is set. None: plaintext."""
+    tls_key_path: str | None = None
+    """The learner's PEM private key for ``tls_cert_path`` (read by the learner only)."""
+    tls_ca_path: str | None = None
+    """Actors: the CA certificate that signed the learner's (default: ``tls_cert_path`` itself)."""
+    auth_token_env: str | None = None
+    """Name of an environment variable holding a shared secret; with it set, the learner refuses
+    every call without that token before reading anything. The secret never enters a config."""
+    auth_token_file: str | None = None
+    """Or a file holding the shared secret (surrounding whitespace ignored)."""
+    allow_insecure_remote: bool = False
+    """Let the learner bind a non-loopback ``learner_host`` without TLS and a token (a trusted
+    network only); otherwise it refuses to start."""
     max_actors: int = 16
     """Most actors the learner serves at once (its gRPC worker pool holds three streams for each);
     one more is refused at connect with an error naming this field, never left waiting."""
@@ -184,6 +200,7 @@ class PiRLConfig(RecipeConfig):
             problems.append(f"lr_final_ratio={self.lr_final_ratio} (must be in [0, 1])")
         if self.max_policy_staleness < 0:
             problems.append(f"max_policy_staleness={self.max_policy_staleness} (must be ≥ 0)")
+        problems += transport_config_problems(self)
         if problems:
             raise ValueError("invalid pi-rl algorithm config: " + "; ".join(problems))
 
