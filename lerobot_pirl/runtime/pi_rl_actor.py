@@ -50,13 +50,18 @@ def run_pi_rl_actor(cfg: seam.RecipeTrainConfig, actor_id: int) -> dict[str, int
     security = actor_security(algo_cfg)
     recipe, io, envs = _build_actor_parts(cfg)  # a config that cannot run fails before connecting
     shutdown = ProcessSignalHandler(use_threads=True).shutdown_event
-    link = seam.connect_actor(
-        algo_cfg.learner_host,
-        algo_cfg.learner_port,
-        shutdown,
-        algo_cfg.queue_get_timeout,
-        security=security,
-    )
+
+    def connect() -> seam.ActorLink:
+        return seam.connect_actor(
+            algo_cfg.learner_host,
+            algo_cfg.learner_port,
+            shutdown,
+            algo_cfg.queue_get_timeout,
+            attempts=algo_cfg.actor_connect_attempts,
+            security=security,
+        )
+
+    link = connect()
     # Only now does the learner's run directory exist (creating it first would make the learner
     # refuse to start on an "existing" output_dir).
     log_dir = Path(cfg.output_dir) / "logs"
@@ -71,8 +76,15 @@ def run_pi_rl_actor(cfg: seam.RecipeTrainConfig, actor_id: int) -> dict[str, int
         seeds = [cfg.seed + actor_id + ENV_SEED_STRIDE * index for index in range(len(envs))]
         runner = BatchedEpisodes(envs, io, recipe, actor_id, seeds=seeds)
         while not shutdown.is_set():
+            if sender.link.broken():  # the learner went away: reconnect, resend what is queued
+                try:
+                    sender.reconnect(connect)
+                except seam.LearnerUnavailableError:
+                    if shutdown.is_set():
+                        break  # stopped while waiting: a clean stop (what was kept is counted lost)
+                    raise
             if runner.wants_weights() and _load_weights(
-                link, recipe, shutdown, block=False, before_load=runner.freeze_live_episodes
+                sender.link, recipe, shutdown, block=False, before_load=runner.freeze_live_episodes
             ):
                 sender.counters["weights_loaded"] += 1
             for episode in runner.step():
@@ -106,7 +118,10 @@ class _EpisodeSender:
 
     *Queued* counts what this process put on the sender queue; *delivered* counts what the gRPC
     call has taken (``ActorLink.transitions_handed_over``), in queue order. A SIGKILL can lose the
-    queued-but-undelivered tail; ``close`` waits (bounded) until that tail is empty.
+    queued-but-undelivered tail; ``close`` waits (bounded) until that tail is empty. When the
+    learner goes away, ``reconnect`` carries the still-queued episodes to the new connection and
+    counts the one the broken stream had taken but not finished as *lost* (so queued = delivered +
+    lost + still queued, always).
     """
 
     def __init__(self, link: seam.ActorLink, actor_id: int, max_message_bytes: int) -> None:
@@ -116,10 +131,14 @@ class _EpisodeSender:
             "decisions_queued": 0,
             "episodes_delivered": 0,
             "decisions_delivered": 0,
+            "episodes_lost": 0,
+            "decisions_lost": 0,
+            "reconnects": 0,
             "env_steps": 0,
             "weights_loaded": 0,
         }
         self._undelivered: deque[int] = deque()  # decisions per queued, undelivered episode
+        self._delivered_before = 0  # episodes delivered over earlier connections
         self._started = time.perf_counter()
 
     def send(self, episode: _Episode) -> None:
@@ -164,7 +183,8 @@ class _EpisodeSender:
         """Let gRPC take what is queued (at most ``drain_timeout`` s), stop the senders, and make
         the delivered counts final."""
         link = self.link
-        _drain(link, episodes=self.counters["episodes_queued"], timeout=drain_timeout)
+        on_this_link = self.counters["episodes_queued"] - self._delivered_before
+        _drain(link, episodes=on_this_link, timeout=drain_timeout)
         link.stop_senders()
         for thread in link.sender_threads:  # they end once they see the stop: the count is final
             thread.join(timeout=5.0)
@@ -172,8 +192,41 @@ class _EpisodeSender:
         for q in (link.parameters, link.transitions, link.interactions):
             q.cancel_join_thread()
 
+    def reconnect(self, connect: Any) -> None:
+        """Replace a broken link: a new connection (bounded retries with backoff, or the error
+        after the last attempt), with the old link's unsent payloads queued on it in order."""
+        self._count_delivered()
+        transitions, interactions = self.link.take_unsent()
+        lost = len(self._undelivered) - len(transitions)  # taken by the broken stream, unfinished
+        for _ in range(lost):
+            self.counters["episodes_lost"] += 1
+            self.counters["decisions_lost"] += self._undelivered.popleft()
+        logging.warning(
+            f"{LOG_PREFIX} actor {self.actor_id}: the learner went away; reconnecting "
+            f"({len(transitions)} queued episodes kept, {lost} lost in transit)"
+        )
+        try:
+            link = connect()
+        except BaseException:  # no learner came back: what was kept for it is lost too, counted
+            for _ in transitions:
+                self.counters["episodes_lost"] += 1
+                self.counters["decisions_lost"] += self._undelivered.popleft()
+            self.link.transitions_handed_over = 0  # nothing more can leave through the old link
+            self._delivered_before = self.counters["episodes_delivered"] + self.counters["episodes_lost"]
+            raise
+        self._delivered_before = self.counters["episodes_delivered"] + self.counters["episodes_lost"]
+        self.link = link
+        for payload in transitions:
+            self.link.transitions.put(payload)
+        for payload in interactions:
+            self.link.interactions.put(payload)
+        self.counters["reconnects"] += 1
+        logging.info(f"{LOG_PREFIX} actor {self.actor_id} reconnected: {self.counters}")
+
     def _count_delivered(self) -> None:
-        while self.counters["episodes_delivered"] < self.link.transitions_handed_over:
+        while self.counters["episodes_delivered"] + self.counters["episodes_lost"] < (
+            self._delivered_before + self.link.transitions_handed_over
+        ):
             self.counters["episodes_delivered"] += 1
             self.counters["decisions_delivered"] += self._undelivered.popleft()
 

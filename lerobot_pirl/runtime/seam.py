@@ -17,7 +17,6 @@ pins each point so a LeRobot upgrade breaks loudly here and nowhere else:
 import logging
 import sys
 import threading
-import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -178,6 +177,10 @@ class _Admission:
             self.open -= 1
 
 
+class LearnerUnavailableError(RecipeError, ConnectionError):
+    """No learner answered within the configured attempts (or the actor was stopped meanwhile)."""
+
+
 class LearnerRefusedError(RecipeError, ConnectionError):
     """The learner answered but will not serve this actor; the message says why and what to change."""
 
@@ -298,6 +301,27 @@ class ActorLink:
         """The transitions and interactions streams' threads (they end after `stop_senders`)."""
         return self.threads[1:]
 
+    def broken(self) -> bool:
+        """A stream ended although the actor did not stop it: the learner went away."""
+        return not self.senders_stop.is_set() and any(not thread.is_alive() for thread in self.threads)
+
+    def take_unsent(self, timeout: float = 0.5) -> tuple[list[bytes], list[bytes]]:
+        """Stop the streams and return the payloads still queued (transitions, interactions), in
+        order, so a new link can send them."""
+        self.stop_senders()
+        for thread in self.sender_threads:
+            thread.join(timeout=5.0)
+        unsent: tuple[list[bytes], list[bytes]] = ([], [])
+        for q, items in ((self.transitions, unsent[0]), (self.interactions, unsent[1])):
+            while True:
+                try:  # a short wait: a put may still be in the queue's feeder thread
+                    items.append(q.get(timeout=timeout))
+                except Exception:  # queue.Empty
+                    break
+            q.cancel_join_thread()
+        self.parameters.cancel_join_thread()
+        return unsent
+
     def stop_senders(self) -> None:
         self.senders_stop.set()
 
@@ -343,14 +367,11 @@ def connect_actor(
             raise
 
     def count_handed_over(messages: Any) -> Any:
-        last_chunk = False
         for message in messages:
-            if last_chunk:  # gRPC wants the next message: the previous payload's end is written
-                link.transitions_handed_over += 1
-            last_chunk = message.transfer_state == services_pb2.TransferState.TRANSFER_END
             yield message
-        if last_chunk:
-            link.transitions_handed_over += 1
+            # Resumed: gRPC has written this message and asks for the next one.
+            if message.transfer_state == services_pb2.TransferState.TRANSFER_END:
+                link.transitions_handed_over += 1
 
     def send_transitions() -> None:
         stub.SendTransitions(
@@ -386,9 +407,9 @@ def _await_learner(
     import grpc
     from lerobot.transport import services_pb2
 
-    for _ in range(attempts):
+    for attempt in range(attempts):
         if shutdown_event.is_set():
-            raise ConnectionError(f"shut down while waiting for the learner at {address}")
+            raise LearnerUnavailableError(f"shut down while waiting for the learner at {address}")
         try:
             stub.Ready(services_pb2.Empty(), metadata=metadata, timeout=10)
             return
@@ -397,9 +418,13 @@ def _await_learner(
                 raise LearnerRefusedError(
                     f"the learner at {address} refused this actor: {exc.details()}"
                 ) from None
-            logging.info(f"[ACTOR] waiting for the learner at {address}: {exc.code()}")
-            time.sleep(2)
-    raise ConnectionError(
+            wait = min(0.5 * 2**attempt, 5.0)  # backoff: 0.5, 1, 2, 4, then every 5 s
+            logging.info(
+                f"[ACTOR] waiting for the learner at {address} (attempt {attempt + 1}/{attempts}, "
+                f"{exc.code()}); next try in {wait:.1f}s"
+            )
+            shutdown_event.wait(wait)
+    raise LearnerUnavailableError(
         f"no learner answered at {address} after {attempts} attempts (a learner serving TLS needs "
         "algorithm.tls_ca_path or tls_cert_path on the actor)"
     )

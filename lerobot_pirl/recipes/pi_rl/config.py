@@ -148,6 +148,9 @@ class PiRLConfig(RecipeConfig):
     larger ones are rejected with an error naming both sizes (gRPC chunking alone has no bound)."""
     actor_weights_timeout_s: float = 120.0
     """How long an actor waits for the learner's first weights before giving up."""
+    actor_connect_attempts: int = 30
+    """Handshake attempts when an actor connects, and again when it reconnects after losing the
+    learner (backoff 0.5 s doubling to 5 s: about 2.5 min in all); then it exits with an error."""
     actor_drain_timeout_s: float = 10.0
     """On a clean stop (SIGTERM/SIGINT), how long an actor keeps sending its finished, queued
     episodes before it closes the streams (only a learner that went away makes it wait that long)."""
@@ -176,6 +179,7 @@ class PiRLConfig(RecipeConfig):
             "push_every_updates",
             "envs_per_actor",
             "max_actors",
+            "actor_connect_attempts",
         ):
             if getattr(self, name) < 1:
                 problems.append(f"{name}={getattr(self, name)} (must be ≥ 1)")
