@@ -94,3 +94,17 @@ def random_episode(length: int, state_dim: int, action_dim: int, seed: int) -> l
             )
         )
     return episode
+
+
+def marked_transition(marker: float) -> Transition:
+    """A one-step transition whose reward is ``marker``, to tell deliveries apart."""
+    state = {"observation.state": torch.zeros(2)}
+    return Transition(
+        state=state,
+        action=torch.zeros(1),
+        reward=marker,
+        next_state=state,
+        done=True,
+        truncated=False,
+        complementary_info={},
+    )

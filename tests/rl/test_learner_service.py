@@ -15,7 +15,7 @@ import time
 import pytest
 import torch
 from helpers.configs import free_port
-from helpers.grpc_client import LearnerClient
+from helpers.grpc_client import LearnerClient, marked_transition
 from helpers.xvla_batches import EXECUTED, make_pi_rl_policy, observations
 from lerobot.rl.learner import start_learner
 from lerobot.rl.train_rl import TrainRLServerPipelineConfig
@@ -264,7 +264,7 @@ def test_eight_actors_get_every_push_and_deliver_everything_and_a_ninth_is_refus
         for actor_id, link in enumerate(links):
             for episode in range(episodes_each):
                 marker = float(100 * actor_id + episode)
-                link.transitions.put(transitions_to_bytes([_marked_transition(marker)]))
+                link.transitions.put(transitions_to_bytes([marked_transition(marker)]))
         payloads = [received.get(timeout=30) for _ in range(actors * episodes_each)]
         markers = sorted(bytes_to_transitions(p)[0]["reward"] for p in payloads)
         assert markers == sorted(float(100 * a + e) for a in range(actors) for e in range(episodes_each))
@@ -316,18 +316,3 @@ def test_an_actor_slot_is_released_when_its_stream_ends() -> None:
     finally:
         shutdown.set()
         server.stop(grace=1).wait(timeout=10)
-
-
-def _marked_transition(marker: float):
-    from lerobot.utils.transition import Transition
-
-    state = {"observation.state": torch.zeros(2)}
-    return Transition(
-        state=state,
-        action=torch.zeros(1),
-        reward=marker,
-        next_state=state,
-        done=True,
-        truncated=False,
-        complementary_info={},
-    )

@@ -13,13 +13,13 @@ import grpc
 import pytest
 import torch
 from helpers.configs import free_port
+from helpers.grpc_client import marked_transition
 from lerobot.transport.utils import (
     bytes_to_state_dict,
     bytes_to_transitions,
     state_to_bytes,
     transitions_to_bytes,
 )
-from lerobot.utils.transition import Transition
 from torch.multiprocessing import Queue
 
 from lerobot_pirl.runtime import seam
@@ -80,19 +80,7 @@ class _Learner:
 
 
 def _episode(marker: float) -> bytes:
-    state = {"observation.state": torch.zeros(2)}
-    return transitions_to_bytes(
-        [
-            Transition(
-                state=state,
-                action=torch.zeros(1),
-                reward=marker,
-                next_state=state,
-                done=True,
-                truncated=False,
-            )
-        ]
-    )
+    return transitions_to_bytes([marked_transition(marker)])
 
 
 def _close(link: seam.ActorLink, stop: threading.Event) -> None:
