@@ -5,7 +5,7 @@ throughput."""
 import os
 import time
 
-# Headless MuJoCo: must be decided before mujoco is first imported (DESIGN §2).
+# Headless MuJoCo: must be decided before mujoco is first imported.
 os.environ.setdefault("MUJOCO_GL", "osmesa")
 os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
 
