@@ -166,3 +166,48 @@ def test_third_party_env_discovery_is_lerobots_function() -> None:
 
     assert envs.register_third_party_plugins is import_utils.register_third_party_plugins
     assert "lerobot_env_" in import_utils.register_third_party_plugins.__doc__
+
+
+def test_transport_pieces_the_learner_and_actor_build_on() -> None:
+    """`seam.start_learner_server` overrides these LearnerService methods, `seam.connect_actor`
+    streams through these generators and opens its (TLS) channel with LeRobot's options."""
+    import inspect
+
+    from lerobot.rl.learner_service import LearnerService
+    from lerobot.transport.utils import grpc_channel_options
+
+    for method in ("Ready", "StreamParameters", "SendTransitions", "SendInteractions"):
+        assert callable(getattr(LearnerService, method))
+    # Called positionally as (stop event, queue, timeout).
+    assert list(inspect.signature(actor.transitions_stream).parameters) == [
+        "shutdown_event",
+        "transitions_queue",
+        "timeout",
+    ]
+    assert list(inspect.signature(actor.interactions_stream).parameters) == [
+        "shutdown_event",
+        "interactions_queue",
+        "timeout",
+    ]
+    options = grpc_channel_options()
+    assert isinstance(options, list) and all(isinstance(o, tuple) and len(o) == 2 for o in options)
+
+
+def test_received_payloads_are_loaded_weights_only() -> None:
+    """The learner feeds received bytes to LeRobot's ``bytes_to_transitions``; it must keep
+    ``torch.load(weights_only=True)``, so a payload cannot run code on the learner."""
+    import io
+    import pickle
+
+    from lerobot.transport.utils import bytes_to_transitions
+
+    class Payload:
+        def __reduce__(self):
+            return (print, ("this must never run",))
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save([Payload()], buffer, pickle_module=pickle)
+    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+        bytes_to_transitions(buffer.getvalue())
