@@ -107,7 +107,7 @@ def soak(out: Path, duration_s: float, kill_every_s: float, actors: int, warmup_
             rss.append((now, _rss_kb(learner.pid)))
             if now >= next_kill and now < duration_s - 60:  # every life at the end ran ≥ 60 s
                 running[victim].send_signal(signal.SIGKILL)
-                running[victim].wait(timeout=30)
+                running[victim].wait(timeout=300)  # a loaded machine can take a while to reap it
                 kills += 1
                 start_actor(victim)
                 victim = 1 + victim % (actors - 1)  # actor 0 is never killed: one clean life to check
