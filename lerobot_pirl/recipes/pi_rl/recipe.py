@@ -81,9 +81,10 @@ class PiRLRecipe:
         self.assembler = RolloutAssembler(config.rollout_decisions, config.max_policy_staleness)
         self.generator = torch.Generator().manual_seed(0)  # minibatch order; checkpointed
         self._observation_spec: dict[str, tuple[tuple[int, ...], torch.dtype]] | None = None
-        self._declared_features = {
-            key: tuple(feature.shape) for key, feature in self.policy.config.input_features.items()
-        }
+        # A LeRobot policy config declares its inputs; a policy config without them is checked by
+        # the observation spec alone.
+        declared = getattr(self.policy.config, "input_features", None) or {}
+        self._declared_features = {key: tuple(feature.shape) for key, feature in declared.items()}
         self.optimizer: torch.optim.AdamW | None = None
 
     # ----------------------------------------------------------------------------- data
