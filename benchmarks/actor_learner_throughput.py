@@ -84,7 +84,7 @@ def run(n_actors: int, seconds: float, noise_method: str, workdir: Path) -> dict
     decisions = sum(int(re.findall(r"'decisions_queued': (\d+)", log)[-1]) for log in actor_logs)
     env_steps = sum(int(re.findall(r"'env_steps': (\d+)", log)[-1]) for log in actor_logs)
     updates = [float(v) for v in re.findall(r"update_seconds=([\d.e-]+)", learner_log)]
-    stamps = re.findall(r"INFO (\S+ \S+) .*\[PI-RL LEARNER\] update \d+:", learner_log)
+    stamps = re.findall(r"INFO (\S+ \S+) .*\[ON-POLICY LEARNER\] update \d+:", learner_log)
     span = (
         datetime.datetime.fromisoformat(stamps[-1]) - datetime.datetime.fromisoformat(stamps[0])
     ).total_seconds()

@@ -12,7 +12,7 @@ median rate of each variant over the repetitions and the ratio of the medians.
    the recipe's own ``score_chain`` through the adapter, clipped PPO + clipped value loss,
    backward, clip-grad, AdamW step; no bookkeeping). Same epochs and minibatches. Target: ratio >= 0.90.
 3. ``actor``: decisions/s of ``sample_actions`` (flow_sde, flow_noise: log-prob and chain
-   recording) plus ``encode_decision`` as ``runtime/pi_rl_actor.py`` does it vs stock
+   recording) plus ``encode_decision`` as ``runtime/on_policy_actor.py`` does it vs stock
    ``predict_action_chunk`` with the same K, batch of one observation as on the actor.
    Target: time ratio <= 1.15 for flow_sde.
 4. ``wire``/``memory``: bytes per decision on the wire (``transitions_to_bytes`` of real
@@ -59,11 +59,8 @@ from lerobot_pirl.flow_rl.algorithm import score_chain  # noqa: E402
 from lerobot_pirl.policies.tiny_xvla import observation_batch, tiny_xvla_config  # noqa: E402
 from lerobot_pirl.recipes.pi_rl.config import PiRLConfig  # noqa: E402
 from lerobot_pirl.recipes.pi_rl.recipe import PiRLRecipe  # noqa: E402
-from lerobot_pirl.recipes.pi_rl.transitions import (  # noqa: E402
-    RECORD,
-    RecordLayout,
-    packed_observation,
-)
+from lerobot_pirl.recipes.pi_rl.transitions import RECORD, RecordLayout  # noqa: E402
+from lerobot_pirl.runtime.on_policy_actor import packed_observation  # noqa: E402
 
 torch.set_num_threads(1)
 RESULTS = Path(__file__).parent / "results"
@@ -207,7 +204,7 @@ def record_episodes(noise_method: str, episodes: int, steps: int) -> list[tuple[
     """Real PandaPickCube episodes from the actor's own loop, as (payload the actor sends, decisions)."""
     from lerobot_pirl.envs.pick_cube import PickCubeEnvConfig
     from lerobot_pirl.runtime.envs import make_envs
-    from lerobot_pirl.runtime.pi_rl_actor import BatchedEpisodes
+    from lerobot_pirl.runtime.on_policy_actor import BatchedEpisodes
     from lerobot_pirl.runtime.processors import PolicyIO
 
     recipe = make_recipe(noise_method)
@@ -399,7 +396,7 @@ def bench_learner(quick: bool, payloads: dict[str, list]) -> dict:
 
 
 def bench_actor(quick: bool) -> dict:
-    from lerobot_pirl.runtime.pi_rl_actor import decision_transition
+    from lerobot_pirl.recipes.on_policy import ActorDecision
 
     decisions_per_block = 25
     recipes = {method: make_recipe(method) for method in ("flow_sde", "flow_noise")}
@@ -419,28 +416,28 @@ def bench_actor(quick: bool) -> dict:
         return decisions_per_block
 
     def pi_rl_block(recipe: PiRLRecipe, encode: bool = True) -> Callable[[], int]:
-        policy = recipe.policy
-        executed = policy.pi_rl_sampling.executed_steps
+        sampler = recipe.sampler()
 
         def block() -> int:
             for index, raw in enumerate(observations):
                 observation = packed_observation(raw) if encode else raw
-                actions, record = policy.sample_actions({k: v.unsqueeze(0) for k, v in observation.items()})
+                actions, samples = sampler.act({k: v.unsqueeze(0) for k, v in observation.items()})
                 if not encode:
                     continue
-                decision_transition(  # the actor's own encoding (runtime/pi_rl_actor.py)
-                    observation,
-                    observation,
-                    actions[0],
-                    record,
-                    [0.0] * executed,
-                    executed_steps=executed,
-                    terminated=False,
-                    truncated=False,
-                    policy_version=recipe.assembler.policy_version,
-                    actor_id=0,
-                    episode_id=0,
-                    decision_index=index,
+                recipe.encode_decision(  # the actor's own encoding (runtime/on_policy_actor.py)
+                    ActorDecision(
+                        observation=observation,
+                        next_observation=observation,
+                        actions=actions[0],
+                        rewards=[0.0] * sampler.executed_steps,
+                        terminated=False,
+                        truncated=False,
+                        sample=samples[0],
+                        policy_version=recipe.policy_version,
+                        actor_id=0,
+                        episode_id=0,
+                        decision_index=index,
+                    )
                 )
             return decisions_per_block
 

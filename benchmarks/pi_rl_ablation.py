@@ -37,7 +37,7 @@ from lerobot_pirl.envs.pick_cube import PickCubeEnvConfig  # noqa: E402
 from lerobot_pirl.recipes.pi_rl.config import PiRLConfig  # noqa: E402
 from lerobot_pirl.recipes.pi_rl.recipe import PiRLRecipe  # noqa: E402
 from lerobot_pirl.runtime.envs import make_envs  # noqa: E402
-from lerobot_pirl.runtime.pi_rl_actor import ENV_SEED_STRIDE, BatchedEpisodes  # noqa: E402
+from lerobot_pirl.runtime.on_policy_actor import ENV_SEED_STRIDE, BatchedEpisodes  # noqa: E402
 from lerobot_pirl.runtime.processors import PolicyIO  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "ablation"

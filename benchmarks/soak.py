@@ -30,7 +30,7 @@ from lerobot_pirl.demo.sft import SHIPPED_CHECKPOINT
 
 RESULTS = Path(__file__).parent / "results"
 FINAL = re.compile(
-    r"stopped after (\d+) updates: received=(\d+) consumed=(\d+) dropped_stale=(\d+) "
+    r"stopped after (\d+) updates: received=(\d+) consumed=(\d+) dropped=(\d+) "
     r"pending=(\d+) rejected=(\d+)"
 )
 

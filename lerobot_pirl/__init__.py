@@ -4,6 +4,10 @@ The public surface for recipe authors::
 
     from lerobot_pirl import BaseRecipe, RecipeConfig, RecipeRegistry, hookimpl
 
+on-policy recipes (trained on fresh episodes by lerobot_pirl's own learner loop and actor)::
+
+    from lerobot_pirl import ActorDecision, ActorSampler, OnPolicyConfig, OnPolicyRecipe
+
 and for πRL adapters of more flow-matching policies (``lerobot_pirl.policies.PiRLMixin`` is the
 policy-side mixin)::
 
@@ -12,6 +16,13 @@ policy-side mixin)::
 
 from .flow_rl.adapter import FlowAdapterRegistry, FlowPolicyAdapter
 from .recipes.hookspecs import ENTRY_POINT_GROUP, hookimpl
+from .recipes.on_policy import (
+    ActorDecision,
+    ActorSampler,
+    OnPolicyConfig,
+    OnPolicyRecipe,
+    TransitionRejectedError,
+)
 from .recipes.protocol import BaseRecipe, Recipe, RecipeConfig
 from .recipes.registry import (
     DuplicateRecipeError,
@@ -25,15 +36,20 @@ from .recipes.registry import (
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "ActorDecision",
+    "ActorSampler",
     "BaseRecipe",
     "DuplicateRecipeError",
     "FlowAdapterRegistry",
     "FlowPolicyAdapter",
     "InvalidRecipeError",
+    "OnPolicyConfig",
+    "OnPolicyRecipe",
     "Recipe",
     "RecipeConfig",
     "RecipeError",
     "RecipeRegistry",
+    "TransitionRejectedError",
     "UnknownRecipeError",
     "discover",
     "hookimpl",

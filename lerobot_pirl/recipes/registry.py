@@ -100,6 +100,13 @@ class RecipeRegistry:
                 f"recipe '{name}' ({where}) does not implement {', '.join(missing)} of the "
                 "lerobot_pirl.Recipe protocol (subclass lerobot_pirl.BaseRecipe for defaults)"
             )
+        from .on_policy import is_on_policy, missing_on_policy_members  # on_policy imports us
+
+        if is_on_policy(recipe_cls) and (missing := missing_on_policy_members(recipe_cls)):
+            raise InvalidRecipeError(
+                f"recipe '{name}' ({where}) has an OnPolicyConfig but does not implement "
+                f"{', '.join(missing)} of the lerobot_pirl.OnPolicyRecipe protocol"
+            )
         if name in self._entries:
             # Ambiguous: neither wins. Other recipes stay resolvable; resolving this name fails.
             first = self._entries[name]

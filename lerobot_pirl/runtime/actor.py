@@ -2,7 +2,8 @@
 
     lerobot-pirl-actor --config_path=train_config.json [--recipe=NAME] [--actor_id=N] [--field=value ...]
 
-On-policy recipes (pi-rl) run `lerobot_pirl.runtime.pi_rl_actor`; ``--actor_id`` (default 0)
+On-policy recipes (`OnPolicyRecipe`: pi-rl, and yours) run `lerobot_pirl.runtime.on_policy_actor`;
+``--actor_id`` (default 0)
 tells several actors of one learner apart. Other recipes run LeRobot's own actor.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..recipes.on_policy import is_on_policy
 from ..recipes.registry import RecipeEntry, installed
 from . import seam
 from .cli import RecipeSelectionError, pop_option, run_main
@@ -21,10 +23,10 @@ def _run(entry: RecipeEntry, args: list[str]) -> None:
         raise RecipeSelectionError(f"--actor_id must be a non-negative integer, got '{raw_actor_id}'")
     seam.install_recipe_lookup(installed())
     cfg = seam.parse_train_config(args)
-    if getattr(entry.recipe_cls, "runtime", "stock") == "on_policy":
-        from .pi_rl_actor import run_pi_rl_actor
+    if is_on_policy(entry.recipe_cls):
+        from .on_policy_actor import run_on_policy_actor
 
-        run_pi_rl_actor(cfg, actor_id=int(raw_actor_id or 0))
+        run_on_policy_actor(cfg, actor_id=int(raw_actor_id or 0))
     else:
         seam.run_stock_actor(cfg)
 

@@ -4,7 +4,7 @@
     python -m lerobot_pirl.runtime.learner --config_path=...
 
 Takes a stock LeRobot 0.6 learner config; ``recipe`` (JSON key or ``--recipe``) defaults to
-``sac``. Recipes declaring ``runtime = "on_policy"`` (pi-rl) run in
+``sac``. On-policy recipes (config subclassing `OnPolicyConfig`: pi-rl, and yours) run in
 `lerobot_pirl.runtime.on_policy`; all others in LeRobot's own learner loop.
 ``--torch_threads=N`` sets this process's torch threads.
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..recipes.on_policy import is_on_policy
 from ..recipes.registry import RecipeEntry, installed
 from . import seam
 from .cli import run_main
@@ -21,7 +22,7 @@ from .cli import run_main
 def _run(entry: RecipeEntry, args: list[str]) -> None:
     seam.install_recipe_lookup(installed())
     cfg = seam.parse_train_config(args)
-    if getattr(entry.recipe_cls, "runtime", "stock") == "on_policy":
+    if is_on_policy(entry.recipe_cls):
         from .on_policy import run_on_policy_learner
 
         run_on_policy_learner(cfg)

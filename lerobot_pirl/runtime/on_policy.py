@@ -1,4 +1,4 @@
-"""The learner loop for on-policy recipes (``pi-rl``), assembled from LeRobot's parts.
+"""The learner loop for on-policy recipes (`OnPolicyRecipe`: ``pi-rl``, and yours), from LeRobot's parts.
 
 LeRobot's learner loop is SAC-shaped: it reads SAC-only policy fields, samples a DrQ-augmented
 replay buffer at random, and would recompute PPO ratios on augmented images. This loop keeps what
@@ -43,14 +43,14 @@ from lerobot.utils.utils import init_logging
 from safetensors.torch import load_file
 from torch.multiprocessing import Queue
 
-from ..recipes.pi_rl.transitions import PiRLTransitionError
+from ..recipes.on_policy import OnPolicyRecipe, TransitionRejectedError
 from ..recipes.registry import RecipeError
 from . import seam
 from .envs import require_env_factory
 from .processors import BUNDLED_TOKENIZER_DIR, PolicyIO, bundle_tokenizer
 from .security import learner_security
 
-LOG_PREFIX = "[PI-RL LEARNER]"
+LOG_PREFIX = "[ON-POLICY LEARNER]"
 METRICS_FILE = "metrics.jsonl"
 """One JSON line per update under ``<output_dir>/logs/`` (what ``lerobot-pirl demo`` follows)."""
 
@@ -93,7 +93,7 @@ class _OnPolicyLearner:
         # preprocessed them.
         self.io = PolicyIO.for_policy(cfg.policy, cfg.env)
         self.algorithm = make_algorithm(cfg=cfg.algorithm, policy=self.policy)
-        self.recipe = self.algorithm.recipe  # type: ignore[attr-defined]
+        self.recipe: OnPolicyRecipe = self.algorithm.recipe  # type: ignore[attr-defined]
         self.optimizers = self.algorithm.make_optimizers_and_scheduler()
         if cfg.resume:
             restore_checkpoint(self.checkpoint_dir, self.optimizers, self.algorithm)
@@ -177,11 +177,10 @@ class _OnPolicyLearner:
         self.rejected += _drain_transitions(self.transitions, self.recipe, to_the_end=True)
         for q in (self.transitions, self.interactions):
             q.cancel_join_thread()
-        assembler = self.recipe.assembler
+        counts = " ".join(f"{key}={value}" for key, value in self.recipe.data_counters().items())
         logging.info(
             f"{LOG_PREFIX} stopped after {self.algorithm.optimization_step} updates: "
-            f"received={assembler.received} consumed={assembler.consumed} "
-            f"dropped_stale={assembler.dropped_stale} pending={assembler.pending()} rejected={self.rejected}"
+            f"{counts} rejected={self.rejected}"
         )
 
 
@@ -191,7 +190,7 @@ def _restored_env_steps(checkpoint_dir: Path) -> int:
     return int(state.get("metrics", {}).get("env_steps_total", 0))
 
 
-def _drain_transitions(transitions: Queue, recipe: Any, *, to_the_end: bool = False) -> int:
+def _drain_transitions(transitions: Queue, recipe: OnPolicyRecipe, *, to_the_end: bool = False) -> int:
     """Move received transitions into the rollout, no further than one rollout (bounded memory).
 
     ``to_the_end`` drains everything (at shutdown, so the final counts cover all that arrived).
@@ -222,7 +221,7 @@ def _drain_transitions(transitions: Queue, recipe: Any, *, to_the_end: bool = Fa
         for transition in episode:
             try:
                 recipe.accept(transition)
-            except PiRLTransitionError as exc:  # bad data is reported, never trained on
+            except TransitionRejectedError as exc:  # bad data is reported, never trained on
                 rejected += 1
                 logging.error(f"{LOG_PREFIX} rejected a transition: {exc}")
     return rejected

@@ -120,7 +120,7 @@ def learner_security(algo_cfg: Any) -> TransportSecurity:
         raise TransportConfigError("invalid learner transport settings: " + "; ".join(problems))
     if remote and not (security.tls and security.token):
         logging.warning(
-            f"[PI-RL LEARNER] INSECURE: {algo_cfg.learner_host} is reachable from other machines with "
+            f"[ON-POLICY LEARNER] INSECURE: {algo_cfg.learner_host} is reachable from other machines with "
             "no TLS or no token; anyone who reaches the port can send episodes"
         )
     return security

@@ -13,8 +13,8 @@ from lerobot_pirl.recipes.pi_rl.transitions import (
     RecordLayout,
     decode_decision,
     encode_decision,
-    packed_observation,
 )
+from lerobot_pirl.runtime.on_policy_actor import packed_observation
 
 LAYOUT = RecordLayout(num_points=3, chunk_size=2, model_action_dim=2, executed_steps=2)
 

@@ -123,7 +123,7 @@ def test_pi_rl_learner_trains_xvla_from_actor_decisions_over_grpc(tmp_path: Path
     assert stock.config.type == "xvla"
     assert all(torch.equal(v, last[k]) for k, v in stock.state_dict().items())
     log = (tmp_path / "learner.log").read_text()
-    assert "[PI-RL LEARNER] update 3:" in log and "loss_actor=" in log
+    assert "[ON-POLICY LEARNER] update 3:" in log and "loss_actor=" in log
 
 
 def tiny_config_from(data: dict):

@@ -17,7 +17,7 @@ from lerobot_pirl.recipes.pi_rl.config import PiRLConfig  # noqa: E402
 from lerobot_pirl.recipes.pi_rl.recipe import PiRLRecipe  # noqa: E402
 from lerobot_pirl.recipes.pi_rl.transitions import RecordLayout  # noqa: E402
 from lerobot_pirl.runtime.envs import make_envs  # noqa: E402
-from lerobot_pirl.runtime.pi_rl_actor import BatchedEpisodes  # noqa: E402
+from lerobot_pirl.runtime.on_policy_actor import BatchedEpisodes  # noqa: E402
 from lerobot_pirl.runtime.processors import PolicyIO  # noqa: E402
 
 pytestmark = pytest.mark.timeout(240)

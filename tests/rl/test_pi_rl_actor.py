@@ -59,7 +59,7 @@ def _pick_cube_config(output_dir: Path, env: dict | None = None, **algorithm) ->
 def _final_counters(learner_log: str) -> tuple[int, ...]:
     """(updates, received, consumed, dropped_stale, pending, rejected) from the learner's last line."""
     found = re.findall(
-        r"stopped after (\d+) updates: received=(\d+) consumed=(\d+) dropped_stale=(\d+) "
+        r"stopped after (\d+) updates: received=(\d+) consumed=(\d+) dropped=(\d+) "
         r"pending=(\d+) rejected=(\d+)",
         learner_log,
     )
@@ -119,7 +119,7 @@ def test_pi_rl_two_actors_feed_one_learner_and_stop_cleanly(tmp_path: Path) -> N
 
 
 def _updates(log: Path) -> int:
-    found = re.findall(r"\[PI-RL LEARNER\] update (\d+):", log.read_text()) if log.exists() else []
+    found = re.findall(r"\[ON-POLICY LEARNER\] update (\d+):", log.read_text()) if log.exists() else []
     return int(found[-1]) if found else 0
 
 

@@ -13,8 +13,7 @@ from ...flow_rl.settings import (
     loss_problems,
     sampling_problems,
 )
-from ...runtime.security import config_problems as transport_config_problems
-from ..protocol import RecipeConfig
+from ..on_policy import OnPolicyConfig
 
 __all__ = ["LR_SCHEDULES", "NOISE_METHODS", "PiRLConfig"]
 
@@ -22,8 +21,11 @@ LR_SCHEDULES = ("constant", "linear")
 
 
 @dataclass
-class PiRLConfig(RecipeConfig):
-    """``algorithm`` block for ``recipe=pi-rl`` (also settable as ``--algorithm.<field>=...``)."""
+class PiRLConfig(OnPolicyConfig):
+    """``algorithm`` block for ``recipe=pi-rl`` (also settable as ``--algorithm.<field>=...``).
+
+    The runtime's fields (learner address, security, actors, stopping rule) are `OnPolicyConfig`'s.
+    """
 
     # --- likelihood -----------------------------------------------------------------------
     noise_method: str = DEFAULT_NOISE_METHOD
@@ -110,55 +112,6 @@ class PiRLConfig(RecipeConfig):
     freeze_vlm: bool = True
     """Freeze every VLM (Florence-2) parameter, as the paper does by default."""
 
-    # --- runtime (what the learner and actors need; XVLA's config has none of it) ---------------
-    learner_host: str = "127.0.0.1"
-    """Address the learner binds and actors connect to (localhost by default)."""
-    learner_port: int = 50051
-    """Learner gRPC port."""
-    tls_cert_path: str | None = None
-    """PEM certificate the learner serves TLS with (``lerobot-pirl tls-keygen`` makes a self-signed
-    one); actors verify the learner against it unless ``tls_ca_path`` is set. None: plaintext."""
-    tls_key_path: str | None = None
-    """The learner's PEM private key for ``tls_cert_path`` (read by the learner only)."""
-    tls_ca_path: str | None = None
-    """Actors: the CA certificate that signed the learner's (default: ``tls_cert_path`` itself)."""
-    auth_token_env: str | None = None
-    """Name of an environment variable holding a shared secret; with it set, the learner refuses
-    every call without that token before reading anything. The secret never enters a config."""
-    auth_token_file: str | None = None
-    """Or a file holding the shared secret (surrounding whitespace ignored)."""
-    allow_insecure_remote: bool = False
-    """Let the learner bind a non-loopback ``learner_host`` without TLS and a token (a trusted
-    network only); otherwise it refuses to start."""
-    max_actors: int = 16
-    """Most actors the learner serves at once (its gRPC worker pool holds three streams for each);
-    one more is refused at connect with an error naming this field, never left waiting."""
-    max_updates: int = 100
-    """The learner stops after this many πRL updates (LeRobot's ``online_steps`` for SAC)."""
-    max_env_steps: int | None = None
-    """Also stop (with a final checkpoint) once the actors have reported this many env steps."""
-    push_every_updates: int = 1
-    """Push weights to the actors after every this many updates (actors load them between episodes)."""
-    torch_threads: int | None = None
-    """Torch threads in the learner and actor processes; null keeps ``--torch_threads`` / its default."""
-    queue_get_timeout: float = 0.1
-    """Seconds the gRPC service waits on its queues (keeps shutdown prompt)."""
-    max_message_bytes: int = 64 * 2**20
-    """Largest serialized message (one actor episode) the learner accepts and an actor sends;
-    larger ones are rejected with an error naming both sizes (gRPC chunking alone has no bound)."""
-    actor_weights_timeout_s: float = 120.0
-    """How long an actor waits for the learner's first weights before giving up."""
-    actor_connect_attempts: int = 30
-    """Handshake attempts when an actor connects, and again when it reconnects after losing the
-    learner (backoff 0.5 s doubling to 5 s: about 2.5 min in all); then it exits with an error."""
-    actor_drain_timeout_s: float = 10.0
-    """On a clean stop (SIGTERM/SIGINT), how long an actor keeps sending its finished, queued
-    episodes before it closes the streams (only a learner that went away makes it wait that long)."""
-    envs_per_actor: int = 1
-    """Envs each actor process steps (each built from the config's ``env`` block); their pending
-    decisions are sampled in one batched call. Env settings (episode length, rendering, physics,
-    reward shaping) are fields of the ``env`` block."""
-
     def validate(self) -> None:
         """Raise one ValueError naming every bad field, its value and what is accepted.
 
@@ -171,31 +124,15 @@ class PiRLConfig(RecipeConfig):
                 problems.append(f"{name}={getattr(self, name)} (must be ≥ 0)")
         if not self.max_grad_norm > 0:
             problems.append(f"max_grad_norm={self.max_grad_norm} (must be > 0)")
-        for name in (
-            "update_epochs",
-            "minibatch_size",
-            "rollout_decisions",
-            "max_updates",
-            "push_every_updates",
-            "envs_per_actor",
-            "max_actors",
-            "actor_connect_attempts",
-        ):
+        for name in ("update_epochs", "minibatch_size", "rollout_decisions"):
             if getattr(self, name) < 1:
                 problems.append(f"{name}={getattr(self, name)} (must be ≥ 1)")
         if not 0 <= self.gamma <= 1 or not 0 <= self.gae_lambda <= 1:
             problems.append(f"gamma={self.gamma}, gae_lambda={self.gae_lambda} (must be in [0, 1])")
-        if self.max_env_steps is not None and self.max_env_steps < 1:
-            problems.append(f"max_env_steps={self.max_env_steps} (must be ≥ 1, or null)")
-        if self.torch_threads is not None and self.torch_threads < 1:
-            problems.append(f"torch_threads={self.torch_threads} (must be ≥ 1, or null)")
         if self.target_kl is not None and not self.target_kl > 0:
             problems.append(f"target_kl={self.target_kl} (must be > 0, or null)")
         if self.critic_warmup_updates < 0:
             problems.append(f"critic_warmup_updates={self.critic_warmup_updates} (must be ≥ 0)")
-        for name in ("actor_weights_timeout_s", "actor_drain_timeout_s"):
-            if not getattr(self, name) > 0:
-                problems.append(f"{name}={getattr(self, name)} (must be > 0 s)")
         if self.lr_schedule not in LR_SCHEDULES:
             problems.append(f"lr_schedule={self.lr_schedule!r} (accepted: {', '.join(LR_SCHEDULES)})")
         if self.lr_decay_updates < 1:
@@ -204,7 +141,7 @@ class PiRLConfig(RecipeConfig):
             problems.append(f"lr_final_ratio={self.lr_final_ratio} (must be in [0, 1])")
         if self.max_policy_staleness < 0:
             problems.append(f"max_policy_staleness={self.max_policy_staleness} (must be ≥ 0)")
-        problems += transport_config_problems(self)
+        problems += self.runtime_problems()
         if problems:
             raise ValueError("invalid pi-rl algorithm config: " + "; ".join(problems))
 

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
-from lerobot.utils.transition import move_state_dict_to_device
+from lerobot.utils.transition import Transition, move_state_dict_to_device
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
@@ -40,10 +40,11 @@ from ...policies import (
     adopt_pi_rl,
 )
 from ..hookspecs import hookimpl
+from ..on_policy import ActorDecision
 from ..registry import RecipeError, RecipeRegistry
 from .config import PiRLConfig
 from .rollout import Rollout, RolloutAssembler
-from .transitions import PiRLTransitionError, RecordLayout, decode_decision
+from .transitions import PiRLTransitionError, RecordLayout, decode_decision, encode_decision
 
 
 class PolicyNotSupportedError(RecipeError, TypeError):
@@ -51,9 +52,11 @@ class PolicyNotSupportedError(RecipeError, TypeError):
 
 
 class PiRLRecipe:
+    """The `OnPolicyRecipe` for flow policies: actors sample chunks with exact log-probs and send
+    their denoising chains; the learner re-scores them under the current weights (PPO)."""
+
     name = "pi-rl"
     config_class = PiRLConfig
-    runtime = "on_policy"  # runs in lerobot_pirl's on-policy learner loop, not LeRobot's SAC loop
 
     def __init__(self, policy: nn.Module, config: PiRLConfig) -> None:
         config.validate()
@@ -86,6 +89,7 @@ class PiRLRecipe:
         declared = getattr(self.policy.config, "input_features", None) or {}
         self._declared_features = {key: tuple(feature.shape) for key, feature in declared.items()}
         self.optimizer: torch.optim.AdamW | None = None
+        self._sampler = _ChunkSampler(self.policy)
 
     # ----------------------------------------------------------------------------- data
 
@@ -138,6 +142,49 @@ class PiRLRecipe:
 
     def take_rollout(self) -> Rollout:
         return self.assembler.take()
+
+    def data_counters(self) -> dict[str, int]:
+        assembler = self.assembler
+        return {
+            "received": assembler.received,
+            "consumed": assembler.consumed,
+            "dropped": assembler.dropped_stale,
+            "pending": assembler.pending(),
+        }
+
+    # ----------------------------------------------------------------------------- actor side
+
+    @property
+    def policy_version(self) -> int:
+        return self.assembler.policy_version
+
+    def sampler(self) -> _ChunkSampler:
+        return self._sampler
+
+    def encode_decision(self, decision: ActorDecision) -> Transition:
+        """The decision's transition: the H' actions that ran (zero-padded to H'), the step rewards,
+        and the record of how its chunk was sampled (chain, stochastic step, per-token log-probs)."""
+        record = decision.sample
+        executed_steps = self._sampler.executed_steps
+        ran = decision.actions[: len(decision.rewards)].detach().to("cpu", torch.float32)
+        padded = torch.zeros(executed_steps, ran.shape[-1])
+        padded[: ran.shape[0]] = ran
+        return encode_decision(
+            observation=decision.observation,
+            next_observation=decision.next_observation,
+            executed_actions=padded,
+            step_rewards=torch.tensor(decision.rewards),
+            executed_steps=executed_steps,
+            terminated=decision.terminated,
+            truncated=decision.truncated,
+            chain=record.chain[0],
+            step_index=int(record.step_index[0]),
+            old_token_log_prob=record.token_log_prob[0],
+            policy_version=decision.policy_version,
+            actor_id=decision.actor_id,
+            episode_id=decision.episode_id,
+            decision_index=decision.decision_index,
+        )
 
     # ----------------------------------------------------------------------------- Recipe
 
@@ -339,6 +386,21 @@ class PiRLRecipe:
         self.assembler.policy_version, self.assembler.received = version, received
         self.assembler.dropped_stale, self.assembler.consumed = dropped, consumed
         self.generator.set_state(state["minibatch_rng"].cpu())
+
+
+class _ChunkSampler:
+    """Samples chunks with the attached noise method; each row's record is its `PiRLRecord` row."""
+
+    def __init__(self, policy: PiRLXVLAPolicy) -> None:
+        self.policy = policy
+        executed_steps = policy.pi_rl_sampling.executed_steps
+        assert executed_steps is not None  # resolved when the sampling settings were attached
+        self.executed_steps = executed_steps
+
+    def act(self, observations: dict[str, Tensor]) -> tuple[Tensor, list[Any]]:
+        chunks, record = self.policy.sample_actions(observations)
+        rows = [record.row(i) for i in range(chunks.shape[0])]
+        return chunks[:, : self.executed_steps], rows
 
 
 def _spec(observation: dict[str, Tensor]) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:

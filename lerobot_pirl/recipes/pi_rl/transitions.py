@@ -27,6 +27,8 @@ import torch
 from lerobot.utils.transition import Transition
 from torch import Tensor
 
+from ..on_policy import TransitionRejectedError
+
 RECORD = "pi_rl.record"
 SCALAR_FIELDS = (
     "step_index",
@@ -38,7 +40,7 @@ SCALAR_FIELDS = (
 _EXACT_INT_LIMIT = 2**24  # float32 represents integers exactly up to here
 
 
-class PiRLTransitionError(ValueError):
+class PiRLTransitionError(TransitionRejectedError):
     """A transition that cannot be used for πRL; the message names the field and what is expected."""
 
 
@@ -119,23 +121,6 @@ def _exact_int(name: str, value: int) -> float:
     if not 0 <= int(value) < _EXACT_INT_LIMIT:
         raise PiRLTransitionError(f"{name}={value} must be in [0, 2**24) to survive float32 transport")
     return float(int(value))
-
-
-def packed_observation(observation: dict[str, Tensor]) -> dict[str, Tensor]:
-    """The observation with its float32 tensors as views of one buffer (other dtypes as they are).
-
-    ``torch.save`` writes one zip record per storage; an actor that builds each observation this
-    way sends state and image as one record (~200 bytes less per decision). Values are unchanged.
-    """
-    floats = {k: v for k, v in observation.items() if v.dtype == torch.float32}
-    if len(floats) < 2:
-        return dict(observation)
-    buffer = torch.cat([v.detach().reshape(-1) for v in floats.values()])
-    packed, offset = dict(observation), 0
-    for key, value in floats.items():
-        packed[key] = buffer[offset : offset + value.numel()].view(value.shape)
-        offset += value.numel()
-    return packed
 
 
 def encode_decision(

@@ -1,13 +1,17 @@
-"""The πRL actor: sample chunks with the XVLA mixin, execute H' env steps, send one transition per decision.
+"""The actor of on-policy recipes: step envs, sample with the recipe, send one transition per decision.
+
+Nothing here knows the algorithm: the recipe's `OnPolicyRecipe.sampler` gives each decision's
+``executed_steps`` actions and a sampling record, and `OnPolicyRecipe.encode_decision` turns what
+ran into the transition sent (for pi-rl: a chunk, H' env steps, the denoising chain).
 
 The envs come from the config's ``env`` block through LeRobot's ``make_env`` (`runtime.envs`), and
 observations and actions pass through the checkpoint's LeRobot processors (`runtime.processors`):
 each transition stores the observation as the policy saw it after preprocessing (normalised state,
-tokenised instruction, XVLA's image steps, domain id), which is exactly what the learner re-scores.
-One actor process steps ``algorithm.envs_per_actor`` envs and samples their pending decisions
-together (`BatchedEpisodes`). Every episode is sampled by a single policy version (policy + heads +
-version), the newest one when it started. An episode is sent when it ends; on SIGINT/SIGTERM the
-unfinished episodes are discarded (the learner never sees partial episodes).
+tokenised instruction, image steps), which is exactly what the learner re-scores. One actor
+process steps ``algorithm.envs_per_actor`` envs and samples their pending decisions together
+(`BatchedEpisodes`). Every episode is sampled by a single policy version, the newest one when it
+started. An episode is sent when it ends; on SIGINT/SIGTERM the unfinished episodes are discarded
+(the learner never sees partial episodes).
 """
 
 from __future__ import annotations
@@ -29,16 +33,16 @@ from lerobot.utils.process import ProcessSignalHandler
 from lerobot.utils.random_utils import set_seed
 from lerobot.utils.utils import init_logging
 
-from ..recipes.pi_rl.transitions import encode_decision, packed_observation
+from ..recipes.on_policy import ActorDecision, OnPolicyRecipe
 from . import seam
 from .envs import EnvConfigError, make_envs, step_env, task_description
 from .processors import PolicyIO
 from .security import actor_security
 
-LOG_PREFIX = "[PI-RL ACTOR]"
+LOG_PREFIX = "[ON-POLICY ACTOR]"
 
 
-def run_pi_rl_actor(cfg: seam.RecipeTrainConfig, actor_id: int) -> dict[str, int]:
+def run_on_policy_actor(cfg: seam.RecipeTrainConfig, actor_id: int) -> dict[str, int]:
     """Run episodes until shutdown; returns the actor's counters (episodes and decisions queued and
     delivered, env steps, weight loads)."""
     seam.validate_for_actor(cfg)
@@ -49,6 +53,7 @@ def run_pi_rl_actor(cfg: seam.RecipeTrainConfig, actor_id: int) -> dict[str, int
     init_logging()
     security = actor_security(algo_cfg)
     recipe, io, envs = _build_actor_parts(cfg)  # a config that cannot run fails before connecting
+    device = str(cfg.policy.device)
     shutdown = ProcessSignalHandler(use_threads=True).shutdown_event
 
     def connect() -> seam.ActorLink:
@@ -70,7 +75,9 @@ def run_pi_rl_actor(cfg: seam.RecipeTrainConfig, actor_id: int) -> dict[str, int
 
     sender = _EpisodeSender(link, actor_id, algo_cfg.max_message_bytes)
     try:
-        if not _load_weights(link, recipe, shutdown, block=True, timeout=algo_cfg.actor_weights_timeout_s):
+        if not _load_weights(
+            link, recipe, shutdown, device=device, block=True, timeout=algo_cfg.actor_weights_timeout_s
+        ):
             raise TimeoutError(f"no weights from the learner within {algo_cfg.actor_weights_timeout_s}s")
         sender.counters["weights_loaded"] += 1
         seeds = [cfg.seed + actor_id + ENV_SEED_STRIDE * index for index in range(len(envs))]
@@ -84,7 +91,12 @@ def run_pi_rl_actor(cfg: seam.RecipeTrainConfig, actor_id: int) -> dict[str, int
                         break  # stopped while waiting: a clean stop (what was kept is counted lost)
                     raise
             if runner.wants_weights() and _load_weights(
-                sender.link, recipe, shutdown, block=False, before_load=runner.freeze_live_episodes
+                sender.link,
+                recipe,
+                shutdown,
+                device=device,
+                block=False,
+                before_load=runner.freeze_live_episodes,
             ):
                 sender.counters["weights_loaded"] += 1
             for episode in runner.step():
@@ -98,14 +110,14 @@ def run_pi_rl_actor(cfg: seam.RecipeTrainConfig, actor_id: int) -> dict[str, int
     return sender.counters
 
 
-def _build_actor_parts(cfg: seam.RecipeTrainConfig) -> tuple[Any, PolicyIO, list[Any]]:
+def _build_actor_parts(cfg: seam.RecipeTrainConfig) -> tuple[OnPolicyRecipe, PolicyIO, list[Any]]:
     """The recipe (with its policy), the checkpoint's processors and the envs, checked to fit."""
     policy = make_policy(cfg=cfg.policy, env_cfg=cfg.env)
     recipe = make_algorithm(cfg=cfg.algorithm, policy=policy).recipe  # type: ignore[attr-defined]
     io = PolicyIO.for_policy(cfg.policy, cfg.env)
     envs = make_envs(cfg.env, cfg.algorithm.envs_per_actor)
     try:
-        check_env_feeds_policy(envs[0], io, recipe.policy, seed=cfg.seed, env_type=cfg.env.type)
+        check_env_feeds_policy(envs[0], io, cfg.policy, seed=cfg.seed, env_type=cfg.env.type)
     except BaseException:
         for env in envs:
             env.close()
@@ -236,12 +248,12 @@ ENV_SEED_STRIDE = 1009
 episodes continue that env's own random stream (gymnasium's autoreset)."""
 
 
-def check_env_feeds_policy(env: Any, io: PolicyIO, policy: Any, *, seed: int, env_type: str) -> None:
+def check_env_feeds_policy(env: Any, io: PolicyIO, config: Any, *, seed: int, env_type: str) -> None:
     """Reset ``env`` once and check that its processed observation has every input feature of the
-    policy with the declared shape, and that the env takes the policy's action size."""
+    policy config (``make_policy`` filled them in) with the declared shape, and that the env takes
+    the policy's action size."""
     raw, _ = env.reset(seed=[seed])
     observation = io.observation(raw, task_description(env))
-    config = policy.config
     problems = []
     for key, feature in config.input_features.items():
         if key not in observation:
@@ -265,13 +277,30 @@ def check_env_feeds_policy(env: Any, io: PolicyIO, policy: Any, *, seed: int, en
         )
 
 
+def packed_observation(observation: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The observation with its float32 tensors as views of one buffer (other dtypes as they are).
+
+    ``torch.save`` writes one zip record per storage; an actor that builds each observation this
+    way sends state and image as one record (~200 bytes less per decision). Values are unchanged.
+    """
+    floats = {k: v for k, v in observation.items() if v.dtype == torch.float32}
+    if len(floats) < 2:
+        return dict(observation)
+    buffer = torch.cat([v.detach().reshape(-1) for v in floats.values()])
+    packed, offset = dict(observation), 0
+    for key, value in floats.items():
+        packed[key] = buffer[offset : offset + value.numel()].view(value.shape)
+        offset += value.numel()
+    return packed
+
+
 @dataclass
 class _Episode:
     """One env's episode in progress: its policy version and the decisions encoded so far."""
 
     episode_id: int
     policy_version: int
-    sampler: Any  # the policy (with its heads) of that version
+    sampler: Any  # the recipe's ActorSampler of that version
     observation: dict[str, torch.Tensor]  # as the policy reads it, no batch dim
     decisions: list[Any] = field(default_factory=list)
     total_reward: float = 0.0
@@ -284,8 +313,8 @@ class BatchedEpisodes:
 
     Each episode is sampled by one policy version from its first decision to its last: an env
     starts an episode with the newest weights, and when newer weights arrive while other envs are
-    mid-episode, those keep a frozen copy of the version they started with (dropped once no
-    episode uses it). So most steps make one batched ``sample_actions`` call, a few make two.
+    mid-episode, those keep a frozen copy of the sampler they started with (dropped once no
+    episode uses it). So most steps make one batched ``act`` call, a few make two.
     ``envs`` are single-env vector envs (`runtime.envs.make_envs`); env ``i`` is first reset with
     ``seeds[i]``.
     """
@@ -294,7 +323,7 @@ class BatchedEpisodes:
         self,
         envs: list[Any],
         io: PolicyIO,
-        recipe: Any,
+        recipe: OnPolicyRecipe,
         actor_id: int,
         *,
         seeds: list[int],
@@ -302,13 +331,12 @@ class BatchedEpisodes:
     ) -> None:
         self.envs, self.io, self.recipe, self.actor_id = envs, io, recipe, actor_id
         self.tasks = [task_description(env) for env in envs]
-        self.executed_steps = recipe.policy.pi_rl_sampling.executed_steps
         self.episodes: list[_Episode | None] = [None] * len(envs)
         # The first raw observation of each env's next episode (after its autoreset), if known.
         self._next_start: list[dict[str, Any] | None] = [
             env.reset(seed=[s])[0] for env, s in zip(envs, seeds, strict=True)
         ]
-        self._frozen: dict[int, Any] = {}  # policy version -> a copy of that version's policy
+        self._frozen: dict[int, Any] = {}  # policy version -> a copy of that version's sampler
         self._last_rows: list[dict[str, torch.Tensor]] = [{} for _ in envs]
         self._next_episode_id = first_episode_id
 
@@ -317,11 +345,12 @@ class BatchedEpisodes:
         return any(episode is None for episode in self.episodes)
 
     def freeze_live_episodes(self) -> None:
-        """Call before the recipe's policy is overwritten: episodes sampling with it keep a copy."""
+        """Call before the recipe's weights are overwritten: episodes sampling with them keep a copy."""
+        live = self.recipe.sampler()
         for episode in self.episodes:
-            if episode is not None and episode.sampler is self.recipe.policy:
+            if episode is not None and episode.sampler is live:
                 if episode.policy_version not in self._frozen:
-                    self._frozen[episode.policy_version] = copy.deepcopy(self.recipe.policy)
+                    self._frozen[episode.policy_version] = copy.deepcopy(live)
                 episode.sampler = self._frozen[episode.policy_version]
 
     def _policy_observation(self, index: int, raw: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -349,8 +378,8 @@ class BatchedEpisodes:
                 assert raw is not None
                 self.episodes[index] = _Episode(
                     episode_id=self._next_episode_id,
-                    policy_version=self.recipe.assembler.policy_version,
-                    sampler=self.recipe.policy,
+                    policy_version=self.recipe.policy_version,
+                    sampler=self.recipe.sampler(),
                     observation=self._policy_observation(index, raw),
                 )
                 self._next_start[index] = None
@@ -369,25 +398,27 @@ class BatchedEpisodes:
             assert episode is not None
             groups.setdefault(episode.policy_version, []).append(index)
         for indices in groups.values():
-            sampler = self.episodes[indices[0]].sampler  # type: ignore[union-attr]
+            episodes = [self.episodes[i] for i in indices]
+            sampler = episodes[0].sampler  # type: ignore[union-attr]
             batch = {
-                key: torch.stack([self.episodes[i].observation[key] for i in indices])  # type: ignore[union-attr]
-                for key in self.episodes[indices[0]].observation  # type: ignore[union-attr]
+                key: torch.stack([episode.observation[key] for episode in episodes])  # type: ignore[union-attr]
+                for key in episodes[0].observation  # type: ignore[union-attr]
             }
-            actions, record = sampler.sample_actions(batch)
+            actions, samples = sampler.act(batch)
             for row, index in enumerate(indices):
-                if self._execute(index, actions[row], record, row):
+                if self._execute(index, actions[row], samples[row], sampler.executed_steps):
                     finished.append(self.episodes[index])  # type: ignore[arg-type]
                     self.episodes[index] = None
         return finished
 
-    def _execute(self, index: int, chunk: torch.Tensor, record: Any, row: int) -> bool:
-        """Run H' actions of ``chunk`` in env ``index`` and encode the decision; True if it ended."""
+    def _execute(self, index: int, actions: torch.Tensor, sample: Any, executed_steps: int) -> bool:
+        """Run the decision's actions ([executed_steps, D]) in env ``index`` until its episode ends,
+        and encode the decision; True if it ended."""
         env, episode = self.envs[index], self.episodes[index]
         assert episode is not None
-        env_actions = self.io.env_actions(chunk[: self.executed_steps])
+        env_actions = self.io.env_actions(actions)
         rewards: list[float] = []
-        for h in range(self.executed_steps):
+        for h in range(executed_steps):
             result = step_env(env, env_actions[h])
             rewards.append(result.reward)
             episode.success = episode.success or result.success
@@ -400,19 +431,20 @@ class BatchedEpisodes:
         if result.done:
             self._next_start[index] = result.observation
         episode.decisions.append(
-            decision_transition(
-                episode.observation,
-                next_observation,
-                chunk,
-                record.row(row),
-                rewards,
-                executed_steps=self.executed_steps,
-                terminated=result.terminated,
-                truncated=result.truncated,
-                policy_version=episode.policy_version,
-                actor_id=self.actor_id,
-                episode_id=episode.episode_id,
-                decision_index=len(episode.decisions),
+            self.recipe.encode_decision(
+                ActorDecision(
+                    observation=episode.observation,
+                    next_observation=next_observation,
+                    actions=actions,
+                    rewards=rewards,
+                    terminated=result.terminated,
+                    truncated=result.truncated,
+                    sample=sample,
+                    policy_version=episode.policy_version,
+                    actor_id=self.actor_id,
+                    episode_id=episode.episode_id,
+                    decision_index=len(episode.decisions),
+                )
             )
         )
         episode.total_reward += sum(rewards)
@@ -420,60 +452,19 @@ class BatchedEpisodes:
         return result.done
 
 
-def decision_transition(
-    observation: dict[str, torch.Tensor],
-    next_observation: dict[str, torch.Tensor],
-    chunk: torch.Tensor,
-    record: Any,
-    rewards: list[float],
-    *,
-    executed_steps: int,
-    terminated: bool,
-    truncated: bool,
-    policy_version: int,
-    actor_id: int,
-    episode_id: int,
-    decision_index: int,
-) -> Any:
-    """The transition for one decision: ``chunk`` [H, D] sampled with ``record`` (batch of one),
-    of which the first ``len(rewards)`` actions ran in the env (H' = ``executed_steps`` at most)."""
-    return encode_decision(
-        observation=observation,
-        next_observation=next_observation,
-        executed_actions=_pad_rows(chunk[: len(rewards)], executed_steps),
-        step_rewards=torch.tensor(rewards),
-        executed_steps=executed_steps,
-        terminated=terminated,
-        truncated=truncated,
-        chain=record.chain[0],
-        step_index=int(record.step_index[0]),
-        old_token_log_prob=record.token_log_prob[0],
-        policy_version=policy_version,
-        actor_id=actor_id,
-        episode_id=episode_id,
-        decision_index=decision_index,
-    )
-
-
-def _pad_rows(actions: torch.Tensor, rows: int) -> torch.Tensor:
-    """Executed actions padded to H' rows (fixed transition shape); unexecuted rows are zero."""
-    padded = torch.zeros(rows, actions.shape[-1])
-    padded[: actions.shape[0]] = actions.float().cpu()
-    return padded
-
-
 def _load_weights(
     link: seam.ActorLink,
-    recipe: Any,
+    recipe: OnPolicyRecipe,
     shutdown: Any,
     *,
+    device: str,
     block: bool,
     timeout: float = 0.0,
     before_load: Any = None,
 ) -> bool:
     """Load the newest pushed weights; with ``block`` wait for them (bounded by ``timeout``).
 
-    ``before_load`` runs just before the recipe's policy is overwritten (only if weights arrived).
+    ``before_load`` runs just before the recipe's weights are overwritten (only if weights arrived).
     """
     deadline = time.monotonic() + timeout
     while True:
@@ -483,7 +474,7 @@ def _load_weights(
         if payload is not None:
             if before_load is not None:
                 before_load()
-            recipe.load_actor_weights(bytes_to_state_dict(payload), device=recipe.policy.config.device)
+            recipe.load_actor_weights(bytes_to_state_dict(payload), device=device)
             return True
         if not block or shutdown.is_set() or time.monotonic() > deadline:
             return False
