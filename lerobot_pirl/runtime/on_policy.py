@@ -258,7 +258,7 @@ def save_run_checkpoint(
     *,
     io: PolicyIO,
 ) -> None:
-    """LeRobot's checkpoint layout (stock XVLA ``pretrained_model/`` with the policy's processor
+    """LeRobot's checkpoint layout (the stock policy's ``pretrained_model/`` with its processor
     pipelines and bundled tokenizer, ``training_state/``, ``algorithm/``), written atomically: into
     a temporary folder that is renamed when complete, so a learner killed mid-save leaves the
     previous checkpoint as ``last``.
