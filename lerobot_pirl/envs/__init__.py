@@ -1,4 +1,5 @@
-"""Simulation environments, registered with LeRobot as ``EnvConfig`` types (gym-hil PandaPickCube).
+"""Simulation environments, registered with LeRobot as ``EnvConfig`` types: gym-hil PandaPickCube
+(``pirl_pick_cube``, the demo's) and PandaArrangeBoxes (``pirl_arrange_boxes``).
 
 The runtime never imports this package: LeRobot's env registry reaches it once the plugin loader
 (``runtime.envs.register_env_plugins``) has imported the modules named under our
