@@ -1,8 +1,9 @@
 """Envs for on-policy actors, built from the config's ``env`` block the way LeRobot builds them.
 
 An actor that steps N envs holds N single-env vector envs from ``lerobot.envs.make_env(cfg.env,
-n_envs=1)``, each stepped only while its own episode runs, so a decision's H' actions never spill
-into the next episode (one ``make_env(n_envs=N)`` vector env steps every sub-env at once).
+n_envs=1)`` (``gym_manipulator`` envs: `RobotEnvAdapter`, from LeRobot's ``make_robot_env``), each
+stepped only while its own episode runs, so a decision's H' actions never spill into the next
+episode (one ``make_env(n_envs=N)`` vector env steps every sub-env at once).
 LeRobot's ``AutoresetMode.SAME_STEP`` resets an env in the step that ends its episode: the
 returned observation then starts the next episode and ``info["final_obs"]`` / ``info["final_info"]``
 hold the end of this one (`EnvStep`).
@@ -12,11 +13,13 @@ from __future__ import annotations
 
 import importlib
 import logging
+import time
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
 
 import numpy as np
+import torch
 from lerobot.envs import make_env
 from lerobot.envs.configs import EnvConfig, HILSerlRobotEnvConfig
 from lerobot.utils.import_utils import register_third_party_plugins
@@ -55,17 +58,32 @@ def require_env_factory(env_cfg: EnvConfig | None) -> None:
     if env_cfg is None:
         raise EnvConfigError("on-policy recipes need an env block (e.g. env.type='pirl_pick_cube')")
     if isinstance(env_cfg, HILSerlRobotEnvConfig):
-        raise EnvConfigError(
-            "env.type='gym_manipulator' (a real robot or gym-hil through LeRobot's make_robot_env) is "
-            "driven by LeRobot's HIL-SERL actor, which on-policy recipes do not use; give the env as an "
-            "EnvConfig type that lerobot.envs.make_env builds (e.g. env.type='pirl_pick_cube' for gym-hil "
-            "PandaPickCube)"
-        )
+        if env_cfg.name == "gym_hil" and str(env_cfg.task).endswith("Base-v0"):
+            raise EnvConfigError(
+                f"env.type='gym_manipulator' with env.task={env_cfg.task!r}: LeRobot's make_robot_env passes "
+                "use_gripper/gripper_penalty, which only gym-hil's wrapped tasks accept (e.g. "
+                "'PandaPickCube-v0'); or use env.type='pirl_pick_cube' for the base PandaPickCube"
+            )
+        if env_cfg.name != "gym_hil" and (env_cfg.robot is None or env_cfg.teleop is None):
+            raise EnvConfigError(
+                f"env.type='gym_manipulator' with env.name={env_cfg.name!r} drives a real robot: LeRobot's "
+                "make_robot_env needs env.robot and env.teleop (the teleop serves resets and interventions); "
+                "for gym-hil set env.name='gym_hil'"
+            )
 
 
 def make_envs(env_cfg: EnvConfig, count: int) -> list[Any]:
-    """``count`` independent single-env vector envs of ``env_cfg``, each from LeRobot's ``make_env``."""
+    """``count`` independent single-env vector envs of ``env_cfg``: from LeRobot's ``make_env`` for
+    ``EnvConfig`` types, from LeRobot's ``make_robot_env`` + ``make_processors`` for
+    ``gym_manipulator`` (`RobotEnvAdapter`)."""
     require_env_factory(env_cfg)
+    if isinstance(env_cfg, HILSerlRobotEnvConfig):
+        if count > 1 and env_cfg.name != "gym_hil":
+            raise EnvConfigError(
+                "env.type='gym_manipulator' drives one real robot per actor; got "
+                f"algorithm.envs_per_actor={count} (set it to 1 and start one actor per robot)"
+            )
+        return [RobotEnvAdapter.make(env_cfg) for _ in range(count)]
     envs = []
     try:
         for _ in range(count):
@@ -84,6 +102,93 @@ def make_envs(env_cfg: EnvConfig, count: int) -> list[Any]:
             env.close()
         raise
     return envs
+
+
+class RobotEnvAdapter:
+    """A ``gym_manipulator`` env (a real robot, or gym-hil through LeRobot's wrappers) seen as the
+    single-env vector env the runtime steps.
+
+    Built and stepped with LeRobot's own HIL-SERL functions: ``make_robot_env`` and
+    ``make_processors`` build it, ``reset_and_build_transition`` / ``step_env_and_process_transition``
+    run its env and action processors (observation mapping, time limit, gripper, crop/resize, reward
+    classifier), and steps are paced at ``env.fps`` as LeRobot's actor paces them. Observations
+    leave the env processor already in policy keys with a batch dim, so `PolicyIO` skips
+    ``preprocess_observation`` for this env (``processed_observations``). Episodes end on the
+    processed transition's done / truncated; the next reset happens in the same ``step``
+    (``AutoresetMode.SAME_STEP``, as LeRobot's vector envs do), with ``final_obs`` / ``final_info``.
+    A teleop intervention replaces the policy's action in that step: on-policy recipes then train
+    on an action the env did not run, so ``info["intervention"]`` reports it.
+    """
+
+    processed_observations = True
+
+    def __init__(self, env: Any, teleop: Any, env_processor: Any, action_processor: Any, fps: int | None):
+        self.env, self.teleop = env, teleop
+        self.env_processor, self.action_processor = env_processor, action_processor
+        self.fps = fps
+        self.single_action_space = env.action_space
+        self._transition: Any = None
+        self._last_step = 0.0
+
+    @classmethod
+    def make(cls, env_cfg: HILSerlRobotEnvConfig) -> RobotEnvAdapter:
+        from lerobot.rl.gym_manipulator import make_processors, make_robot_env
+
+        env, teleop = make_robot_env(env_cfg)
+        env_processor, action_processor = make_processors(env, teleop, env_cfg, device="cpu")
+        return cls(env, teleop, env_processor, action_processor, env_cfg.fps)
+
+    def _observation(self) -> dict[str, Any]:
+        from lerobot.processor import TransitionKey
+
+        observation = self._transition[TransitionKey.OBSERVATION]
+        return {key: value for key, value in observation.items() if isinstance(value, torch.Tensor)}
+
+    def reset(self, seed: list[int] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+        """LeRobot's reset (robots take no seed; gym-hil's wrapped envs seed themselves)."""
+        from lerobot.rl.gym_manipulator import reset_and_build_transition
+
+        self._transition = reset_and_build_transition(self.env, self.env_processor, self.action_processor)
+        return self._observation(), {}
+
+    def step(self, actions: np.ndarray) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        from lerobot.processor import TransitionKey
+        from lerobot.rl.gym_manipulator import reset_and_build_transition, step_env_and_process_transition
+        from lerobot.teleoperators.utils import TeleopEvents
+        from lerobot.utils.robot_utils import precise_sleep
+
+        if self.fps:
+            precise_sleep(max(1.0 / self.fps - (time.perf_counter() - self._last_step), 0.0))
+        self._last_step = time.perf_counter()
+        action = torch.as_tensor(np.asarray(actions, dtype=np.float32).reshape(-1))
+        self._transition = step_env_and_process_transition(
+            self.env, self._transition, action, self.env_processor, self.action_processor
+        )
+        transition = self._transition
+        terminated = bool(transition.get(TransitionKey.DONE, False))
+        truncated = bool(transition.get(TransitionKey.TRUNCATED, False))
+        raw_info = transition.get(TransitionKey.INFO, {}) or {}
+        info = {key: value for key, value in raw_info.items() if isinstance(key, str)}
+        info["intervention"] = bool(raw_info.get(TeleopEvents.IS_INTERVENTION, False))
+        reward = np.asarray([float(transition.get(TransitionKey.REWARD, 0.0))], dtype=np.float32)
+        observation = self._observation()
+        if terminated or truncated:
+            final = {key: value[0].cpu().numpy() for key, value in observation.items()}
+            self._transition = reset_and_build_transition(self.env, self.env_processor, self.action_processor)
+            observation = self._observation()
+            info = {"final_obs": np.array([final], dtype=object), "final_info": info}
+        return observation, reward, np.asarray([terminated]), np.asarray([truncated]), info
+
+    def call(self, name: str) -> list[Any]:
+        value = getattr(self.env.unwrapped, name, None)
+        if value is None:
+            raise AttributeError(name)
+        return [value]
+
+    def close(self) -> None:
+        self.env.close()
+        if self.teleop is not None and getattr(self.teleop, "is_connected", False):
+            self.teleop.disconnect()
 
 
 def task_description(env: Any) -> str:

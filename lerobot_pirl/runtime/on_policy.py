@@ -25,6 +25,7 @@ from lerobot.common.train_utils import (
     save_checkpoint,
 )
 from lerobot.common.wandb_utils import WandBLogger
+from lerobot.envs.configs import HILSerlRobotEnvConfig
 from lerobot.policies import make_policy
 from lerobot.rl.algorithms.factory import make_algorithm
 from lerobot.transport.utils import bytes_to_python_object, bytes_to_transitions, state_to_bytes
@@ -60,6 +61,8 @@ def run_on_policy_learner(cfg: seam.RecipeTrainConfig) -> None:
     ``max_updates`` / ``max_env_steps`` / a signal, then stop the server and log the final counts."""
     cfg.validate()
     require_env_factory(cfg.env)
+    if cfg.save_checkpoint:
+        _check_config_encodes(cfg)  # else the first checkpoint would crash the run
     output_dir = Path(cfg.output_dir)
     (output_dir / "logs").mkdir(parents=True, exist_ok=True)
     init_logging(log_file=str(output_dir / "logs" / "learner.log"))
@@ -182,6 +185,26 @@ class _OnPolicyLearner:
             f"{LOG_PREFIX} stopped after {self.algorithm.optimization_step} updates: "
             f"{counts} rejected={self.rejected}"
         )
+
+
+def _check_config_encodes(cfg: seam.RecipeTrainConfig) -> None:
+    """Every checkpoint saves the config with LeRobot's (draccus) encoder; refuse one it cannot
+    encode before anything starts."""
+    import draccus
+
+    try:
+        draccus.encode(cfg)
+    except Exception as exc:  # noqa: BLE001 - draccus raises whatever the field's type check raised
+        hint = ""
+        if isinstance(cfg.env, HILSerlRobotEnvConfig) and cfg.env.processor.reset is not None:
+            hint = (
+                ": LeRobot's encoder cannot save env.processor.reset (its ResetConfig field "
+                "fixed_reset_joint_positions is typed Any); leave env.processor.reset unset, or set "
+                "save_checkpoint=false"
+            )
+        raise seam.InvalidConfigError(
+            f"this config cannot be saved with checkpoints ({type(exc).__name__}: {exc}){hint}"
+        ) from exc
 
 
 def _restored_env_steps(checkpoint_dir: Path) -> int:

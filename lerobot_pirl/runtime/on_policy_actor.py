@@ -35,7 +35,7 @@ from lerobot.utils.utils import init_logging
 
 from ..recipes.on_policy import ActorDecision, OnPolicyRecipe
 from . import seam
-from .envs import EnvConfigError, make_envs, step_env, task_description
+from .envs import EnvConfigError, make_envs, require_env_factory, step_env, task_description
 from .processors import PolicyIO
 from .security import actor_security
 
@@ -112,6 +112,7 @@ def run_on_policy_actor(cfg: seam.RecipeTrainConfig, actor_id: int) -> dict[str,
 
 def _build_actor_parts(cfg: seam.RecipeTrainConfig) -> tuple[OnPolicyRecipe, PolicyIO, list[Any]]:
     """The recipe (with its policy), the checkpoint's processors and the envs, checked to fit."""
+    require_env_factory(cfg.env)
     policy = make_policy(cfg=cfg.policy, env_cfg=cfg.env)
     recipe = make_algorithm(cfg=cfg.algorithm, policy=policy).recipe  # type: ignore[attr-defined]
     io = PolicyIO.for_policy(cfg.policy, cfg.env)

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from lerobot.envs.configs import HILSerlRobotEnvConfig
 from lerobot.envs.utils import preprocess_observation
 from lerobot.policies import make_pre_post_processors
 from lerobot.utils.constants import ACTION
@@ -52,6 +53,9 @@ class PolicyIO:
     postprocessor: Any
     env_preprocessor: Any
     env_postprocessor: Any
+    processed_observations: bool = False
+    """The env's observations are already in policy keys (``gym_manipulator``: its env processor
+    ran), so ``preprocess_observation`` is skipped."""
 
     @classmethod
     def for_policy(
@@ -72,11 +76,16 @@ class PolicyIO:
                 PolicyProcessorPipeline(steps=[]),
                 PolicyProcessorPipeline(steps=[]),
             )
-        return cls(preprocessor, postprocessor, env_preprocessor, env_postprocessor)
+        processed = isinstance(env_cfg, HILSerlRobotEnvConfig)
+        return cls(preprocessor, postprocessor, env_preprocessor, env_postprocessor, processed)
 
     def observation(self, raw: dict[str, Any], task: str) -> dict[str, torch.Tensor]:
         """A raw (batched) env observation as the policy reads it: every tensor the pipelines produce."""
-        observation = preprocess_observation(raw)
+        observation: dict[str, Any]
+        if self.processed_observations:
+            observation = {key: torch.as_tensor(value) for key, value in raw.items()}
+        else:
+            observation = preprocess_observation(raw)
         batch = next(iter(observation.values())).shape[0]
         observation["task"] = [task] * batch
         observation = self.preprocessor(self.env_preprocessor(observation))

@@ -118,15 +118,24 @@ def test_env_settings_in_the_old_algorithm_fields_say_where_they_moved(tmp_path)
     assert not (tmp_path / "out").exists()
 
 
-def test_a_gym_manipulator_env_is_refused_with_the_env_type_to_use(tmp_path) -> None:
+def test_gym_manipulator_envs_make_robot_env_cannot_build_are_refused_before_starting(tmp_path) -> None:
     from helpers.configs import free_port, pi_rl_learner_config
 
     config = pi_rl_learner_config(tmp_path / "out", free_port())
-    config["env"] = {"type": "gym_manipulator", "name": "gym_hil", "task": "PandaPickCubeBase-v0", "fps": 10}
-    for module in ("lerobot_pirl.runtime.learner", "lerobot_pirl.runtime.actor"):
-        result = _run_cli(module, config, tmp_path)
-        assert result.returncode == 2, result.stderr
-        assert "env.type='gym_manipulator'" in result.stderr and "env.type='pirl_pick_cube'" in result.stderr
+    cases = [
+        (
+            {"type": "gym_manipulator", "name": "gym_hil", "task": "PandaPickCubeBase-v0", "fps": 10},
+            "only gym-hil's wrapped tasks accept (e.g. 'PandaPickCube-v0')",
+        ),
+        ({"type": "gym_manipulator", "name": "real_robot", "fps": 10}, "needs env.robot and env.teleop"),
+    ]
+    for env, message in cases:
+        config["env"] = env
+        for module in ("lerobot_pirl.runtime.learner", "lerobot_pirl.runtime.actor"):
+            result = _run_cli(module, config, tmp_path)
+            assert result.returncode == 2, result.stderr
+            assert "env.type='gym_manipulator'" in result.stderr and message in result.stderr
+            assert not (tmp_path / "out").exists()
 
 
 def test_unknown_noise_method_on_the_command_line_is_one_clear_error(tmp_path) -> None:
