@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from lerobot_pirl.runtime.envs import make_envs, step_env, task_description
 from lerobot_pirl.runtime.processors import PolicyIO
