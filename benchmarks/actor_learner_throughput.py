@@ -2,12 +2,15 @@
 
 Raw: one env on one core with no policy in the loop, replaying actions recorded from the shipped
 policy (its own stochastic sampler, through the checkpoint's processors), so the env does the same
-work as in training (same seed, same trajectory, same autoresets). System: 1 learner + A actor
+work as in training (same seed, same trajectory, same autoresets); measured with one replay
+process per core at once (cores sharing a cache or a physical core give less than cores × the
+lone rate, and no system can beat that), right before each setting (the machine is shared: its
+speed drifts), and once with a lone process. System: 1 learner + A actor
 processes × E envs each, the demo's πRL settings and env (``lerobot-pirl demo``), every process at
 one torch thread; env steps/s are summed over actors between their first and last finished episode
 inside the measured window (process start-up and the first weights are left out). ``efficiency`` =
-system env steps/s ÷ (raw env steps/s per core × cores). All settings run one after the other in
-one invocation.
+system env steps/s ÷ (raw env steps/s per core × cores), against the raw rate measured just
+before that setting. All settings run one after the other in one invocation.
 
     python benchmarks/actor_learner_throughput.py [--seconds 60] [--actors 1 2] [--envs 1 4 8 16]
 
@@ -22,6 +25,7 @@ import json
 import os
 import re
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -58,23 +62,31 @@ def write_config(path: Path, output_dir: Path, envs_per_actor: int) -> dict:
     return data
 
 
-def raw_env_rate(workdir: Path, steps: int) -> dict:
-    """Env steps/s of one env replaying ``steps`` actions the shipped policy chose (one thread)."""
+def _parse_config(config: Path):
     from lerobot_pirl.recipes.registry import installed
     from lerobot_pirl.runtime import seam
     from lerobot_pirl.runtime.cli import select_recipe
-    from lerobot_pirl.runtime.envs import make_envs, step_env, task_description
-    from lerobot_pirl.runtime.on_policy_actor import _build_actor_parts
 
-    torch.set_num_threads(1)
-    config = workdir / "raw_config.json"
-    write_config(config, workdir / "raw_out", envs_per_actor=1)
     catalog = installed()
     seam.install_recipe_lookup(catalog)
     _, args = select_recipe([f"--config_path={config}"], catalog)  # as lerobot-pirl-actor reads it
     cfg = seam.parse_train_config(args)
     seam.validate_for_actor(cfg)
-    recipe, io, envs = _build_actor_parts(cfg)
+    return cfg
+
+
+def record_actions(workdir: Path, steps: int) -> tuple[Path, Path, int]:
+    """``steps`` env actions the shipped policy chose (its stochastic sampler, through the
+    checkpoint's processors, env seed 0), saved for replay; returns (config, actions, episodes)."""
+    import numpy as np
+
+    from lerobot_pirl.runtime.envs import step_env, task_description
+    from lerobot_pirl.runtime.on_policy_actor import _build_actor_parts
+
+    torch.set_num_threads(1)
+    config = workdir / "raw_config.json"
+    write_config(config, workdir / "raw_out", envs_per_actor=1)
+    recipe, io, envs = _build_actor_parts(_parse_config(config))
     env, sampler = envs[0], recipe.sampler()
     raw, _ = env.reset(seed=[0])
     task = task_description(env)
@@ -89,14 +101,42 @@ def raw_env_rate(workdir: Path, steps: int) -> dict:
                 episodes += 1
                 break
     env.close()
-    [replay] = make_envs(cfg.env, 1)
-    replay.reset(seed=[0])
+    path = workdir / "actions.npy"
+    np.save(path, np.stack(actions))
+    return config, path, episodes
+
+
+def replay(config: Path, actions_path: Path) -> float:
+    """Seconds one env (seed 0, as recorded) takes to step the recorded actions, nothing else."""
+    import numpy as np
+
+    from lerobot_pirl.runtime.envs import make_envs, step_env
+
+    torch.set_num_threads(1)
+    actions = np.load(actions_path)
+    [env] = make_envs(_parse_config(config).env, 1)
+    env.reset(seed=[0])
     started = time.perf_counter()
     for action in actions:
-        step_env(replay, action)
+        step_env(env, action)
     elapsed = time.perf_counter() - started
-    replay.close()
-    return {"steps": len(actions), "episodes": episodes, "seconds": round(elapsed, 2)}
+    env.close()
+    return elapsed
+
+
+def replay_rates(config: Path, actions: Path, steps: int, processes: int) -> list[float]:
+    """Env steps/s of ``processes`` replay processes running at once (one env each)."""
+    cmd = [sys.executable, __file__, "--replay", str(config), str(actions)]
+    env = {**os.environ, **CHILD_ENV}
+    started = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env) for _ in range(processes)]
+    outputs = [process.communicate(timeout=600)[0] for process in started]
+    return [round(steps / float(out.strip().splitlines()[-1]), 1) for out in outputs]
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process (all its threads) so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _episode_stamps(log: str) -> list[tuple[float, int]]:
@@ -129,7 +169,9 @@ def system_rate(workdir: Path, actors: int, envs: int, seconds: float) -> dict:
                 raise RuntimeError(f"setting {name} did not start:\n{learner_log.read_text()[-3000:]}")
             time.sleep(0.5)
         window_start = time.time()
+        cpu_start = [_cpu_seconds(p.pid) for p in [learner, *processes]]
         time.sleep(seconds)
+        cpu_end = [_cpu_seconds(p.pid) for p in [learner, *processes]]
         window_end = time.time()
     finally:
         for process in processes:
@@ -146,10 +188,13 @@ def system_rate(workdir: Path, actors: int, envs: int, seconds: float) -> dict:
         (t0, n0), (t1, n1) = stamps[0], stamps[-1]
         rate += (n1 - n0) / (t1 - t0)
     updates = re.findall(r"update_seconds=([\d.e-]+)", learner_log.read_text())
+    cpu = [(end - start) / (window_end - window_start) for start, end in zip(cpu_start, cpu_end, strict=True)]
     return {
         "actors": actors,
         "envs_per_actor": envs,
         "system_env_steps_per_s": round(rate, 1),
+        "learner_cores_used": round(cpu[0], 3),
+        "actor_cores_used": [round(c, 3) for c in cpu[1:]],
         "learner_updates_in_run": len(updates),
         "update_seconds_mean": round(sum(map(float, updates)) / len(updates), 3) if updates else None,
     }
@@ -162,22 +207,29 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0, help="measured window per setting")
     parser.add_argument("--actors", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--envs", type=int, nargs="+", default=[1, 4, 8, 16])
-    parser.add_argument("--raw-steps", type=int, default=1500)
+    parser.add_argument("--raw-steps", type=int, default=800)
     parser.add_argument("--out", default="actor_learner_throughput.json")
+    parser.add_argument("--replay", nargs=2, metavar=("CONFIG", "ACTIONS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.replay:  # a replay process of raw_env_rates: print its seconds
+        print(replay(Path(args.replay[0]), Path(args.replay[1])))
+        return
     cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        raw = raw_env_rate(workdir, args.raw_steps)
-        per_core = raw["steps"] / raw["seconds"]
+        config, actions, episodes = record_actions(workdir, args.raw_steps)
+        alone = replay_rates(config, actions, args.raw_steps, 1)[0]
         settings = []
         for actors in args.actors:
             for envs in args.envs:
+                raw = replay_rates(config, actions, args.raw_steps, cores)
+                per_core = sum(raw) / cores
                 row = system_rate(workdir, actors, envs, args.seconds)
+                row["raw_env_steps_per_s_per_core"] = round(per_core, 1)
                 row["efficiency"] = round(row["system_env_steps_per_s"] / (per_core * cores), 3)
                 settings.append(row)
                 print(json.dumps(row), flush=True)
-    best = max(settings, key=lambda row: row["system_env_steps_per_s"])
+    best = max(settings, key=lambda row: row["efficiency"])
     result = {
         "benchmark": "actor_learner_throughput",
         "date": datetime.date.today().isoformat(),
@@ -189,10 +241,13 @@ def main() -> None:
             "torch_threads_per_process": 1,
             "cores": cores,
             "measured_seconds_per_setting": args.seconds,
-            "raw_replay": raw,
+            "raw_replay": {"steps": args.raw_steps, "episodes": episodes, "processes_at_once": cores},
         },
-        "raw_env_steps_per_s_per_core": round(per_core, 1),
-        "best_system_env_steps_per_s": best["system_env_steps_per_s"],
+        "raw_env_steps_per_s_per_core": statistics.median(
+            r["raw_env_steps_per_s_per_core"] for r in settings
+        ),
+        "raw_env_steps_per_s_one_process_alone": alone,
+        "best_system_env_steps_per_s": max(row["system_env_steps_per_s"] for row in settings),
         "best_efficiency": best["efficiency"],
         "best_setting": {"actors": best["actors"], "envs_per_actor": best["envs_per_actor"]},
         "settings": settings,

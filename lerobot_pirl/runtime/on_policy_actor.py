@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from lerobot.policies import make_policy
 from lerobot.rl.algorithms.factory import make_algorithm
@@ -354,37 +355,46 @@ class BatchedEpisodes:
                     self._frozen[episode.policy_version] = copy.deepcopy(live)
                 episode.sampler = self._frozen[episode.policy_version]
 
-    def _policy_observation(self, index: int, raw: dict[str, Any]) -> dict[str, torch.Tensor]:
-        """The env's observation as the policy reads it (no batch dim). Non-float entries equal to
-        the env's previous ones (the task's token ids, its attention mask, the domain id) are
-        that same tensor object, so an episode's transport payload stores them once."""
-        batch = self.io.observation(raw, self.tasks[index])
-        row = packed_observation({key: value[0] for key, value in batch.items()})
-        previous = self._last_rows[index]
-        for key, value in row.items():
-            if (
-                not value.is_floating_point()
-                and key in previous
-                and previous[key].shape == value.shape
-                and torch.equal(previous[key], value)
-            ):
-                row[key] = previous[key]
-        self._last_rows[index] = row
-        return row
+    def _policy_observations(self, raws: dict[int, dict[str, Any]]) -> dict[int, dict[str, torch.Tensor]]:
+        """Several envs' raw observations as the policy reads them (no batch dim each), through the
+        processors in one call per task: the raw observations stacked along the batch dim. Each
+        row owns its tensors (a view would carry the whole batch's storage onto the wire).
+        Non-float entries equal to the env's previous ones (the task's token ids, its attention
+        mask, the domain id) are that same tensor object, so an episode's transport payload
+        stores them once."""
+        by_task: dict[str, list[int]] = {}
+        for index in raws:
+            by_task.setdefault(self.tasks[index], []).append(index)
+        rows: dict[int, dict[str, torch.Tensor]] = {}
+        for task, indices in by_task.items():
+            batch = self.io.observation(_stack_raw([raws[i] for i in indices]), task)
+            for position, index in enumerate(indices):
+                row = packed_observation({key: value[position].clone() for key, value in batch.items()})
+                previous = self._last_rows[index]
+                for key, value in row.items():
+                    if (
+                        not value.is_floating_point()
+                        and key in previous
+                        and previous[key].shape == value.shape
+                        and torch.equal(previous[key], value)
+                    ):
+                        row[key] = previous[key]
+                self._last_rows[index] = rows[index] = row
+        return rows
 
     def _start_episodes(self) -> None:
-        for index in range(len(self.envs)):
-            if self.episodes[index] is None:
-                raw = self._next_start[index]
-                assert raw is not None
-                self.episodes[index] = _Episode(
-                    episode_id=self._next_episode_id,
-                    policy_version=self.recipe.policy_version,
-                    sampler=self.recipe.sampler(),
-                    observation=self._policy_observation(index, raw),
-                )
-                self._next_start[index] = None
-                self._next_episode_id += 1
+        starting = [index for index, episode in enumerate(self.episodes) if episode is None]
+        raws = {index: self._next_start[index] for index in starting}
+        observations = self._policy_observations(raws)  # type: ignore[arg-type]
+        for index in starting:
+            self.episodes[index] = _Episode(
+                episode_id=self._next_episode_id,
+                policy_version=self.recipe.policy_version,
+                sampler=self.recipe.sampler(),
+                observation=observations[index],
+            )
+            self._next_start[index] = None
+            self._next_episode_id += 1
         live = {episode.policy_version for episode in self.episodes if episode is not None}
         for version in list(self._frozen):
             if version not in live:
@@ -393,11 +403,11 @@ class BatchedEpisodes:
     def step(self) -> list[_Episode]:
         """One decision for every env; returns the episodes that ended."""
         self._start_episodes()
-        finished: list[_Episode] = []
         groups: dict[int, list[int]] = {}
         for index, episode in enumerate(self.episodes):
             assert episode is not None
             groups.setdefault(episode.policy_version, []).append(index)
+        ran: list[tuple[int, torch.Tensor, Any, _Steps]] = []
         for indices in groups.values():
             episodes = [self.episodes[i] for i in indices]
             sampler = episodes[0].sampler  # type: ignore[union-attr]
@@ -407,14 +417,39 @@ class BatchedEpisodes:
             }
             actions, samples = sampler.act(batch)
             for row, index in enumerate(indices):
-                if self._execute(index, actions[row], samples[row], sampler.executed_steps):
-                    finished.append(self.episodes[index])  # type: ignore[arg-type]
-                    self.episodes[index] = None
+                steps = self._run(index, actions[row], sampler.executed_steps)
+                ran.append((index, actions[row], samples[row], steps))
+        next_observations = self._policy_observations({index: steps.last_raw for index, _, _, steps in ran})
+        finished: list[_Episode] = []
+        for index, actions, sample, steps in ran:
+            episode = self.episodes[index]
+            assert episode is not None
+            episode.decisions.append(
+                self.recipe.encode_decision(
+                    ActorDecision(
+                        observation=episode.observation,
+                        next_observation=next_observations[index],
+                        actions=actions,
+                        rewards=steps.rewards,
+                        terminated=steps.terminated,
+                        truncated=steps.truncated,
+                        sample=sample,
+                        policy_version=episode.policy_version,
+                        actor_id=self.actor_id,
+                        episode_id=episode.episode_id,
+                        decision_index=len(episode.decisions),
+                    )
+                )
+            )
+            episode.total_reward += sum(steps.rewards)
+            episode.observation = next_observations[index]
+            if steps.terminated or steps.truncated:
+                finished.append(episode)
+                self.episodes[index] = None
         return finished
 
-    def _execute(self, index: int, actions: torch.Tensor, sample: Any, executed_steps: int) -> bool:
-        """Run the decision's actions ([executed_steps, D]) in env ``index`` until its episode ends,
-        and encode the decision; True if it ended."""
+    def _run(self, index: int, actions: torch.Tensor, executed_steps: int) -> _Steps:
+        """Run a decision's actions ([executed_steps, D]) in env ``index`` until its episode ends."""
         env, episode = self.envs[index], self.episodes[index]
         assert episode is not None
         env_actions = self.io.env_actions(actions)
@@ -426,31 +461,33 @@ class BatchedEpisodes:
             episode.env_steps += 1
             if result.done:
                 break
-        ended_raw = result.final_observation if result.done else result.observation
-        assert ended_raw is not None
-        next_observation = self._policy_observation(index, ended_raw)
         if result.done:
             self._next_start[index] = result.observation
-        episode.decisions.append(
-            self.recipe.encode_decision(
-                ActorDecision(
-                    observation=episode.observation,
-                    next_observation=next_observation,
-                    actions=actions,
-                    rewards=rewards,
-                    terminated=result.terminated,
-                    truncated=result.truncated,
-                    sample=sample,
-                    policy_version=episode.policy_version,
-                    actor_id=self.actor_id,
-                    episode_id=episode.episode_id,
-                    decision_index=len(episode.decisions),
-                )
-            )
-        )
-        episode.total_reward += sum(rewards)
-        episode.observation = next_observation
-        return result.done
+        last_raw = result.final_observation if result.done else result.observation
+        assert last_raw is not None
+        return _Steps(rewards, result.terminated, result.truncated, last_raw)
+
+
+@dataclass
+class _Steps:
+    """What one decision's env steps gave: their rewards, how the last one ended, its observation."""
+
+    rewards: list[float]
+    terminated: bool
+    truncated: bool
+    last_raw: dict[str, Any]
+
+
+def _stack_raw(raws: list[dict[str, Any]]) -> dict[str, Any]:
+    """Raw (batch-of-one) env observations stacked along the batch dim, nested dicts included."""
+    first = raws[0]
+    if isinstance(first, dict):
+        return {key: _stack_raw([raw[key] for raw in raws]) for key in first}
+    if len(raws) == 1:
+        return first
+    if isinstance(first, torch.Tensor):
+        return torch.cat(raws)
+    return np.concatenate(raws)
 
 
 def _load_weights(

@@ -161,3 +161,27 @@ def test_transitions_carry_the_preprocessed_observation_the_learner_rescores(env
         for part in ("state", "next_state"):
             for key, value in sent[part].items():
                 assert got[part][key].dtype == value.dtype and torch.equal(got[part][key], value), key
+
+
+def test_observations_preprocessed_together_equal_one_env_at_a_time_and_own_their_storage(envs) -> None:
+    """The actor preprocesses all pending envs in one pipeline call; every value must equal what a
+    call for that env alone gives, and no row may be a view into the batch (it would put the whole
+    batch's storage on the wire)."""
+    recipe = _recipe()
+    runner = _runner(envs, recipe, actor_id=0)
+    raws = {index: env.reset(seed=[10 + index])[0] for index, env in enumerate(envs)}
+    together = runner._policy_observations(raws)
+    for index, raw in raws.items():
+        alone = runner.io.observation(raw, runner.tasks[index])
+        assert together[index].keys() == alone.keys()
+        for key, value in together[index].items():
+            assert torch.equal(value, alone[key][0]), key
+            expected_bytes = sum(
+                v.numel() * v.element_size() for v in together[index].values() if v.is_floating_point()
+            )
+            storage = value.untyped_storage().nbytes()
+            assert storage == (
+                expected_bytes if value.is_floating_point() else value.numel() * value.element_size()
+            )
+    states = torch.stack([together[i]["observation.state"] for i in raws])
+    assert len({tuple(s.tolist()) for s in states}) == 3  # three different resets, three rows
