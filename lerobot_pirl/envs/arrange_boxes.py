@@ -24,10 +24,10 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from lerobot.configs.types import FeatureType, PolicyFeature
+from lerobot.configs.types import PolicyFeature
 from lerobot.envs.configs import EnvConfig
 
-from .pick_cube import _default_headless_gl, _make_current
+from .pick_cube import _default_headless_gl, _make_current, raw_features
 
 GYM_ID = "lerobot_pirl/PandaArrangeBoxes-v0"
 TASK_DESCRIPTION = "arrange the boxes"
@@ -67,13 +67,7 @@ class ArrangeBoxesEnvConfig(EnvConfig):
                 f"{self.episode_length}, {self.image_size}"
             )
         if not self.features:
-            self.features = {
-                "action": PolicyFeature(type=FeatureType.ACTION, shape=(ACTION_DIM,)),
-                "agent_pos": PolicyFeature(type=FeatureType.STATE, shape=(STATE_DIM,)),
-                "pixels/front": PolicyFeature(
-                    type=FeatureType.VISUAL, shape=(self.image_size, self.image_size, 3)
-                ),
-            }
+            self.features = raw_features(ACTION_DIM, STATE_DIM, self.image_size)
 
     @property
     def package_name(self) -> str:

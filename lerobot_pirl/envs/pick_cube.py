@@ -123,6 +123,16 @@ GYM_ID = "lerobot_pirl/PandaPickCube-v0"
 """Our gymnasium id; ``PickCubeEnvConfig.create_envs`` (LeRobot's default) builds it with ``gym.make``."""
 
 
+def raw_features(action_dim: int, state_dim: int, image_size: int) -> dict[str, PolicyFeature]:
+    """The env features of a gym-hil adapter in LeRobot's raw format: the action, ``agent_pos``
+    and one ``pixels/front`` camera (what ``features_map`` maps to the policy's keys)."""
+    return {
+        "action": PolicyFeature(type=FeatureType.ACTION, shape=(action_dim,)),
+        "agent_pos": PolicyFeature(type=FeatureType.STATE, shape=(state_dim,)),
+        "pixels/front": PolicyFeature(type=FeatureType.VISUAL, shape=(image_size, image_size, 3)),
+    }
+
+
 @EnvConfig.register_subclass("pirl_pick_cube")
 @dataclass
 class PickCubeEnvConfig(EnvConfig):
@@ -180,13 +190,7 @@ class PickCubeEnvConfig(EnvConfig):
                 f"env.render_size ({self.render_size}) must be >= env.image_size ({self.image_size})"
             )
         if not self.features:  # declared from the fields unless a config gives them
-            self.features = {
-                "action": PolicyFeature(type=FeatureType.ACTION, shape=(ACTION_DIM,)),
-                "agent_pos": PolicyFeature(type=FeatureType.STATE, shape=(STATE_DIM,)),
-                "pixels/front": PolicyFeature(
-                    type=FeatureType.VISUAL, shape=(self.image_size, self.image_size, 3)
-                ),
-            }
+            self.features = raw_features(ACTION_DIM, STATE_DIM, self.image_size)
 
     @property
     def package_name(self) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -64,3 +65,85 @@ def run_shim(
         text=True,
         timeout=timeout,
     )
+
+
+def start_actor(config: Path, actor_id: int, log_path: Path, env: dict | None = None) -> subprocess.Popen:
+    """``lerobot-pirl-actor`` as a real subprocess (headless MuJoCo, one torch thread)."""
+    log = open(log_path, "w")  # noqa: SIM115 - closed by the OS when the child exits
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "lerobot_pirl.runtime.actor",
+            f"--config_path={config}",
+            f"--actor_id={actor_id}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={
+            **os.environ,
+            "MUJOCO_GL": "osmesa",
+            "PYOPENGL_PLATFORM": "osmesa",
+            "OMP_NUM_THREADS": "1",
+            "LEROBOT_PIRL_TORCH_THREADS": "1",
+            **(env or {}),
+        },
+    )
+
+
+def actor_counter(text: str, name: str) -> int:
+    """The last value of counter ``name`` an actor logged (its final counters when it stopped)."""
+    return int(re.findall(rf"'{name}': (\d+)", text)[-1])
+
+
+def learner_final_counters(learner_log: str) -> tuple[int, ...]:
+    """(updates, received, consumed, dropped, pending, rejected) from the learner's last line."""
+    found = re.findall(
+        r"stopped after (\d+) updates: received=(\d+) consumed=(\d+) dropped=(\d+) "
+        r"pending=(\d+) rejected=(\d+)",
+        learner_log,
+    )
+    return tuple(map(int, found[-1]))
+
+
+def train_with_one_actor(
+    config: Path, tmp_path: Path, trained, what: str, *, env: dict | None = None, timeout: float = 420
+) -> tuple[str, str]:
+    """A learner and actor 0 on ``config`` until ``trained(learner_log, actor_log)``; then SIGTERM the
+    actor and the learner, assert both exited cleanly, and return (learner log, actor log)."""
+    learner_log, actor_log = tmp_path / "learner.log", tmp_path / "actor0.log"
+    learner = start_learner(config, learner_log, env=env)
+    actor = start_actor(config, 0, actor_log, env=env)
+    try:
+
+        def done_or_died() -> bool:
+            texts = [path.read_text() if path.exists() else "" for path in (learner_log, actor_log)]
+            return trained(*texts) or None not in (learner.poll(), actor.poll())
+
+        wait_for(done_or_died, timeout, what)
+        assert learner.poll() is None, learner_log.read_text()[-3000:]
+        assert actor.poll() is None, actor_log.read_text()[-3000:]
+        actor.send_signal(signal.SIGTERM)
+        actor_code = actor.wait(timeout=60)
+        time.sleep(2)  # what the actor flushed on exit reaches the learner before it stops
+    finally:
+        if actor.poll() is None:
+            actor.kill()
+        learner_code = stop(learner, timeout=60)
+    learner_text, actor_text = learner_log.read_text(), actor_log.read_text()
+    assert actor_code == 0, actor_text[-3000:]
+    assert learner_code == 0, learner_text[-3000:]
+    return learner_text, actor_text
+
+
+def assert_counts_conserved(learner_text: str, actor_text: str) -> tuple[int, ...]:
+    """After a clean stop: everything the actor queued was delivered and received, nothing was
+    rejected, and every received decision is consumed, dropped or pending. Returns the learner's
+    final counters."""
+    counters = learner_final_counters(learner_text)
+    _, received, consumed, dropped, pending, rejected = counters
+    queued = actor_counter(actor_text, "decisions_queued")
+    assert received == actor_counter(actor_text, "decisions_delivered") == queued and rejected == 0
+    assert received == consumed + dropped + pending
+    assert actor_counter(actor_text, "weights_loaded") >= 2  # pushed weights reached the actor
+    return counters

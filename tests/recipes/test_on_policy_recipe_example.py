@@ -4,16 +4,14 @@ run by lerobot-pirl's own learner and actor processes on a real MuJoCo env."""
 from __future__ import annotations
 
 import re
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 from helpers.configs import free_port, write_json
-from helpers.learner_process import checkpoint_steps, start_learner, stop, wait_for
+from helpers.learner_process import assert_counts_conserved, checkpoint_steps, train_with_one_actor
 
 from lerobot_pirl import ActorDecision, discover
 from lerobot_pirl.envs.pick_cube import STATE_DIM, PickCubeEnvConfig
@@ -165,10 +163,6 @@ def test_malformed_and_stale_transitions_are_rejected_or_dropped(example) -> Non
     assert not recipe.accept(stale) and recipe.data_counters()["dropped"] == 1
 
 
-def _counter(text: str, name: str) -> int:
-    return int(re.findall(rf"'{name}': (\d+)", text)[-1])
-
-
 @pytest.mark.timeout(600)
 def test_the_example_trains_in_the_real_learner_and_actor_processes(
     example_site: Path, tmp_path: Path
@@ -191,49 +185,18 @@ def test_the_example_trains_in_the_real_learner_and_actor_processes(
         "lr": 1e-3,
     }
     config = write_json(tmp_path / "train_config.json", data)
-    env = {
-        "PYTHONPATH": os.pathsep.join([str(example_site), os.environ.get("PYTHONPATH", "")]),
-        "MUJOCO_GL": "osmesa",
-        "PYOPENGL_PLATFORM": "osmesa",
-    }
-    learner_log, actor_log = tmp_path / "learner.log", tmp_path / "actor.log"
-    learner = start_learner(config, learner_log, env=env)
-    with open(actor_log, "w") as log:
-        actor = subprocess.Popen(
-            [sys.executable, "-m", "lerobot_pirl.runtime.actor", f"--config_path={config}", "--actor_id=0"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **env, "OMP_NUM_THREADS": "1", "LEROBOT_PIRL_TORCH_THREADS": "1"},
-        )
-    try:
+    env = {"PYTHONPATH": os.pathsep.join([str(example_site), os.environ.get("PYTHONPATH", "")])}
 
-        def trained() -> bool:
-            versions = re.findall(r"version=(\d+)", actor_log.read_text()) if actor_log.exists() else []
-            done = 3 in checkpoint_steps(output_dir) and any(int(v) >= 1 for v in versions)
-            return done or learner.poll() is not None or actor.poll() is not None
+    def trained(learner_log: str, actor_log: str) -> bool:
+        pushed = any(int(v) >= 1 for v in re.findall(r"version=(\d+)", actor_log))
+        return 3 in checkpoint_steps(output_dir) and pushed
 
-        wait_for(trained, 420, "3 reinforce updates and an episode sampled with pushed weights")
-        assert learner.poll() is None, learner_log.read_text()[-3000:]
-        assert actor.poll() is None, actor_log.read_text()[-3000:]
-        actor.send_signal(signal.SIGTERM)
-        actor_code = actor.wait(timeout=60)
-        time.sleep(2)  # what the actor flushed on exit reaches the learner before it stops
-    finally:
-        if actor.poll() is None:
-            actor.kill()
-        learner_code = stop(learner, timeout=60)
-
-    learner_text, actor_text = learner_log.read_text(), actor_log.read_text()
-    assert actor_code == 0 and learner_code == 0, actor_text[-2000:]
-    assert "loss_actor=" in learner_text and "episode_return_mean=" in learner_text
-    found = re.findall(
-        r"received=(\d+) consumed=(\d+) dropped=(\d+) pending=(\d+) rejected=(\d+)", learner_text
+    learner_text, actor_text = train_with_one_actor(
+        config, tmp_path, trained, "3 reinforce updates and an episode sampled with pushed weights", env=env
     )
-    received, consumed, dropped, pending, rejected = map(int, found[-1])
-    delivered = _counter(actor_text, "decisions_delivered")
-    assert received == delivered == _counter(actor_text, "decisions_queued") and rejected == 0
-    assert received == consumed + dropped + pending and consumed >= 3 * 4 * 10
-    assert _counter(actor_text, "weights_loaded") >= 2
+    assert "loss_actor=" in learner_text and "episode_return_mean=" in learner_text
+    _, _, consumed, *_ = assert_counts_conserved(learner_text, actor_text)
+    assert consumed >= 3 * 4 * 10  # three updates of four 10-step episodes
     # The checkpoint is a stock gaussian_actor checkpoint (plus the recipe's version counter).
     policy = GaussianActorPolicy.from_pretrained(output_dir / "checkpoints" / "last" / "pretrained_model")
     assert policy.config.type == "gaussian_actor"

@@ -11,33 +11,20 @@ from pathlib import Path
 
 import pytest
 from helpers.configs import free_port, pi_rl_learner_config, write_json
-from helpers.learner_process import checkpoint_steps, start_learner, stop, wait_for
+from helpers.learner_process import (
+    actor_counter,
+    checkpoint_steps,
+    learner_final_counters,
+    start_actor,
+    start_learner,
+    stop,
+    wait_for,
+)
 
 from lerobot_pirl.envs.pick_cube import ACTION_DIM, STATE_DIM
 
-ENV = {"MUJOCO_GL": "osmesa", "PYOPENGL_PLATFORM": "osmesa"}
-
-
-def start_actor(config: Path, actor_id: int, log_path: Path, env: dict | None = None) -> subprocess.Popen:
-    import os
-
-    log = open(log_path, "w")  # noqa: SIM115 - closed by the OS when the child exits
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "lerobot_pirl.runtime.actor",
-            f"--config_path={config}",
-            f"--actor_id={actor_id}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, **ENV, "OMP_NUM_THREADS": "1", "LEROBOT_PIRL_TORCH_THREADS": "1", **(env or {})},
-    )
-
-
-def _counter(text: str, name: str) -> int:
-    return int(re.findall(rf"'{name}': (\d+)", text)[-1])
+_counter = actor_counter
+_final_counters = learner_final_counters
 
 
 def _pick_cube_config(output_dir: Path, env: dict | None = None, **algorithm) -> dict:
@@ -54,16 +41,6 @@ def _pick_cube_config(output_dir: Path, env: dict | None = None, **algorithm) ->
         env={"episode_length": 20, **(env or {})},
         **algorithm,
     )
-
-
-def _final_counters(learner_log: str) -> tuple[int, ...]:
-    """(updates, received, consumed, dropped_stale, pending, rejected) from the learner's last line."""
-    found = re.findall(
-        r"stopped after (\d+) updates: received=(\d+) consumed=(\d+) dropped=(\d+) "
-        r"pending=(\d+) rejected=(\d+)",
-        learner_log,
-    )
-    return tuple(map(int, found[-1]))
 
 
 @pytest.mark.timeout(600)

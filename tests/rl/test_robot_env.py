@@ -106,41 +106,18 @@ def test_a_config_lerobot_cannot_save_is_refused_before_the_learner_starts(tmp_p
 @pytest.mark.timeout(600)
 def test_pi_rl_trains_on_a_gym_manipulator_env(tmp_path) -> None:
     import re
-    import signal
-    import time
 
     from helpers.configs import write_json
-    from helpers.learner_process import start_learner, stop, wait_for
-    from test_pi_rl_actor import _counter, _final_counters, start_actor
+    from helpers.learner_process import assert_counts_conserved, train_with_one_actor
 
     config = write_json(tmp_path / "c.json", _pi_rl_config(tmp_path, save_checkpoint=False))
-    learner_log, actor_log = tmp_path / "learner.log", tmp_path / "actor0.log"
-    learner = start_learner(config, learner_log)
-    actor = start_actor(config, 0, actor_log)
-    try:
 
-        def trained() -> bool:
-            versions = re.findall(r"version=(\d+)", actor_log.read_text()) if actor_log.exists() else []
-            updated = "[ON-POLICY LEARNER] update 2:" in learner_log.read_text()
-            return (updated and any(int(v) >= 1 for v in versions)) or None not in (
-                learner.poll(),
-                actor.poll(),
-            )
+    def trained(learner_log: str, actor_log: str) -> bool:
+        pushed = any(int(v) >= 1 for v in re.findall(r"version=(\d+)", actor_log))
+        return "[ON-POLICY LEARNER] update 2:" in learner_log and pushed
 
-        wait_for(trained, 420, "2 updates and an episode sampled with pushed weights")
-        assert learner.poll() is None, learner_log.read_text()[-3000:]
-        assert actor.poll() is None, actor_log.read_text()[-3000:]
-        actor.send_signal(signal.SIGTERM)
-        actor_code = actor.wait(timeout=60)
-        time.sleep(2)
-    finally:
-        if actor.poll() is None:
-            actor.kill()
-        learner_code = stop(learner, timeout=60)
-    actor_text = actor_log.read_text()
-    assert actor_code == 0 and learner_code == 0, actor_text[-2000:]
-    updates, received, consumed, dropped, pending, rejected = _final_counters(learner_log.read_text())
-    assert updates >= 2 and rejected == 0
-    assert received == _counter(actor_text, "decisions_delivered") == _counter(actor_text, "decisions_queued")
-    assert received == consumed + dropped + pending
-    assert _counter(actor_text, "weights_loaded") >= 2
+    learner_text, actor_text = train_with_one_actor(
+        config, tmp_path, trained, "2 updates and an episode sampled with pushed weights"
+    )
+    updates, *_ = assert_counts_conserved(learner_text, actor_text)
+    assert updates >= 2

@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import json
 import re
-import signal
-import time
 from pathlib import Path
 
 import pytest
 from helpers.configs import free_port, write_json
-from helpers.learner_process import checkpoint_steps, start_learner, stop, wait_for
-from test_pi_rl_actor import _counter, _final_counters, start_actor
+from helpers.learner_process import assert_counts_conserved, checkpoint_steps, train_with_one_actor
 
 from lerobot_pirl.demo.configs import learner_config
 from lerobot_pirl.envs.arrange_boxes import ACTION_DIM, STATE_DIM
@@ -64,34 +61,16 @@ def test_pi_rl_trains_on_a_second_env_type(tmp_path: Path) -> None:
     )
     data["env"] = {"type": "pirl_arrange_boxes", "episode_length": 10, "physics_dt": 0.005}
     config = write_json(tmp_path / "train_config.json", data)
-    learner = start_learner(config, tmp_path / "learner.log")
-    actor = start_actor(config, 0, tmp_path / "actor0.log")
-    actor_log = tmp_path / "actor0.log"
-    try:
 
-        def trained() -> bool:
-            versions = re.findall(r"version=(\d+)", actor_log.read_text()) if actor_log.exists() else []
-            done = 3 in checkpoint_steps(output_dir) and any(int(v) >= 1 for v in versions)
-            return done or learner.poll() is not None or actor.poll() is not None
+    def trained(learner_log: str, actor_log: str) -> bool:
+        pushed = any(int(v) >= 1 for v in re.findall(r"version=(\d+)", actor_log))
+        return 3 in checkpoint_steps(output_dir) and pushed
 
-        wait_for(trained, 420, "3 pi-rl updates and an episode sampled with pushed weights")
-        assert learner.poll() is None, (tmp_path / "learner.log").read_text()[-3000:]
-        assert actor.poll() is None, actor_log.read_text()[-3000:]
-        actor.send_signal(signal.SIGTERM)
-        actor_code = actor.wait(timeout=60)
-        time.sleep(2)  # what the actor flushed on exit reaches the learner before it stops
-    finally:
-        if actor.poll() is None:
-            actor.kill()
-        learner_code = stop(learner, timeout=60)
-
-    actor_text, learner_text = actor_log.read_text(), (tmp_path / "learner.log").read_text()
-    assert actor_code == 0 and learner_code == 0, actor_text[-2000:]
-    updates, received, consumed, dropped, pending, rejected = _final_counters(learner_text)
-    assert updates >= 3 and rejected == 0
-    assert received == _counter(actor_text, "decisions_delivered") == _counter(actor_text, "decisions_queued")
-    assert received == consumed + dropped + pending
-    assert _counter(actor_text, "weights_loaded") >= 2
+    learner_text, actor_text = train_with_one_actor(
+        config, tmp_path, trained, "3 pi-rl updates and an episode sampled with pushed weights"
+    )
+    updates, *_ = assert_counts_conserved(learner_text, actor_text)
+    assert updates >= 3
     saved = json.loads(
         (output_dir / "checkpoints" / "last" / "pretrained_model" / "train_config.json").read_text()
     )
