@@ -107,3 +107,41 @@ def test_recipe_missing_protocol_methods_is_reported_precisely(site: Path) -> No
     assert failure.distribution == "half-done"
     assert "does not implement update_step" in failure.error
     assert "lerobot_pirl.Recipe protocol" in failure.error
+
+
+def test_an_on_policy_recipe_missing_protocol_members_is_refused_naming_them() -> None:
+    from dataclasses import dataclass
+
+    from lerobot_pirl import BaseRecipe, InvalidRecipeError, OnPolicyConfig, RecipeRegistry
+
+    @dataclass
+    class HalfOnPolicyConfig(OnPolicyConfig):
+        pass
+
+    class HalfOnPolicy(BaseRecipe):
+        name = "half-on-policy"
+        config_class = HalfOnPolicyConfig
+
+        def build_optimizers(self):
+            return {}
+
+        def update_step(self, batches, step):
+            return {}
+
+        def accept(self, transition):
+            return True
+
+    with pytest.raises(InvalidRecipeError) as error:
+        RecipeRegistry().add(HalfOnPolicy)
+    message = str(error.value)
+    assert "has an OnPolicyConfig but does not implement" in message
+    for member in (
+        "rollout_ready",
+        "take_rollout",
+        "data_counters",
+        "sampler",
+        "encode_decision",
+        "policy_version",
+    ):
+        assert member in message
+    assert "accept" not in message.split("implement", 1)[1]
