@@ -228,6 +228,7 @@ def main() -> None:
     parser.add_argument("--decisions", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--one", nargs=2, metavar=("SIZE", "DTYPE"), help=argparse.SUPPRESS)
+    parser.add_argument("--child-timeout", type=float, default=1800, help="seconds per (size, dtype)")
     parser.add_argument("--out", default="scale.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -242,11 +243,18 @@ def main() -> None:
             cmd = [sys.executable, __file__, "--one", size, dtype, "--decisions", str(args.decisions)]
             cmd += ["--threads", str(args.threads)]
             env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "HF_HUB_OFFLINE": "1"}
-            done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=3600)
-            if done.returncode != 0:
-                row = {"size": size, "dtype": dtype, "error": done.stderr.strip().splitlines()[-1]}
+            try:
+                done = subprocess.run(
+                    cmd, capture_output=True, text=True, env=env, timeout=args.child_timeout
+                )
+            except subprocess.TimeoutExpired:
+                row = {"size": size, "dtype": dtype, "error": f"did not finish within {args.child_timeout} s"}
             else:
-                row = json.loads(done.stdout.strip().splitlines()[-1])
+                if done.returncode != 0:
+                    tail = [line for line in done.stderr.splitlines() if "Error" in line] or ["no error line"]
+                    row = {"size": size, "dtype": dtype, "error": f"exit {done.returncode}: {tail[-1]}"}
+                else:
+                    row = json.loads(done.stdout.strip().splitlines()[-1])
             rows.append(row)
             print(json.dumps(row), flush=True)
     float_rows = [r for r in rows if r.get("dtype") == "float32" and "error" not in r]
