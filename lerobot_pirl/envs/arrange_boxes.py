@@ -27,7 +27,7 @@ import numpy as np
 from lerobot.configs.types import PolicyFeature
 from lerobot.envs.configs import EnvConfig
 
-from .pick_cube import _default_headless_gl, _make_current, raw_features
+from .pick_cube import _default_headless_gl, _make_current, raw_features, reset_with_private_rng
 
 GYM_ID = "lerobot_pirl/PandaArrangeBoxes-v0"
 TASK_DESCRIPTION = "arrange the boxes"
@@ -119,16 +119,7 @@ class ArrangeBoxesGymEnv(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
-        if seed is not None:
-            self._rng_state = np.random.RandomState(seed).get_state()
-        outer = np.random.get_state()
-        np.random.set_state(self._rng_state)
-        try:
-            raw, _ = self._env.reset(seed=seed)
-        finally:
-            self._rng_state = np.random.get_state()
-            np.random.set_state(outer)
-        return self._observation(raw), {}
+        return self._observation(reset_with_private_rng(self, seed)), {}
 
     def step(self, action: np.ndarray):
         action = np.clip(np.asarray(action, dtype=np.float32).reshape(-1), -1.0, 1.0)

@@ -223,6 +223,22 @@ def policy_features(config: PickCubeEnvConfig) -> tuple[dict[str, Any], dict[str
     return {key: ft for key, ft in features.items() if key not in outputs}, outputs
 
 
+def reset_with_private_rng(adapter: Any, seed: int | None) -> dict[str, Any]:
+    """``adapter._env.reset(seed=seed)`` with numpy's global RNG swapped for the adapter's own state
+    (``adapter._rng_state``, re-seeded when ``seed`` is given): gym-hil draws its scene from the
+    global RNG, which must stay the caller's."""
+    if seed is not None:
+        adapter._rng_state = np.random.RandomState(seed).get_state()
+    outer = np.random.get_state()
+    np.random.set_state(adapter._rng_state)
+    try:
+        raw, _ = adapter._env.reset(seed=seed)
+    finally:
+        adapter._rng_state = np.random.get_state()
+        np.random.set_state(outer)
+    return raw
+
+
 def _default_headless_gl() -> None:
     """Select OSMesa when nothing else can work headless and it is still early enough to choose."""
     if (
@@ -327,15 +343,7 @@ class PickCubeGymEnv(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
-        if seed is not None:
-            self._rng_state = np.random.RandomState(seed).get_state()
-        outer = np.random.get_state()
-        np.random.set_state(self._rng_state)
-        try:
-            raw, _ = self._env.reset(seed=seed)
-        finally:
-            self._rng_state = np.random.get_state()
-            np.random.set_state(outer)
+        raw = reset_with_private_rng(self, seed)
         state = self._state(raw)
         self._block_z0 = float(state[BLOCK_SLICE][2])
         self._potential = shaping_potential(state, self._block_z0, self.shaping_grasp_weight)
