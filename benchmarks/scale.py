@@ -1,4 +1,4 @@
-"""What πRL costs as XVLA grows to its real size, on CPU: parameters, seconds per decision, memory.
+"""What πRL costs as XVLA grows to its real size: parameters, seconds per decision, memory.
 
 Three sizes, each built from an ``XVLAConfig`` with random weights (nothing downloads; token ids
 stand in for the tokenizer): the demo's tiny model (the shipped checkpoint's config), an
@@ -6,13 +6,24 @@ intermediate one (Florence-2-base dimensions, a 12-layer 512-wide transformer) a
 (Florence-2-large dimensions, LeRobot's default 24-layer 1024-wide transformer). For each: πRL
 attached (frozen VLM, as the recipe's default), decisions sampled with flow_sde and with
 flow_noise, and one πRL update (flow_sde, one epoch over a small rollout), every size in its own
-process so its peak RSS is its own. One torch thread per process unless ``--threads``.
+process so its peak memory is its own. One torch thread per process unless ``--threads``.
 
     python benchmarks/scale.py [--sizes tiny intermediate real] [--decisions 3] [--threads 2]
+                               [--device cuda]
 
-JSON: ``benchmarks/results/scale.json``, one row per (size, dtype) with ``params_total``,
-``params_trainable``, ``sample_s_per_decision``, ``update_s_per_decision``, ``peak_rss_mb``,
-``dtype``, ``device``, and ``growth``: the log-log slope of each cost against ``params_total``.
+JSON: ``benchmarks/results/scale.json`` (``scale_<device>.json`` off CPU), one row per (size,
+dtype) with ``params_total``, ``params_trainable``, ``sample_s_per_decision``,
+``update_s_per_decision``, ``peak_rss_mb`` (on CUDA also ``peak_cuda_mb``), ``dtype``, ``device``,
+and ``growth``: the log-log slope of each cost against ``params_total``.
+
+    python benchmarks/scale.py --levers [--lever-size real] [--threads 2]
+
+The memory levers for one GPU, at one size: the same recorded rollout updated once per lever (frozen
+VLM, the default; trainable VLM, the lever's absence; activation checkpointing; LoRA adapters on the
+transformer through ``peft``; bfloat16 weights), each in its own process. A row gives the update's
+memory as a GPU would hold it: weights, gradients and AdamW moments (from the parameters) plus the
+activations autograd keeps for backward per decision (``SavedTensorMeter``, measured), and the
+largest update minibatch that fits 24 GiB. JSON: ``benchmarks/results/scale_levers.json``.
 """
 
 from __future__ import annotations
@@ -25,6 +36,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -68,7 +80,7 @@ def florence_config(embed: list[int], heads: list[int], d_model: int, layers: in
     }
 
 
-def xvla_config(size: str, dtype: str):
+def xvla_config(size: str, dtype: str, device: str = "cpu"):
     from lerobot.configs import FeatureType, PolicyFeature
     from lerobot.policies.xvla.configuration_xvla import XVLAConfig
 
@@ -78,7 +90,7 @@ def xvla_config(size: str, dtype: str):
         from lerobot_pirl.demo.sft import SHIPPED_CHECKPOINT
 
         config = PreTrainedConfig.from_pretrained(str(SHIPPED_CHECKPOINT))
-        config.dtype = dtype
+        config.dtype, config.device = dtype, device
         return config
     if size == "intermediate":  # Florence-2-base, a 12 × 512 transformer
         florence = florence_config([128, 256, 512, 1024], [4, 8, 16, 32], 768, 6, 3072, 12)
@@ -98,6 +110,7 @@ def xvla_config(size: str, dtype: str):
         num_denoising_steps=10,
         num_domains=1,
         dtype=dtype,
+        device=device,
         input_features={
             "observation.state": PolicyFeature(type=FeatureType.STATE, shape=(STATE_DIM,)),
             "observation.images.front": PolicyFeature(type=FeatureType.VISUAL, shape=(3, 224, 224)),
@@ -119,14 +132,16 @@ def _observation(config, generator: torch.Generator) -> dict[str, torch.Tensor]:
     }
 
 
-def _recipe(config, noise_method: str, rollout: int):
+def _recipe(config, noise_method: str, rollout: int, lever: str = "frozen_vlm"):
     from lerobot.policies.xvla.modeling_xvla import XVLAPolicy
 
     from lerobot_pirl.recipes.pi_rl.config import PiRLConfig
     from lerobot_pirl.recipes.pi_rl.recipe import PiRLRecipe
 
     torch.manual_seed(0)
-    policy = XVLAPolicy(config)
+    policy = XVLAPolicy(config).to(config.device)
+    if lever == "lora":
+        _inject_lora(policy)
     settings = PiRLConfig(
         policy_config=config,
         noise_method=noise_method,
@@ -135,56 +150,64 @@ def _recipe(config, noise_method: str, rollout: int):
         update_epochs=1,
         value_hidden_dims=[256, 256],
         critic_warmup_updates=0,
+        freeze_vlm=lever != "trainable_vlm",
+        activation_checkpointing=lever == "activation_checkpointing",
     )
     return PiRLRecipe(policy, settings)
+
+
+def _inject_lora(policy, rank: int = 16) -> None:
+    """LoRA adapters (``peft``) on every linear layer of the transformer blocks, the rest of the
+    transformer frozen. LeRobot's ``wrap_with_peft`` would return a ``PeftModel`` around the policy
+    (and its XVLA declares no default targets), so the adapters go in place, keeping the class."""
+    from peft import LoraConfig, inject_adapter_in_model
+
+    transformer = policy.model.transformer
+    config = LoraConfig(r=rank, lora_alpha=rank, target_modules=["qkv", "proj", "fc1", "fc2"])
+    inject_adapter_in_model(config, transformer)
+    for name, parameter in transformer.named_parameters():
+        parameter.requires_grad_("lora_" in name)
+
+
+def _synchronize(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def _peak_memory(row: dict[str, Any], device: str) -> None:
+    row["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    if device == "cuda":
+        row["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
 
 
 def _sample(recipe, observations: list[dict[str, torch.Tensor]]) -> tuple[float, list[Any]]:
     """Seconds per decision sampling one observation at a time (after one warm-up decision)."""
     sampler = recipe.sampler()
+    device = recipe.policy.config.device
     with torch.no_grad():
-        sampler.act({k: v[None] for k, v in observations[0].items()})
+        sampler.act({k: v[None].to(device) for k, v in observations[0].items()})
         results = []
+        _synchronize(device)
         started = time.perf_counter()
         for observation in observations:
-            actions, samples = sampler.act({k: v[None] for k, v in observation.items()})
+            actions, samples = sampler.act({k: v[None].to(device) for k, v in observation.items()})
             results.append((observation, actions[0], samples[0]))
+        _synchronize(device)
     return (time.perf_counter() - started) / len(observations), results
 
 
-def measure(size: str, dtype: str, decisions: int) -> dict[str, Any]:
+def _transitions(recipe, sampled: list[Any]) -> list[Any]:
+    """The sampled decisions as the actor sends them: one episode, rewards alternating 0 / 1."""
     from lerobot_pirl.recipes.on_policy import ActorDecision
 
-    config = xvla_config(size, dtype)
-    generator = torch.Generator().manual_seed(0)
-    observations = [_observation(config, generator) for _ in range(decisions)]
-    row: dict[str, Any] = {"size": size, "dtype": dtype, "device": "cpu", "threads": torch.get_num_threads()}
-
-    started = time.perf_counter()
-    recipe = _recipe(config, "flow_noise", decisions)
-    row["build_s"] = round(time.perf_counter() - started, 1)
-    row["sample_s_per_decision_flow_noise"] = round(_sample(recipe, observations)[0], 4)
-    del recipe
-
-    recipe = _recipe(config, "flow_sde", decisions)
-    parameters = list(recipe.policy.parameters())
-    row["params_total"] = sum(p.numel() for p in parameters)
-    row["params_trainable"] = sum(p.numel() for p in parameters if p.requires_grad)
-    row["params_vlm"] = sum(p.numel() for p in recipe.policy.flow_adapter().vlm_parameters())
-    sample_s, sampled = _sample(recipe, observations)
-    row["sample_s_per_decision"] = round(sample_s, 4)
-    row["chunk"] = {
-        "size": config.chunk_size,
-        "executed": recipe.sampler().executed_steps,
-        "K": config.num_denoising_steps,
-    }
-    for index, (observation, actions, sample) in enumerate(sampled):
-        transition = recipe.encode_decision(
+    executed = recipe.sampler().executed_steps
+    return [
+        recipe.encode_decision(
             ActorDecision(
                 observation=observation,
                 next_observation=observation,
                 actions=actions,
-                rewards=[float(index % 2)] * recipe.sampler().executed_steps,
+                rewards=[float(index % 2)] * executed,
                 terminated=index == len(sampled) - 1,
                 truncated=False,
                 sample=sample,
@@ -194,17 +217,173 @@ def measure(size: str, dtype: str, decisions: int) -> dict[str, Any]:
                 decision_index=index,
             )
         )
+        for index, (observation, actions, sample) in enumerate(sampled)
+    ]
+
+
+def _parameter_counts(recipe) -> dict[str, int]:
+    parameters = list(recipe.policy.parameters())
+    return {
+        "params_total": sum(p.numel() for p in parameters),
+        "params_trainable": sum(p.numel() for p in parameters if p.requires_grad),
+        "params_vlm": sum(p.numel() for p in recipe.policy.flow_adapter().vlm_parameters()),
+    }
+
+
+def measure(size: str, dtype: str, decisions: int, device: str = "cpu") -> dict[str, Any]:
+    config = xvla_config(size, dtype, device)
+    generator = torch.Generator().manual_seed(0)
+    observations = [_observation(config, generator) for _ in range(decisions)]
+    row: dict[str, Any] = {"size": size, "dtype": dtype, "device": device, "threads": torch.get_num_threads()}
+
+    started = time.perf_counter()
+    recipe = _recipe(config, "flow_noise", decisions)
+    row["build_s"] = round(time.perf_counter() - started, 1)
+    row["sample_s_per_decision_flow_noise"] = round(_sample(recipe, observations)[0], 4)
+    del recipe
+
+    recipe = _recipe(config, "flow_sde", decisions)
+    row.update(_parameter_counts(recipe))
+    sample_s, sampled = _sample(recipe, observations)
+    row["sample_s_per_decision"] = round(sample_s, 4)
+    row["chunk"] = {
+        "size": config.chunk_size,
+        "executed": recipe.sampler().executed_steps,
+        "K": config.num_denoising_steps,
+    }
+    for transition in _transitions(recipe, sampled):
         assert recipe.accept(transition)
     recipe.build_optimizers()
     assert recipe.rollout_ready()
+    _synchronize(device)
     started = time.perf_counter()
     metrics = recipe.update_step(iter([recipe.take_rollout()]), 0)
+    _synchronize(device)
     row["update_s_per_decision"] = round((time.perf_counter() - started) / decisions, 4)
     row["update_finite"] = bool(
         math.isfinite(metrics["loss_actor"]) and math.isfinite(metrics["pi_rl_grad_norm"])
     )
-    row["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    _peak_memory(row, device)
     return row
+
+
+LEVERS = ("frozen_vlm", "trainable_vlm", "activation_checkpointing", "lora", "bfloat16")
+GPU_BYTES = 24 * 2**30
+
+
+def record_rollout(size: str, decisions: int, path: Path) -> None:
+    """Sample ``decisions`` flow_sde decisions at ``size`` (float32) and save them as transitions."""
+    config = xvla_config(size, "float32")
+    generator = torch.Generator().manual_seed(0)
+    observations = [_observation(config, generator) for _ in range(decisions)]
+    recipe = _recipe(config, "flow_sde", decisions)
+    torch.save(_transitions(recipe, _sample(recipe, observations)[1]), path)
+
+
+def measure_lever(size: str, lever: str, transitions_path: Path) -> dict[str, Any]:
+    """One update (one minibatch: the whole recorded rollout) with ``lever``: its memory and time."""
+    transitions = torch.load(transitions_path, weights_only=False)
+    dtype = "bfloat16" if lever == "bfloat16" else "float32"
+    config = xvla_config(size, dtype)
+    recipe = _recipe(config, "flow_sde", len(transitions), lever=lever)
+    row: dict[str, Any] = {"size": size, "lever": lever, "dtype": dtype, "device": "cpu"}
+    row.update(_parameter_counts(recipe))
+    for transition in transitions:
+        assert recipe.accept(transition)
+    optimizer = recipe.build_optimizers()["pi_rl"]
+    parameters = list(recipe.policy.parameters())
+    trained = [p for group in optimizer.param_groups for p in group["params"]]
+    weight_bytes = sum(p.numel() * p.element_size() for p in parameters)
+    weight_bytes += sum(p.numel() * p.element_size() for p in recipe.heads.parameters())
+    # AdamW keeps two moments per trained element, in the element's dtype, and a gradient.
+    trained_bytes = sum(p.numel() * p.element_size() for p in trained)
+    recipe.policy.eval()
+    batch, _, _ = recipe.prepare_update(recipe.take_rollout())
+    started = time.perf_counter()
+    with SavedTensorMeter(exclude=parameters + list(recipe.heads.parameters())) as meter:
+        loss, _ = recipe.policy.forward(batch, model="pi_rl")
+    loss.backward()
+    optimizer.step()
+    row["update_s_per_decision"] = round((time.perf_counter() - started) / len(transitions), 3)
+    row["loss_finite"] = bool(torch.isfinite(loss.detach()))
+    activation_bytes = meter.peak_bytes / len(transitions)
+    fixed_bytes = weight_bytes + 3 * trained_bytes
+    row["weights_mb"] = round(weight_bytes / 2**20, 1)
+    row["grads_and_adamw_mb"] = round(3 * trained_bytes / 2**20, 1)
+    row["activations_mb_per_decision"] = round(activation_bytes / 2**20, 1)
+    row["update_mb_minibatch_64"] = round((fixed_bytes + 64 * activation_bytes) / 2**20, 1)
+    row["max_minibatch_on_24_gib"] = max(int((GPU_BYTES - fixed_bytes) // activation_bytes), 0)
+    _peak_memory(row, "cpu")
+    return row
+
+
+def _run_child(args: list[str], label: dict[str, Any], timeout: float, threads: int) -> dict[str, Any]:
+    """One measurement in its own process (its own peak memory); a row, or the row's error."""
+    cmd = [sys.executable, __file__, *args, "--threads", str(threads)]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "HF_HUB_OFFLINE": "1"}
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {**label, "error": f"did not finish within {timeout} s"}
+    if done.returncode != 0:
+        tail = [line for line in done.stderr.splitlines() if "Error" in line] or ["no error line"]
+        return {**label, "error": f"exit {done.returncode}: {tail[-1]}"}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+class SavedTensorMeter:
+    """Bytes autograd keeps between forward and backward while the meter is open: each distinct
+    storage once, the excluded tensors' (parameters, counted as weights) never; live and peak.
+
+    What a GPU must hold for an update's activations, device-independent (measured on CPU). Not
+    counted: the transient recomputation of one checkpointed block during backward.
+    """
+
+    def __init__(self, exclude: list[torch.Tensor] = ()) -> None:  # type: ignore[assignment]
+        self._excluded = {t.untyped_storage().data_ptr() for t in exclude}
+        self._refs: dict[int, list[int]] = {}  # storage pointer -> [saved references, bytes]
+        self.live_bytes = self.peak_bytes = 0
+
+    def __enter__(self) -> SavedTensorMeter:
+        self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack)
+        self._hooks.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._hooks.__exit__(*exc)
+
+    def _pack(self, tensor: torch.Tensor) -> Any:
+        storage = tensor.untyped_storage()
+        pointer = storage.data_ptr()
+        if pointer in self._excluded or storage.nbytes() == 0:
+            return tensor
+        refs = self._refs.setdefault(pointer, [0, storage.nbytes()])
+        if refs[0] == 0:
+            self.live_bytes += refs[1]
+            self.peak_bytes = max(self.peak_bytes, self.live_bytes)
+        refs[0] += 1
+        return _Saved(tensor, self, pointer)
+
+    @staticmethod
+    def _unpack(saved: Any) -> torch.Tensor:
+        return saved.tensor if isinstance(saved, _Saved) else saved
+
+    def _release(self, pointer: int) -> None:
+        refs = self._refs[pointer]
+        refs[0] -= 1
+        if refs[0] == 0:
+            self.live_bytes -= refs[1]
+            del self._refs[pointer]
+
+
+class _Saved:
+    """One saved reference; autograd drops it with the graph, after backward."""
+
+    def __init__(self, tensor: torch.Tensor, meter: SavedTensorMeter, pointer: int) -> None:
+        self.tensor, self._meter, self._pointer = tensor, meter, pointer
+
+    def __del__(self) -> None:
+        self._meter._release(self._pointer)
 
 
 def _slope(rows: list[dict[str, Any]], key: str) -> float | None:
@@ -227,49 +406,74 @@ def main() -> None:
     parser.add_argument("--real-dtypes", nargs="+", default=["float32", "bfloat16"])
     parser.add_argument("--decisions", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--levers", action="store_true", help="measure the memory levers instead")
+    parser.add_argument("--lever-size", default="real")
+    parser.add_argument("--lever-decisions", type=int, default=2)
     parser.add_argument("--one", nargs=2, metavar=("SIZE", "DTYPE"), help=argparse.SUPPRESS)
-    parser.add_argument("--child-timeout", type=float, default=1800, help="seconds per (size, dtype)")
-    parser.add_argument("--out", default="scale.json")
+    parser.add_argument("--record", nargs=2, metavar=("SIZE", "PATH"), help=argparse.SUPPRESS)
+    parser.add_argument("--one-lever", nargs=3, metavar=("SIZE", "LEVER", "PATH"), help=argparse.SUPPRESS)
+    parser.add_argument("--child-timeout", type=float, default=1800, help="seconds per child process")
+    parser.add_argument("--out", default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    if args.one:  # a child process: one row as JSON on the last line
-        print(json.dumps(measure(args.one[0], args.one[1], args.decisions)))
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: torch.cuda.is_available() is False on this machine")
+    # Child processes: one row as JSON on the last line.
+    if args.one:
+        print(json.dumps(measure(args.one[0], args.one[1], args.decisions, args.device)))
+        return
+    if args.record:
+        record_rollout(args.record[0], args.decisions, Path(args.record[1]))
+        print(json.dumps({"recorded": args.record[1]}))
+        return
+    if args.one_lever:
+        print(json.dumps(measure_lever(args.one_lever[0], args.one_lever[1], Path(args.one_lever[2]))))
         return
     from lerobot_pirl.demo.machine import machine_info
 
     rows = []
-    for size in args.sizes:
-        for dtype in args.real_dtypes if size == "real" else ["float32"]:
-            cmd = [sys.executable, __file__, "--one", size, dtype, "--decisions", str(args.decisions)]
-            cmd += ["--threads", str(args.threads)]
-            env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "HF_HUB_OFFLINE": "1"}
-            try:
-                done = subprocess.run(
-                    cmd, capture_output=True, text=True, env=env, timeout=args.child_timeout
-                )
-            except subprocess.TimeoutExpired:
-                row = {"size": size, "dtype": dtype, "error": f"did not finish within {args.child_timeout} s"}
+    if args.levers:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "rollout.pt"
+            size = args.lever_size
+            recorded = _run_child(
+                ["--record", size, str(path), "--decisions", str(args.lever_decisions)],
+                {"size": size, "lever": "record"},
+                args.child_timeout,
+                args.threads,
+            )
+            if "error" in recorded:
+                rows.append(recorded)
             else:
-                if done.returncode != 0:
-                    tail = [line for line in done.stderr.splitlines() if "Error" in line] or ["no error line"]
-                    row = {"size": size, "dtype": dtype, "error": f"exit {done.returncode}: {tail[-1]}"}
-                else:
-                    row = json.loads(done.stdout.strip().splitlines()[-1])
-            rows.append(row)
-            print(json.dumps(row), flush=True)
-    float_rows = [r for r in rows if r.get("dtype") == "float32" and "error" not in r]
-    result = {
-        "benchmark": "scale",
-        "date": datetime.date.today().isoformat(),
-        "machine": machine_info(),
-        "rows": rows,
-        "growth": {
-            key: _slope(float_rows, key)
-            for key in ("sample_s_per_decision", "update_s_per_decision", "peak_rss_mb")
-        },
-    }
+                for lever in LEVERS:
+                    label = {"size": size, "lever": lever}
+                    rows.append(
+                        _run_child(
+                            ["--one-lever", size, lever, str(path)], label, args.child_timeout, args.threads
+                        )
+                    )
+                    print(json.dumps(rows[-1]), flush=True)
+        result: dict[str, Any] = {"benchmark": "scale_levers", "gpu_budget_gib": GPU_BYTES / 2**30}
+        out = args.out or "scale_levers.json"
+    else:
+        for size in args.sizes:
+            for dtype in args.real_dtypes if size == "real" else ["float32"]:
+                one = ["--one", size, dtype, "--decisions", str(args.decisions), "--device", args.device]
+                rows.append(_run_child(one, {"size": size, "dtype": dtype}, args.child_timeout, args.threads))
+                print(json.dumps(rows[-1]), flush=True)
+        float_rows = [r for r in rows if r.get("dtype") == "float32" and "error" not in r]
+        result = {
+            "benchmark": "scale",
+            "growth": {
+                key: _slope(float_rows, key)
+                for key in ("sample_s_per_decision", "update_s_per_decision", "peak_rss_mb")
+            },
+        }
+        out = args.out or ("scale.json" if args.device == "cpu" else f"scale_{args.device}.json")
+    result.update({"date": datetime.date.today().isoformat(), "machine": machine_info(), "rows": rows})
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / args.out).write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
 

@@ -24,3 +24,17 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.syspath_prepend(str(root))
     monkeypatch.delenv(DISABLE_ENV_VAR, raising=False)
     return root
+
+
+NO_CUDA = "no CUDA device (torch.cuda.is_available() is False): this test's CUDA variant needs a GPU"
+
+
+@pytest.fixture(
+    params=[
+        "cpu",
+        pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason=NO_CUDA)),
+    ]
+)
+def device(request: pytest.FixtureRequest) -> str:
+    """Each test that takes ``device`` runs on CPU and, where a GPU is present, again on CUDA."""
+    return request.param

@@ -7,20 +7,24 @@ space (auto: the action feature's dim; ee6d: all 20 — its gripper sigmoid is a
 whose Jacobian cancels in the PPO ratio), so that prefix's width is the real action dim.
 
 Where this reaches into XVLA internals (all by import, nothing copied; each pinned in
-``tests/rl/test_seam.py``): ``policy._build_model_inputs``, ``model._get_target_dtype``,
+``tests/policies/test_xvla_seam.py``): ``policy._build_model_inputs``, ``model._get_target_dtype``,
 ``model.forward_vlm``, ``model.transformer`` (called as a whole; per-action-token features are
-read with a forward hook on ``transformer.norm``), ``model.action_space``, ``model.dim_action`` /
-``dim_proprio``, the Florence config's ``vision_config.projection_dim`` — and ``adopt_pi_rl``'s
-``__class__`` swap onto a stock ``XVLAPolicy``.
+read with a forward hook on ``transformer.norm``), ``transformer.blocks`` (each a module of one
+tensor in, one out: activation checkpointing wraps them), ``model.action_space``,
+``model.dim_action`` / ``dim_proprio``, the Florence config's ``vision_config.projection_dim`` —
+and ``adopt_pi_rl``'s ``__class__`` swap onto a stock ``XVLAPolicy``.
 """
 
 from __future__ import annotations
 
+import types
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import torch
+import torch.utils.checkpoint
 from lerobot.policies.xvla.modeling_xvla import XVLAPolicy
 from torch import Tensor, nn
 
@@ -148,6 +152,20 @@ class XVLAFlowAdapter:
 
     def env_actions(self, model_actions: Tensor) -> Tensor:
         return self.model.action_space.postprocess(model_actions)
+
+    def checkpoint_activations(self) -> None:
+        """Recompute each transformer block's activations in backward (``torch.utils.checkpoint``,
+        non-reentrant, RNG state preserved) instead of keeping them. Set on the block instances, so
+        the modules, their ``state_dict`` keys and the stock class stay as they are; idempotent."""
+        for block in self.model.transformer.blocks:
+            block.forward = types.MethodType(_checkpointed_block_forward, block)
+
+
+def _checkpointed_block_forward(block: nn.Module, *args: Any, **kwargs: Any) -> Any:
+    forward = type(block).forward
+    if not torch.is_grad_enabled():  # sampling and valuing keep nothing for backward anyway
+        return forward(block, *args, **kwargs)
+    return torch.utils.checkpoint.checkpoint(forward, block, *args, use_reentrant=False, **kwargs)
 
 
 class PiRLXVLAPolicy(PiRLMixin, XVLAPolicy):

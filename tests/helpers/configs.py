@@ -69,9 +69,18 @@ def write_json(path: Path, data: dict) -> Path:
 
 
 def pi_rl_learner_config(
-    output_dir: Path, port: int, *, state_dim: int = 3, action_dim: int = 2, **algorithm
+    output_dir: Path,
+    port: int,
+    *,
+    state_dim: int = 3,
+    action_dim: int = 2,
+    policy: dict | None = None,
+    **algorithm,
 ) -> dict:
-    """A LeRobot learner config for a tiny offline XVLA with ``recipe: pi-rl`` (3-D state by default)."""
+    """A LeRobot learner config for a tiny offline XVLA with ``recipe: pi-rl`` (3-D state by default;
+    ``policy`` overrides fields of the tiny XVLA config, e.g. its ``device``)."""
     from lerobot_pirl.demo.configs import tiny_pi_rl_config
 
-    return tiny_pi_rl_config(output_dir, port, state_dim=state_dim, action_dim=action_dim, **algorithm)
+    return tiny_pi_rl_config(
+        output_dir, port, state_dim=state_dim, action_dim=action_dim, policy=policy, **algorithm
+    )

@@ -26,8 +26,11 @@ def record_episode(
     from lerobot_pirl.policies.tiny_xvla import observation_batch
 
     policy = recipe.policy
-    obs = observation_batch(policy.config, states)
-    actions, record = policy.sample_actions(obs, generator=torch.Generator().manual_seed(seed))
+    device = next(policy.parameters()).device
+    obs = observation_batch(policy.config, states)  # what the actor sends: CPU tensors
+    actions, record = policy.sample_actions(
+        {k: v.to(device) for k, v in obs.items()}, generator=torch.Generator().manual_seed(seed)
+    )
     executed = policy.pi_rl_sampling.executed_steps
     version = recipe.assembler.policy_version if policy_version is None else policy_version
     episode = []
@@ -58,19 +61,22 @@ def record_episode(
 STATE_DIM, ACTION_DIM = 3, 2
 
 
-def make_recipe(noise_method: str = "flow_noise", seed: int = 0, **overrides) -> PiRLRecipe:
+def make_recipe(
+    noise_method: str = "flow_noise", seed: int = 0, device: str = "cpu", dtype: str = "float32", **overrides
+) -> PiRLRecipe:
     torch.manual_seed(seed)
-    policy = XVLAPolicy(  # what LeRobot's make_policy builds: a stock XVLA
-        tiny_xvla_config(
-            STATE_DIM,
-            ACTION_DIM,
-            chunk_size=4,
-            n_action_steps=2,
-            num_denoising_steps=3,
-            hidden_size=32,
-            depth=1,
-        )
+    config = tiny_xvla_config(
+        STATE_DIM,
+        ACTION_DIM,
+        chunk_size=4,
+        n_action_steps=2,
+        num_denoising_steps=3,
+        hidden_size=32,
+        depth=1,
+        device=device,
+        dtype=dtype,
     )
+    policy = XVLAPolicy(config).to(device)  # what LeRobot's make_policy builds: a stock XVLA
     fields = dict(
         noise_method=noise_method,
         rollout_decisions=8,

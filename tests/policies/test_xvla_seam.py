@@ -126,3 +126,14 @@ def test_class_swap_onto_a_stock_policy_keeps_weights_state_dict_and_config() ->
 class _NotXVLA(torch.nn.Module):
     class config:  # noqa: N801 - a stand-in for a policy config with type "xvla"
         type = "xvla"
+
+
+def test_transformer_blocks_map_one_hidden_tensor_to_one_of_the_same_shape() -> None:
+    """Activation checkpointing wraps each of ``transformer.blocks`` as ``block(x) -> x'``."""
+    model = stock_policy().model
+    blocks = list(model.transformer.blocks)
+    assert len(blocks) == model.transformer.blocks.__len__() >= 1
+    for block in blocks:
+        assert list(inspect.signature(type(block).forward).parameters) == ["self", "x"]
+        x = torch.randn(2, 5, HIDDEN)
+        assert block(x).shape == x.shape

@@ -101,8 +101,8 @@ def test_stale_decisions_are_dropped_and_counted() -> None:
 
 
 @pytest.mark.parametrize("noise_method", ["flow_noise", "flow_sde"])
-def test_update_trains_xvla_and_reports_the_recipe_metrics(noise_method: str) -> None:
-    recipe = make_recipe(noise_method)
+def test_update_trains_xvla_and_reports_the_recipe_metrics(noise_method: str, device: str) -> None:
+    recipe = make_recipe(noise_method, device=device)
     before = copy.deepcopy(recipe.policy.state_dict())
     heads_before = copy.deepcopy(recipe.heads.state_dict())
     feed(recipe, seed=1)
@@ -419,3 +419,35 @@ def test_update_advantages_follow_gae_across_termination_truncation_and_a_rollou
         False,
         True,
     ]
+
+
+def test_update_autocast_follows_lerobots_precision_rule() -> None:
+    """As ``lerobot_train``: the policy's ``dtype`` decides; ``use_amp`` only without a ``dtype``."""
+    from types import SimpleNamespace
+
+    from lerobot_pirl.recipes.pi_rl.recipe import update_autocast
+
+    cpu = torch.device("cpu")
+    bf16 = update_autocast(SimpleNamespace(dtype="bfloat16", use_amp=False), cpu)
+    assert isinstance(bf16, torch.autocast) and bf16.fast_dtype == torch.bfloat16
+    assert not isinstance(
+        update_autocast(SimpleNamespace(dtype="float32", use_amp=True), cpu), torch.autocast
+    )
+    amp = update_autocast(SimpleNamespace(use_amp=True), cpu)
+    assert isinstance(amp, torch.autocast) and amp.fast_dtype == torch.get_autocast_dtype("cpu")
+    assert not isinstance(update_autocast(SimpleNamespace(use_amp=False), cpu), torch.autocast)
+
+
+def test_bfloat16_xvla_trains_under_autocast_with_float32_log_probs() -> None:
+    recipe = make_recipe("flow_sde", dtype="bfloat16")
+    assert {p.dtype for p in recipe.policy.model.transformer.parameters()} == {torch.bfloat16}
+    before = copy.deepcopy(recipe.policy.state_dict())
+    feed(recipe, seed=1)
+    rollout = recipe.take_rollout()
+    assert all(d.old_token_log_prob.dtype == torch.float32 for d in rollout.decisions)
+    metrics = recipe.update_step(iter([rollout]), step=0)
+    for key in ("loss_actor", "loss_value", "approx_kl", "pi_rl_grad_norm"):
+        assert torch.isfinite(torch.tensor(metrics[key])), (key, metrics[key])
+    assert metrics["skipped_nonfinite_steps"] == 0
+    changed = [k for k, v in recipe.policy.state_dict().items() if not torch.equal(v, before[k])]
+    assert any(k.startswith("model.transformer") for k in changed)

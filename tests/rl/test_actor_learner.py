@@ -50,8 +50,11 @@ def test_learner_trains_sac_over_grpc(tmp_path: Path) -> None:
 
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("noise_method", ["flow_noise", "flow_sde"])
-def test_pi_rl_learner_trains_xvla_from_actor_decisions_over_grpc(tmp_path: Path, noise_method: str) -> None:
-    """The pi-rl learner process: decisions in over gRPC, PPO updates, versioned weights out."""
+def test_pi_rl_learner_trains_xvla_from_actor_decisions_over_grpc(
+    tmp_path: Path, noise_method: str, device: str
+) -> None:
+    """The pi-rl learner process (its policy on ``device``): decisions in over gRPC, PPO updates,
+    versioned weights out (always as CPU tensors)."""
     from helpers.configs import pi_rl_learner_config
     from helpers.pi_rl_decisions import record_episode
     from lerobot.policies.xvla.modeling_xvla import XVLAPolicy
@@ -61,7 +64,7 @@ def test_pi_rl_learner_trains_xvla_from_actor_decisions_over_grpc(tmp_path: Path
 
     port = free_port()
     output_dir = tmp_path / "out"
-    data = pi_rl_learner_config(output_dir, port, noise_method=noise_method)
+    data = pi_rl_learner_config(output_dir, port, policy={"device": device}, noise_method=noise_method)
     config = write_json(tmp_path / "train_config.json", data)
     learner = start_learner(config, tmp_path / "learner.log")
     client = LearnerClient(port)
@@ -102,6 +105,7 @@ def test_pi_rl_learner_trains_xvla_from_actor_decisions_over_grpc(tmp_path: Path
     first, last = pushed_policies[0], final["policy"]
     assert any(not torch.equal(first[k], last[k]) for k in first if k.startswith("model.transformer"))
     assert all(torch.equal(first[k], last[k]) for k in first if k.startswith("model.vlm"))  # frozen
+    assert {value.device.type for value in last.values()} == {"cpu"}  # actors need no GPU
 
     checkpoint = output_dir / "checkpoints" / "000003"
     step = json.loads((checkpoint / "training_state" / "training_step.json").read_text())

@@ -111,6 +111,10 @@ class PiRLConfig(OnPolicyConfig):
     """Stop value-loss gradients at the head's input (the critic never moves the policy)."""
     freeze_vlm: bool = True
     """Freeze every VLM (Florence-2) parameter, as the paper does by default."""
+    activation_checkpointing: bool = False
+    """Recompute the policy transformer's per-block activations in backward instead of keeping
+    them: less memory per update minibatch for about one more forward pass (learner only; sampling
+    keeps no activations). Needs an adapter with ``checkpoint_activations`` (XVLA's has one)."""
 
     def validate(self) -> None:
         """Raise one ValueError naming every bad field, its value and what is accepted.

@@ -12,6 +12,7 @@ rollout is then discarded (strictly on-policy).
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
@@ -69,9 +70,18 @@ class PiRLRecipe:
                 f"recipe 'pi-rl' trains flow-matching policies that have a πRL adapter; the config's "
                 f"policy.type is '{policy_type}'. Use recipe=sac for gaussian_actor. ({exc})"
             ) from exc
+        adapter = self.policy.flow_adapter()
         if config.freeze_vlm:
-            for parameter in self.policy.flow_adapter().vlm_parameters():
+            for parameter in adapter.vlm_parameters():
                 parameter.requires_grad_(False)
+        if config.activation_checkpointing:
+            checkpoint_activations = getattr(adapter, "checkpoint_activations", None)
+            if checkpoint_activations is None:
+                raise PolicyNotSupportedError(
+                    f"activation_checkpointing=true: the πRL adapter for policy.type="
+                    f"'{adapter.policy_type}' has no checkpoint_activations(); set it to false"
+                )
+            checkpoint_activations()
         self.heads = PiRLHeads.for_policy(
             self.policy,
             noise_head=config.noise_method == "flow_noise",
@@ -226,6 +236,16 @@ class PiRLRecipe:
         # πRL scores recorded chains dropout-free, as they were sampled; in eval mode the policy's
         # per-forward dropout guard then has nothing to switch.
         self.policy.eval()
+        batch, values, returns = self.prepare_update(rollout)
+        result = self._ppo_epochs(batch, len(rollout))
+        self.assembler.advance_policy_version()
+        result.update(self._rollout_diagnostics(rollout, values, returns))
+        return result
+
+    def prepare_update(self, rollout: Rollout) -> tuple[dict[str, Tensor], Tensor, Tensor]:
+        """The update's batch on the policy's device (observations, recorded chains and old
+        log-probs, old values, normalised advantages, returns), plus (values, returns); folds the
+        rollout's states into the value-input statistics first when enabled."""
         device = next(self.policy.parameters()).device
         observations = _stack([d.observation for d in rollout.decisions], device)
         if self.config.normalize_value_input:
@@ -233,19 +253,18 @@ class PiRLRecipe:
         values, advantages, returns = self.advantages(rollout, observations)
         batch = {
             **observations,
-            PI_RL_CHAIN: torch.stack([d.chain for d in rollout.decisions]).to(device),
-            PI_RL_STEP_INDEX: torch.tensor([float(d.step_index) for d in rollout.decisions], device=device),
-            PI_RL_OLD_TOKEN_LOG_PROB: torch.stack([d.old_token_log_prob for d in rollout.decisions]).to(
-                device
+            PI_RL_CHAIN: to_device(torch.stack([d.chain for d in rollout.decisions]), device),
+            PI_RL_STEP_INDEX: to_device(
+                torch.tensor([float(d.step_index) for d in rollout.decisions]), device
+            ),
+            PI_RL_OLD_TOKEN_LOG_PROB: to_device(
+                torch.stack([d.old_token_log_prob for d in rollout.decisions]), device
             ),
             PI_RL_OLD_VALUE: values,
             PI_RL_ADVANTAGE: normalize_advantages(advantages),
             PI_RL_RETURN: returns,
         }
-        result = self._ppo_epochs(batch, len(rollout))
-        self.assembler.advance_policy_version()
-        result.update(self._rollout_diagnostics(rollout, values, returns))
-        return result
+        return batch, values, returns
 
     def advantages(self, rollout: Rollout, observations: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
         """(values, advantages, returns) [N] by GAE over the rollout's trajectory segments.
@@ -298,7 +317,8 @@ class PiRLRecipe:
             for start in range(0, size, cfg.minibatch_size):
                 index = order[start : start + cfg.minibatch_size]
                 minibatch = {key: value[index] for key, value in batch.items()}
-                loss, metrics = self.policy.forward(minibatch, model="pi_rl")
+                with update_autocast(self.policy.config, device):
+                    loss, metrics = self.policy.forward(minibatch, model="pi_rl")
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 grad_norm = torch.nn.utils.clip_grad_norm_(parameters, cfg.max_grad_norm)
@@ -408,7 +428,31 @@ def _spec(observation: dict[str, Tensor]) -> dict[str, tuple[tuple[int, ...], to
 
 
 def _stack(observations: list[dict[str, Tensor]], device: torch.device) -> dict[str, Tensor]:
-    return {key: torch.stack([o[key] for o in observations]).to(device) for key in observations[0]}
+    return {key: to_device(torch.stack([o[key] for o in observations]), device) for key in observations[0]}
+
+
+def to_device(tensor: Tensor, device: torch.device) -> Tensor:
+    """A CPU rollout tensor on ``device``: through pinned memory, without blocking, onto a GPU
+    (the copy overlaps the stacking of the next tensor; CUDA orders it before any kernel reading
+    it on the same stream)."""
+    if device.type == "cuda" and tensor.device.type == "cpu":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
+
+
+def update_autocast(policy_config: Any, device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    """The mixed precision LeRobot's own training uses for this policy config: autocast in the
+    policy's ``dtype`` when it is bfloat16/float16 (``lerobot_train`` drives Accelerate's
+    ``mixed_precision`` from it), else ``use_amp`` in the device's default autocast dtype, else
+    none. πRL's log-densities stay float32 either way (``flow_rl.math`` computes them in float32)."""
+    dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(
+        str(getattr(policy_config, "dtype", ""))
+    )
+    if dtype is None and not hasattr(policy_config, "dtype") and getattr(policy_config, "use_amp", False):
+        dtype = torch.get_autocast_dtype(device.type)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 @hookimpl
