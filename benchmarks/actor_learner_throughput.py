@@ -13,8 +13,10 @@ system env steps/s ÷ (raw env steps/s per core × cores), against the raw rate 
 before that setting. All settings run one after the other in one invocation.
 
     python benchmarks/actor_learner_throughput.py [--seconds 60] [--actors 1 2] [--envs 1 4 8 16]
+                                                  [--policy-device cuda] [--out PATH]
 
-JSON: ``benchmarks/results/actor_learner_throughput.json``.
+JSON: ``benchmarks/results/actor_learner_throughput.json`` (``..._cuda.json`` with the learner's and
+the actors' policies on the GPU).
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ CHILD_ENV = {
 }
 
 
-def write_config(path: Path, output_dir: Path, envs_per_actor: int) -> dict:
+def write_config(path: Path, output_dir: Path, envs_per_actor: int, policy_device: str = "cpu") -> dict:
     data = pretrained_pi_rl_config(
         SHIPPED_CHECKPOINT,
         output_dir,
@@ -58,6 +60,7 @@ def write_config(path: Path, output_dir: Path, envs_per_actor: int) -> dict:
         **{**DEMO_ALGORITHM, "envs_per_actor": envs_per_actor, "max_updates": 100_000},
     )
     data["save_freq"] = 100_000  # no checkpoints inside the timed window
+    data["policy"]["device"] = policy_device  # the learner's and every actor's policy
     path.write_text(json.dumps(data))
     return data
 
@@ -145,10 +148,10 @@ def _episode_stamps(log: str) -> list[tuple[float, int]]:
     return [(datetime.datetime.fromisoformat(t).timestamp(), int(n)) for t, n in found]
 
 
-def system_rate(workdir: Path, actors: int, envs: int, seconds: float) -> dict:
+def system_rate(workdir: Path, actors: int, envs: int, seconds: float, policy_device: str = "cpu") -> dict:
     name = f"a{actors}_e{envs}"
     config = workdir / f"{name}.json"
-    write_config(config, workdir / name, envs_per_actor=envs)
+    write_config(config, workdir / name, envs_per_actor=envs, policy_device=policy_device)
     env = {**os.environ, **CHILD_ENV}
 
     def spawn(module: str, log: Path, *extra: str) -> subprocess.Popen:
@@ -208,12 +211,20 @@ def main() -> None:
     parser.add_argument("--actors", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--envs", type=int, nargs="+", default=[1, 4, 8, 16])
     parser.add_argument("--raw-steps", type=int, default=800)
-    parser.add_argument("--out", default="actor_learner_throughput.json")
+    parser.add_argument("--policy-device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--out", default=None, help="file name under benchmarks/results, or a path")
     parser.add_argument("--replay", nargs=2, metavar=("CONFIG", "ACTIONS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.replay:  # a replay process of raw_env_rates: print its seconds
         print(replay(Path(args.replay[0]), Path(args.replay[1])))
         return
+    if args.policy_device == "cuda" and not torch.cuda.is_available():
+        parser.error("--policy-device cuda: torch.cuda.is_available() is False on this machine")
+    out = args.out or (
+        "actor_learner_throughput.json"
+        if args.policy_device == "cpu"
+        else f"actor_learner_throughput_{args.policy_device}.json"
+    )
     cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
@@ -224,7 +235,7 @@ def main() -> None:
             for envs in args.envs:
                 raw = replay_rates(config, actions, args.raw_steps, cores)
                 per_core = sum(raw) / cores
-                row = system_rate(workdir, actors, envs, args.seconds)
+                row = system_rate(workdir, actors, envs, args.seconds, args.policy_device)
                 row["raw_env_steps_per_s_per_core"] = round(per_core, 1)
                 row["efficiency"] = round(row["system_env_steps_per_s"] / (per_core * cores), 3)
                 settings.append(row)
@@ -238,6 +249,7 @@ def main() -> None:
             "policy": f"shipped SFT checkpoint ({SHIPPED_CHECKPOINT.name})",
             "algorithm": DEMO_ALGORITHM,
             "env": {"type": "pirl_pick_cube", **DEMO_ENV},
+            "policy_device": args.policy_device,
             "torch_threads_per_process": 1,
             "cores": cores,
             "measured_seconds_per_setting": args.seconds,
@@ -253,7 +265,7 @@ def main() -> None:
         "settings": settings,
     }
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / args.out).write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
 

@@ -103,3 +103,82 @@ def learner_config(
         "algorithm": algorithm_block,
         "env": env_block,
     }
+
+
+def dsrl_config(
+    checkpoint: Path | str,
+    output_dir: Path | str,
+    port: int,
+    *,
+    inner_env: dict[str, Any] | None = None,
+    env: dict[str, Any] | None = None,
+    policy: dict[str, Any] | None = None,
+    seed: int = 0,
+    **algorithm: Any,
+) -> dict[str, Any]:
+    """A stock LeRobot SAC learner/actor config with ``recipe: dsrl``: a small ``gaussian_actor``
+    choosing the initial noise of the frozen XVLA at ``checkpoint`` (``env.type = pirl_dsrl``,
+    its ``inner`` env PandaPickCube with the given fields).
+
+    The agent's state normaliser takes the checkpoint's own min/max of ``observation.state`` (the
+    stats the XVLA was trained with); its action is the noise action in [-1, 1], whose min/max
+    make LeRobot's action (un)normaliser the identity.
+    """
+    from safetensors.torch import load_file
+
+    from ..envs.dsrl import DSRLEnvConfig, noise_layout
+
+    checkpoint = Path(checkpoint)
+    env_block: dict[str, Any] = {
+        "type": "pirl_dsrl",
+        "checkpoint": str(checkpoint.resolve()),
+        "inner": {"type": PICK_CUBE_ENV_TYPE, **(inner_env or {})},
+        **(env or {}),
+    }
+    layout = noise_layout(
+        checkpoint,
+        env_block.get("noise_dims", DSRLEnvConfig.noise_dims),
+        env_block.get("noise_scale", DSRLEnvConfig.noise_scale),
+    )
+    [stats_file] = checkpoint.glob("policy_preprocessor_step_*_normalizer_processor.safetensors")
+    stats = load_file(str(stats_file))
+    policy_block: dict[str, Any] = {
+        "type": "gaussian_actor",
+        "device": "cpu",
+        "push_to_hub": False,
+        "online_steps": 1_000_000,
+        "online_step_before_learning": 100,
+        "online_buffer_capacity": 100_000,
+        "offline_buffer_capacity": 1,
+        "latent_dim": 64,
+        "actor_network_kwargs": {"hidden_dims": [256, 256]},
+        "dataset_stats": {
+            "observation.state": {
+                "min": stats["observation.state.min"].tolist(),
+                "max": stats["observation.state.max"].tolist(),
+            },
+            "action": {"min": [-1.0] * layout.action_dim, "max": [1.0] * layout.action_dim},
+        },
+        "actor_learner_config": {
+            "learner_host": "127.0.0.1",
+            "learner_port": port,
+            "policy_parameters_push_frequency": 1,
+            "queue_get_timeout": 0.1,
+        },
+        "concurrency": {"actor": "threads", "learner": "threads"},
+        **(policy or {}),
+    }
+    return {
+        "output_dir": str(output_dir),
+        "job_name": "dsrl",
+        "seed": seed,
+        "batch_size": 256,
+        "log_freq": 10,
+        "save_checkpoint": True,
+        "save_freq": 1000,
+        "wandb": {"enable": False},
+        "recipe": "dsrl",
+        "policy": policy_block,
+        "algorithm": {"type": "dsrl", **algorithm},
+        "env": env_block,
+    }

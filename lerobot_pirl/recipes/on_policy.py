@@ -161,7 +161,10 @@ class ActorSampler(Protocol):
 
     def act(self, observations: dict[str, Tensor]) -> tuple[Tensor, list[Any]]:
         """Actions [N, executed_steps, D] (the policy's space: the runtime runs the policy's and
-        env's postprocessors) for N preprocessed observations, and one sampling record per row."""
+        env's postprocessors) for N preprocessed observations, and one sampling record per row.
+
+        The observations are CPU tensors (as episodes and the wire keep them); a sampler whose
+        policy lives on a GPU moves them there, and returns records the wire can carry."""
         ...
 
 

@@ -28,6 +28,7 @@ def _run(entry: RecipeEntry, args: list[str]) -> None:
 
         run_on_policy_actor(cfg, actor_id=int(raw_actor_id or 0))
     else:
+        seam.install_actor_env_path()  # LeRobot's actor, for every env type make_env builds
         seam.run_stock_actor(cfg)
 
 

@@ -361,13 +361,16 @@ class BatchedEpisodes:
         row owns its tensors (a view would carry the whole batch's storage onto the wire).
         Non-float entries equal to the env's previous ones (the task's token ids, its attention
         mask, the domain id) are that same tensor object, so an episode's transport payload
-        stores them once."""
+        stores them once. Rows are CPU tensors whatever the policy's device."""
         by_task: dict[str, list[int]] = {}
         for index in raws:
             by_task.setdefault(self.tasks[index], []).append(index)
         rows: dict[int, dict[str, torch.Tensor]] = {}
         for task, indices in by_task.items():
             batch = self.io.observation(_stack_raw([raws[i] for i in indices]), task)
+            # The processors put the batch on the policy's device; episodes and the wire keep CPU
+            # rows (the sampler moves its input over), one transfer per key for all these envs.
+            batch = {key: value.cpu() for key, value in batch.items()}
             for position, index in enumerate(indices):
                 row = packed_observation({key: value[position].clone() for key, value in batch.items()})
                 previous = self._last_rows[index]

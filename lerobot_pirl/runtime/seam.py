@@ -9,6 +9,9 @@ pins each point so a LeRobot upgrade breaks loudly here and nowhere else:
 - ``TrainPipelineConfig.validate`` dereferences ``dataset.repo_id`` although RL configs may omit
   the dataset; `RecipeTrainConfig` keeps that crash away from users.
 - ``lerobot.configs.parser.wrap`` reads ``sys.argv``; `parse_train_config` feeds it ours.
+- ``lerobot.rl.actor`` builds its env through ``make_robot_env`` / ``make_processors`` looked up in
+  its module at call time; `install_actor_env_path` answers for env types other than
+  ``gym_manipulator`` there.
 - ``LearnerService``'s constructor and LeRobot's gRPC message-size limits, which
   `start_learner_server` assembles into a server (the stock ``start_learner`` reads SAC-only policy
   fields for the same values).
@@ -24,6 +27,7 @@ from typing import Any
 
 from lerobot.configs import parser
 from lerobot.configs.default import DatasetConfig
+from lerobot.envs.configs import HILSerlRobotEnvConfig
 from lerobot.rl.algorithms import factory
 from lerobot.rl.algorithms.base import RLAlgorithm
 from lerobot.rl.train_rl import TrainRLServerPipelineConfig
@@ -32,6 +36,20 @@ from ..recipes.registry import RecipeCatalog, RecipeError
 from .adapter import algorithm_class
 
 _STOCK_GET_ALGORITHM_CLASS = factory.get_algorithm_class
+
+
+_stock_actor_env: tuple[Any, Any] | None = None
+
+
+def _stock_actor_env_path() -> tuple[Any, Any]:
+    """LeRobot's own ``(make_robot_env, make_processors)`` of its actor module, read before any
+    install replaces them (importing the actor module is slow: not at our import)."""
+    global _stock_actor_env
+    if _stock_actor_env is None:
+        from lerobot.rl import actor
+
+        _stock_actor_env = (actor.make_robot_env, actor.make_processors)
+    return _stock_actor_env
 
 
 class InvalidConfigError(RecipeError, ValueError):
@@ -101,6 +119,9 @@ def parse_train_config(argv: Sequence[str]) -> RecipeTrainConfig:
         validate_algorithm = getattr(cfg.algorithm, "validate", None)
         if callable(validate_algorithm):
             validate_algorithm()  # e.g. PiRLConfig: every bad field, before anything starts
+        validate_train_config = getattr(cfg.algorithm, "validate_train_config", None)
+        if callable(validate_train_config):
+            validate_train_config(cfg)  # e.g. DSRLConfig: the policy and env it needs
         return cfg
     except ValueError as exc:
         raise InvalidConfigError(str(exc)) from exc
@@ -120,10 +141,81 @@ def run_stock_learner(cfg: TrainRLServerPipelineConfig) -> None:
     learner.train(cfg, job_name=cfg.job_name)
 
 
-def run_stock_actor(cfg: TrainRLServerPipelineConfig) -> None:
-    """LeRobot's actor (``lerobot.rl.actor.actor_cli``), called with an already parsed config."""
+def install_actor_env_path() -> None:
+    """Let LeRobot's actor drive any ``EnvConfig`` type, not only ``gym_manipulator``.
+
+    ``lerobot.rl.actor.act_with_policy`` builds its env with ``make_robot_env(cfg.env)`` and
+    ``make_processors(...)``, names it imports from ``gym_manipulator`` and looks up in its own
+    module when it runs; both know only ``gym_manipulator`` configs (a real robot or gym-hil).
+    For those they stay LeRobot's. For every other env type the env is the one env of LeRobot's
+    ``make_env(cfg.env, n_envs=1)`` without its vector wrapper, with no teleop, and the processors
+    are LeRobot's own steps for a simulated env (those of its gym-hil pipeline that do not assume
+    gym-hil's info keys): actions torch → numpy through the intervention step (which records the
+    executed action where the actor reads it), observations numpy → torch in policy keys with a
+    batch dim on the policy's device.
+    """
     from lerobot.rl import actor
 
+    stock_env, stock_processors = _stock_actor_env_path()
+
+    def make_robot_env(cfg: Any) -> tuple[Any, Any]:
+        if isinstance(cfg, HILSerlRobotEnvConfig):
+            return stock_env(cfg)
+        from lerobot.envs import make_env
+
+        [vector_env] = [env for tasks in make_env(cfg, n_envs=1).values() for env in tasks.values()]
+        return vector_env.envs[0], None
+
+    def make_processors(env: Any, teleop: Any, cfg: Any, device: str = "cpu") -> tuple[Any, Any]:
+        if isinstance(cfg, HILSerlRobotEnvConfig):
+            return stock_processors(env, teleop, cfg, device)
+        from lerobot.processor import (
+            AddBatchDimensionProcessorStep,
+            DataProcessorPipeline,
+            DeviceProcessorStep,
+            InterventionActionProcessorStep,
+            Numpy2TorchActionProcessorStep,
+            Torch2NumpyActionProcessorStep,
+            VanillaObservationProcessorStep,
+            identity_transition,
+        )
+
+        env_steps = [
+            Numpy2TorchActionProcessorStep(),
+            VanillaObservationProcessorStep(),
+            AddBatchDimensionProcessorStep(),
+            DeviceProcessorStep(device=device),
+        ]
+        action_steps = [InterventionActionProcessorStep(), Torch2NumpyActionProcessorStep()]
+        return (
+            DataProcessorPipeline(
+                steps=env_steps, to_transition=identity_transition, to_output=identity_transition
+            ),
+            DataProcessorPipeline(
+                steps=action_steps, to_transition=identity_transition, to_output=identity_transition
+            ),
+        )
+
+    actor.make_robot_env = make_robot_env
+    actor.make_processors = make_processors
+
+
+def uninstall_actor_env_path() -> None:
+    from lerobot.rl import actor
+
+    actor.make_robot_env, actor.make_processors = _stock_actor_env_path()
+
+
+def run_stock_actor(cfg: RecipeTrainConfig) -> None:
+    """LeRobot's actor (``lerobot.rl.actor.actor_cli``), called with an already parsed config.
+
+    ``actor_cli`` starts with ``cfg.validate()``, which refuses the output directory its learner
+    has already created; the config is validated as an actor's (`validate_for_actor`) instead.
+    """
+    from lerobot.rl import actor
+
+    validate_for_actor(cfg)
+    cfg.validate = lambda: None  # type: ignore[method-assign]  # done above, as an actor's
     actor.actor_cli.__wrapped__(cfg)  # parser.wrap keeps the undecorated function here
 
 

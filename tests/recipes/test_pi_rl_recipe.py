@@ -451,3 +451,22 @@ def test_bfloat16_xvla_trains_under_autocast_with_float32_log_probs() -> None:
     assert metrics["skipped_nonfinite_steps"] == 0
     changed = [k for k, v in recipe.policy.state_dict().items() if not torch.equal(v, before[k])]
     assert any(k.startswith("model.transformer") for k in changed)
+
+
+def test_actor_sampler_takes_cpu_observations_and_returns_records_the_wire_carries(device: str) -> None:
+    """The actor keeps CPU observation rows; the sampler moves them to the policy's device and
+    hands back CPU records, equal to sampling the same observations on that device directly."""
+    from lerobot_pirl.policies.tiny_xvla import observation_batch
+
+    recipe = make_recipe("flow_sde", device=device)
+    observations = observation_batch(recipe.policy.config, states(3, seed=5))
+    torch.manual_seed(7)
+    chunks, samples = recipe.sampler().act(observations)
+    torch.manual_seed(7)
+    direct, record = recipe.policy.sample_actions({k: v.to(device) for k, v in observations.items()})
+    torch.testing.assert_close(chunks, direct[:, : recipe.sampler().executed_steps])
+    assert len(samples) == 3
+    for row, sample in enumerate(samples):
+        assert {sample.chain.device.type, sample.step_index.device.type} == {"cpu"}
+        torch.testing.assert_close(sample.chain, record.chain[row : row + 1].cpu())
+        torch.testing.assert_close(sample.token_log_prob, record.token_log_prob[row : row + 1].cpu())

@@ -37,6 +37,7 @@ from ...policies import (
     PI_RL_OLD_VALUE,
     PI_RL_RETURN,
     PI_RL_STEP_INDEX,
+    PiRLRecord,
     PiRLXVLAPolicy,
     adopt_pi_rl,
 )
@@ -418,7 +419,14 @@ class _ChunkSampler:
         self.executed_steps = executed_steps
 
     def act(self, observations: dict[str, Tensor]) -> tuple[Tensor, list[Any]]:
-        chunks, record = self.policy.sample_actions(observations)
+        """Chunks on the policy's device (the postprocessors take them from there); the records on
+        the CPU, one transfer per field for the whole batch, as the wire carries them."""
+        device = next(self.policy.parameters()).device
+        chunks, record = self.policy.sample_actions(
+            {k: to_device(v, device) for k, v in observations.items()}
+        )
+        if device.type != "cpu":
+            record = PiRLRecord(record.chain.cpu(), record.step_index.cpu(), record.token_log_prob.cpu())
         rows = [record.row(i) for i in range(chunks.shape[0])]
         return chunks[:, : self.executed_steps], rows
 

@@ -1,0 +1,269 @@
+"""DSRL's env: a frozen XVLA steered through its initial noise (``env.type = "pirl_dsrl"``).
+
+DSRL (Wagenmaker et al., 2025) keeps a pretrained flow policy frozen and lets an RL agent choose
+the initial noise its deterministic sampler starts from. Seen from the agent, one env step is:
+the agent's action a ∈ [-1, 1]^m becomes the initial noise w, the frozen XVLA denoises a chunk
+from w, and H' of its actions run in the inner env with their rewards summed. So LeRobot's SAC
+and ``gaussian_actor`` train the agent unchanged (``recipe=dsrl``); the XVLA never leaves this env
+and never gets a gradient.
+
+**The noise parametrisation** (`noise_from_action`) is w = ``noise_scale`` · a on the noise
+coordinates the agent controls, and 0 on the rest. The agent's tanh-squashed action lies in
+[-1, 1], so w lies in [-s, s], and a = w / s is the inverse: a bijection between [-1, 1]^m and
+[-s, s]^m. Which coordinates the agent controls is ``noise_dims``:
+
+- ``"real"`` (default): chunk × the real action dims, m = chunk_size · real_action_dim;
+- ``"full"``: XVLA's whole x₁, m = chunk_size · model_action_dim.
+
+a = 0 is w = 0: the frozen policy's own deterministic chunk from zero noise.
+
+**The deterministic sampler** is the one every success rate here is measured with
+(``demo.evaluate``): ``sample_actions(mode="deterministic", initial_noise=w)``, the Euler/x̂₁
+chain with the policy's K. The XVLA and its processors load from ``checkpoint`` (a stock XVLA
+checkpoint with LeRobot's pipeline files) and run on ``xvla_device``.
+
+**What the agent observes** is the inner env's raw ``agent_pos`` state (the policy's
+``observation.state`` before its normaliser). The agent's discount applies per decision, i.e.
+per H' env steps.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import draccus
+import gymnasium as gym
+import numpy as np
+import torch
+from lerobot.configs.types import FeatureType, PolicyFeature
+from lerobot.envs.configs import EnvConfig
+
+GYM_ID = "lerobot_pirl/NoiseSteeredXVLA-v0"
+STATE_KEY = "agent_pos"
+NOISE_DIMS = ("real", "full")
+
+
+@dataclass(frozen=True)
+class NoiseLayout:
+    """How the agent's flat action maps onto XVLA's initial noise [chunk_size, model_action_dim]."""
+
+    chunk_size: int
+    model_action_dim: int
+    controlled_dims: int
+    """Leading model action dims the agent sets (the rest of each noise row is 0)."""
+    noise_scale: float
+
+    @property
+    def action_dim(self) -> int:
+        return self.chunk_size * self.controlled_dims
+
+    def noise_from_action(self, action: torch.Tensor) -> torch.Tensor:
+        """[..., action_dim] in [-1, 1] → initial noise [..., chunk_size, model_action_dim]."""
+        if action.shape[-1] != self.action_dim:
+            raise ValueError(f"a noise action has {self.action_dim} values, got shape {tuple(action.shape)}")
+        rows = action.reshape(*action.shape[:-1], self.chunk_size, self.controlled_dims)
+        noise = rows.new_zeros(*action.shape[:-1], self.chunk_size, self.model_action_dim)
+        noise[..., : self.controlled_dims] = self.noise_scale * rows
+        return noise
+
+    def action_from_noise(self, noise: torch.Tensor) -> torch.Tensor:
+        """The inverse on its image: initial noise in [-s, s] (0 outside the controlled dims) → action."""
+        return (noise[..., : self.controlled_dims] / self.noise_scale).flatten(-2)
+
+
+def _checkpoint_config(checkpoint: Path) -> dict[str, Any]:
+    config_file = checkpoint / "config.json"
+    if not config_file.is_file():
+        raise ValueError(
+            f"env.checkpoint={str(checkpoint)!r} has no config.json: point it at a saved XVLA policy"
+        )
+    config = json.loads(config_file.read_text())
+    if config.get("type") != "xvla":
+        raise ValueError(
+            f"env.checkpoint's policy type is {config.get('type')!r}; DSRL steers an 'xvla' policy"
+        )
+    return config
+
+
+def noise_layout(checkpoint: Path, noise_dims: str, noise_scale: float) -> NoiseLayout:
+    """The layout from the checkpoint's ``config.json`` alone (the learner needs no weights): XVLA's
+    action space built as its model builds it, whose ``postprocess`` prefix is the real action."""
+    from lerobot.configs.policies import PreTrainedConfig
+    from lerobot.policies.xvla.action_hub import build_action_space
+
+    _checkpoint_config(checkpoint)
+    config = PreTrainedConfig.from_pretrained(str(checkpoint))
+    mode = config.action_mode.lower()
+    kwargs = (
+        {"real_dim": config.action_feature.shape[-1], "max_dim": config.max_action_dim}
+        if mode == "auto"
+        else {}
+    )
+    action_space = build_action_space(mode, **kwargs)
+    model_action_dim = int(action_space.dim_action)
+    real_action_dim = int(action_space.postprocess(torch.zeros(1, 1, model_action_dim)).shape[-1])
+    controlled = real_action_dim if noise_dims == "real" else model_action_dim
+    return NoiseLayout(int(config.chunk_size), model_action_dim, controlled, noise_scale)
+
+
+@EnvConfig.register_subclass("pirl_dsrl")
+@dataclass
+class DSRLEnvConfig(EnvConfig):
+    """The inner env (any env type `runtime.envs.make_envs` builds), steered through a frozen XVLA."""
+
+    inner: dict[str, Any] = field(default_factory=lambda: {"type": "pirl_pick_cube"})
+    """The inner env's block, as any ``env`` block (``type`` plus its fields). A plain dict, not an
+    ``EnvConfig`` field: draccus would otherwise recurse through ``pirl_dsrl`` choosing itself."""
+    checkpoint: str = ""
+    """A stock XVLA checkpoint directory (weights, config.json and LeRobot's pipeline files)."""
+    noise_dims: str = "real"
+    """Which initial-noise coordinates the agent sets: "real" (chunk × real action dims) or "full"."""
+    noise_scale: float = 1.5
+    """Initial noise w = noise_scale · a for the agent's a ∈ [-1, 1]."""
+    executed_steps: int | None = None
+    """Env steps per decision (H'); None: the checkpoint's ``n_action_steps``."""
+    xvla_device: str = "cpu"
+    seed: int = 0
+    """Seeds the inner env's first reset (LeRobot's actor resets without a seed)."""
+    task: str | None = "dsrl"
+    fps: int = 1000
+    """LeRobot's actor sleeps to pace each step at ``fps``: high, so a simulated env never waits."""
+    features: dict[str, PolicyFeature] = field(default_factory=dict)
+    features_map: dict[str, str] = field(
+        default_factory=lambda: {"action": "action", STATE_KEY: "observation.state"}
+    )
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not self.checkpoint:
+            problems.append("env.checkpoint is empty (a stock XVLA checkpoint directory is required)")
+        if self.noise_dims not in NOISE_DIMS:
+            problems.append(f"env.noise_dims={self.noise_dims!r} (accepted: {', '.join(NOISE_DIMS)})")
+        if not self.noise_scale > 0:
+            problems.append(f"env.noise_scale={self.noise_scale} (must be > 0)")
+        if self.executed_steps is not None and self.executed_steps < 1:
+            problems.append(f"env.executed_steps={self.executed_steps} (must be ≥ 1, or null)")
+        if self.inner.get("type") == "pirl_dsrl":
+            problems.append("env.inner is itself a pirl_dsrl env")
+        if problems:
+            raise ValueError("invalid pirl_dsrl env: " + "; ".join(problems))
+        self.inner_env: EnvConfig = draccus.decode(EnvConfig, self.inner)
+        """``inner`` as the env config `runtime.envs.make_envs` builds."""
+        if not self.features:
+            layout = noise_layout(Path(self.checkpoint), self.noise_dims, self.noise_scale)
+            inputs = _checkpoint_config(Path(self.checkpoint))["input_features"]
+            state_dim = int(inputs["observation.state"]["shape"][0])
+            self.features = {
+                "action": PolicyFeature(type=FeatureType.ACTION, shape=(layout.action_dim,)),
+                STATE_KEY: PolicyFeature(type=FeatureType.STATE, shape=(state_dim,)),
+            }
+
+    @property
+    def package_name(self) -> str:
+        return __name__
+
+    @property
+    def gym_id(self) -> str:
+        return GYM_ID
+
+    @property
+    def gym_kwargs(self) -> dict[str, Any]:
+        return {"config": self}
+
+
+class NoiseSteeredXVLAEnv(gym.Env):
+    """One DSRL env: a noise action in, H' inner-env steps of the frozen XVLA's chunk out."""
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, config: DSRLEnvConfig) -> None:
+        from ..demo.evaluate import load_for_evaluation
+        from ..runtime.envs import make_envs, task_description
+
+        self.config = config
+        checkpoint = Path(config.checkpoint)
+        self.layout = noise_layout(checkpoint, config.noise_dims, config.noise_scale)
+        self.policy, self.io = load_for_evaluation(checkpoint, config.inner_env)
+        self.policy.to(config.xvla_device).requires_grad_(False)
+        self.executed_steps = config.executed_steps or int(self.policy.config.n_action_steps)
+        if self.executed_steps > self.layout.chunk_size:
+            raise ValueError(
+                f"env.executed_steps={self.executed_steps} exceeds the checkpoint's chunk_size "
+                f"{self.layout.chunk_size}"
+            )
+        [self.inner] = make_envs(config.inner_env, 1)
+        self.task = task_description(self.inner)
+        state_dim = config.features[STATE_KEY].shape[0]
+        self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(self.layout.action_dim,), dtype=np.float32)
+        self.observation_space = gym.spaces.Dict(
+            {STATE_KEY: gym.spaces.Box(-np.inf, np.inf, shape=(state_dim,), dtype=np.float32)}
+        )
+        self._raw: dict[str, Any] | None = None  # the inner env's observation, batched
+        self._next_seed: int | None = config.seed
+
+    def _agent_observation(self, raw: dict[str, Any]) -> dict[str, np.ndarray]:
+        return {STATE_KEY: np.asarray(raw[STATE_KEY][0], dtype=np.float32)}
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
+        """A new inner episode: seeded by ``seed``, else by ``config.seed`` the first time; after an
+        episode end the inner env has already reset itself (same-step autoreset) and that start
+        is used, so the inner env's own seed sequence is kept."""
+        super().reset(seed=seed)
+        if seed is not None:
+            self._next_seed = seed
+        if self._raw is None or self._next_seed is not None:
+            reset_seed = None if self._next_seed is None else [self._next_seed]
+            self._raw, _ = self.inner.reset(seed=reset_seed)
+            self._next_seed = None
+        return self._agent_observation(self._raw), {}
+
+    @torch.no_grad()
+    def chunk_actions(self, action: np.ndarray) -> np.ndarray:
+        """The H' env actions the frozen XVLA's deterministic sampler gives from this noise action."""
+        assert self._raw is not None, "reset() first"
+        noise = self.layout.noise_from_action(torch.as_tensor(np.asarray(action, dtype=np.float32)))
+        observation = self.io.observation(self._raw, self.task)
+        device = self.config.xvla_device
+        chunk, _ = self.policy.sample_actions(
+            {k: v.to(device) for k, v in observation.items()},
+            mode="deterministic",
+            initial_noise=noise[None].to(device),
+        )
+        return self.io.env_actions(chunk[0, : self.executed_steps])
+
+    def step(self, action: np.ndarray) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        from ..runtime.envs import step_env
+
+        if not np.all(np.abs(np.asarray(action)) <= 1.0 + 1e-6):
+            raise ValueError("a DSRL noise action must lie in [-1, 1] (the agent's tanh-squashed action)")
+        total, success, steps = 0.0, False, 0
+        for env_action in self.chunk_actions(action):
+            result = step_env(self.inner, env_action)
+            total += result.reward
+            steps += 1
+            success = success or result.success
+            if result.done:
+                # The inner env has reset itself; its final observation ends this episode.
+                assert result.final_observation is not None
+                final = {k: np.asarray(v)[None] for k, v in result.final_observation.items()}
+                self._raw = result.observation
+                info = {"success": success, "env_steps": steps}
+                return self._agent_observation(final), total, result.terminated, result.truncated, info
+        self._raw = result.observation
+        return (
+            self._agent_observation(self._raw),
+            total,
+            False,
+            False,
+            {"success": success, "env_steps": steps},
+        )
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+if GYM_ID not in gym.registry:
+    gym.register(id=GYM_ID, entry_point=f"{__name__}:NoiseSteeredXVLAEnv", disable_env_checker=True)

@@ -1,0 +1,122 @@
+"""The ``pirl_dsrl`` env: the noise parametrisation, the frozen XVLA's chunk, and its frozenness."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+from lerobot.envs import make_env
+from lerobot.policies.xvla.modeling_xvla import XVLAPolicy
+
+from lerobot_pirl.demo.evaluate import load_for_evaluation
+from lerobot_pirl.demo.sft import SHIPPED_CHECKPOINT
+from lerobot_pirl.envs.dsrl import DSRLEnvConfig, NoiseLayout, noise_layout
+from lerobot_pirl.envs.pick_cube import PickCubeEnvConfig
+from lerobot_pirl.runtime.envs import make_envs, step_env, task_description
+
+INNER = {"type": "pirl_pick_cube", "episode_length": 20}
+
+
+def _env(**fields):
+    config = DSRLEnvConfig(checkpoint=str(SHIPPED_CHECKPOINT), inner=dict(INNER), **fields)
+    [vector_env] = make_env(config, n_envs=1)[config.type].values()
+    return vector_env.envs[0].unwrapped
+
+
+def test_noise_action_maps_onto_the_controlled_noise_and_back() -> None:
+    # chunk 2, model dims 3, the agent sets the first 2 of each row: a = [a00 a01 a10 a11].
+    layout = NoiseLayout(chunk_size=2, model_action_dim=3, controlled_dims=2, noise_scale=1.5)
+    action = torch.tensor([1.0, -0.5, 0.0, 0.25])
+    expected = torch.tensor([[1.5, -0.75, 0.0], [0.0, 0.375, 0.0]])  # 1.5·a, 0 in the third dim
+    assert torch.equal(layout.noise_from_action(action), expected)
+    assert torch.equal(layout.action_from_noise(expected), action)
+    # Bijective between [-1, 1]^4 and the noises in [-1.5, 1.5] with a zero third dim.
+    actions = torch.rand(100, 4, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    noise = layout.noise_from_action(actions)
+    assert noise.abs().max() <= 1.5 and torch.equal(noise[..., 2], torch.zeros(100, 2))
+    torch.testing.assert_close(layout.action_from_noise(noise), actions, rtol=0, atol=1e-7)
+    with pytest.raises(ValueError, match="has 4 values"):
+        layout.noise_from_action(torch.zeros(5))
+
+
+def test_layout_reads_xvlas_own_sizes_from_the_checkpoint() -> None:
+    """The layout comes from config.json alone; it must match the model XVLA builds from it."""
+    policy = XVLAPolicy.from_pretrained(str(SHIPPED_CHECKPOINT))
+    real = noise_layout(SHIPPED_CHECKPOINT, "real", 1.5)
+    full = noise_layout(SHIPPED_CHECKPOINT, "full", 1.5)
+    assert real.chunk_size == full.chunk_size == policy.config.chunk_size
+    assert real.model_action_dim == policy.model.dim_action
+    assert real.controlled_dims == policy.config.output_features["action"].shape[0]
+    assert full.controlled_dims == policy.model.dim_action
+    config = DSRLEnvConfig(checkpoint=str(SHIPPED_CHECKPOINT), inner=dict(INNER))
+    assert config.features["action"].shape == (real.action_dim,)
+    assert config.features["agent_pos"].shape == policy.config.input_features["observation.state"].shape
+
+
+def test_zero_noise_action_runs_the_frozen_policys_deterministic_chunk() -> None:
+    """a = 0 executes the chunk the frozen XVLA's deterministic sampler gives from zero noise, and
+    its H' steps, rewards summed, are exactly those steps in the inner env."""
+    env = _env()
+    observation, _ = env.reset()
+    policy, io = load_for_evaluation(SHIPPED_CHECKPOINT, PickCubeEnvConfig(episode_length=20))
+    [inner] = make_envs(PickCubeEnvConfig(episode_length=20), 1)
+    raw, _ = inner.reset(seed=[0])  # the env's first reset is seeded with env.seed = 0
+    assert np.array_equal(observation["agent_pos"], raw["agent_pos"][0])
+    with torch.no_grad():
+        zeros = torch.zeros(1, policy.config.chunk_size, policy.model.dim_action)
+        observed = io.observation(raw, task_description(inner))
+        chunk, _ = policy.sample_actions(observed, mode="deterministic", initial_noise=zeros)
+    executed = policy.config.n_action_steps
+    expected_actions = io.env_actions(chunk[0, :executed])
+    np.testing.assert_array_equal(env.chunk_actions(np.zeros(env.layout.action_dim)), expected_actions)
+
+    next_observation, reward, terminated, truncated, info = env.step(
+        np.zeros(env.layout.action_dim, np.float32)
+    )
+    expected_reward = 0.0
+    for action in expected_actions:
+        result = step_env(inner, action)
+        expected_reward += result.reward
+    assert info["env_steps"] == executed and reward == expected_reward
+    assert np.array_equal(next_observation["agent_pos"], result.observation["agent_pos"][0])
+    assert not (terminated or truncated)
+    env.close()
+    inner.close()
+
+
+def test_the_xvla_gets_no_gradient_and_is_bit_identical_after_steering() -> None:
+    env = _env(noise_dims="full")
+    assert env.layout.action_dim == env.layout.chunk_size * env.layout.model_action_dim
+    assert not any(p.requires_grad for p in env.policy.parameters())
+    before = hashlib.sha256(
+        b"".join(v.numpy().tobytes() for v in env.policy.state_dict().values())
+    ).hexdigest()
+    env.reset()
+    generator = np.random.default_rng(0)
+    for _ in range(12):  # random noise actions, across an episode end
+        env.step(generator.uniform(-1, 1, env.layout.action_dim).astype(np.float32))
+    after = hashlib.sha256(
+        b"".join(v.numpy().tobytes() for v in env.policy.state_dict().values())
+    ).hexdigest()
+    assert after == before
+    with pytest.raises(ValueError, match=r"must lie in \[-1, 1\]"):
+        env.step(np.full(env.layout.action_dim, 1.5, np.float32))
+    env.close()
+
+
+def test_bad_dsrl_env_fields_are_named_with_what_is_accepted(tmp_path) -> None:
+    with pytest.raises(ValueError) as error:
+        DSRLEnvConfig(checkpoint="", noise_dims="half", noise_scale=0.0, executed_steps=0)
+    message = str(error.value)
+    for part in (
+        "env.checkpoint is empty",
+        "env.noise_dims='half' (accepted: real, full)",
+        "env.noise_scale=0.0",
+    ):
+        assert part in message, message
+    with pytest.raises(ValueError, match="has no config.json"):
+        DSRLEnvConfig(checkpoint=str(tmp_path))
+    with pytest.raises(ValueError, match="itself a pirl_dsrl env"):
+        DSRLEnvConfig(checkpoint=str(SHIPPED_CHECKPOINT), inner={"type": "pirl_dsrl"})

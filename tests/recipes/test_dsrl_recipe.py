@@ -1,0 +1,201 @@
+"""`recipe=dsrl`: LeRobot's SAC, delegated, training a gaussian_actor in a frozen XVLA's noise space;
+its config checks, exact resume, and a real learner + LeRobot's own actor end to end."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from helpers.configs import free_port, write_json
+from helpers.learner_process import checkpoint_steps, start_actor, start_learner, stop, wait_for
+from lerobot.configs.types import FeatureType, PolicyFeature
+from lerobot.policies.gaussian_actor.configuration_gaussian_actor import GaussianActorConfig
+from lerobot.policies.gaussian_actor.modeling_gaussian_actor import GaussianActorPolicy
+from lerobot.rl.algorithms.sac import SACAlgorithm, SACAlgorithmConfig
+
+from lerobot_pirl import discover
+from lerobot_pirl.demo.configs import dsrl_config
+from lerobot_pirl.demo.sft import SHIPPED_CHECKPOINT
+from lerobot_pirl.recipes.dsrl import DSRLConfig, DSRLRecipe
+from lerobot_pirl.runtime import seam
+from lerobot_pirl.runtime.adapter import algorithm_class
+
+STATE_DIM, NOISE_DIM, BATCH = 21, 16, 16
+
+
+def _agent() -> GaussianActorPolicy:
+    config = GaussianActorConfig(
+        input_features={"observation.state": PolicyFeature(type=FeatureType.STATE, shape=(STATE_DIM,))},
+        output_features={"action": PolicyFeature(type=FeatureType.ACTION, shape=(NOISE_DIM,))},
+        latent_dim=16,
+        dataset_stats={
+            "observation.state": {"min": [-1.0] * STATE_DIM, "max": [1.0] * STATE_DIM},
+            "action": {"min": [-1.0] * NOISE_DIM, "max": [1.0] * NOISE_DIM},
+        },
+    )
+    config.actor_network_kwargs.hidden_dims = [16, 16]
+    return GaussianActorPolicy(config)
+
+
+def _batches(count: int, seed: int) -> list[dict]:
+    gen = torch.Generator().manual_seed(seed)
+    return [
+        {
+            "state": {"observation.state": torch.rand(BATCH, STATE_DIM, generator=gen) * 2 - 1},
+            "action": torch.rand(BATCH, NOISE_DIM, generator=gen) * 2 - 1,
+            "reward": torch.rand(BATCH, generator=gen),
+            "next_state": {"observation.state": torch.rand(BATCH, STATE_DIM, generator=gen) * 2 - 1},
+            "done": (torch.rand(BATCH, generator=gen) < 0.2).float(),
+        }
+        for _ in range(count)
+    ]
+
+
+def _snapshot(policy, algorithm, optimizers) -> dict:
+    return {
+        "policy": copy.deepcopy(policy.state_dict()),
+        "algorithm": copy.deepcopy(algorithm.state_dict()),
+        "optimizers": {name: copy.deepcopy(opt.state_dict()) for name, opt in optimizers.items()},
+    }
+
+
+def _assert_equal_tensors(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_dsrl_is_lerobots_sac_bit_for_bit() -> None:
+    """Delegated, not re-implemented: the same updates as a stock SACAlgorithm."""
+    recipe_algorithm = algorithm_class(discover(blocked=()).resolve("dsrl"))
+    results = []
+    for build, config_class in ((SACAlgorithm, SACAlgorithmConfig), (recipe_algorithm, DSRLConfig)):
+        torch.manual_seed(0)
+        agent = _agent()
+        algorithm = build(policy=agent, config=config_class(policy_config=agent.config, utd_ratio=2))
+        algorithm.make_optimizers_and_scheduler()
+        torch.manual_seed(1)
+        batches = iter(_batches(8, seed=3))
+        logs = [algorithm.update(batches).to_log_dict() for _ in range(4)]
+        results.append((agent.state_dict(), logs))
+    (stock_weights, stock_logs), (ours_weights, ours_logs) = results
+    _assert_equal_tensors(stock_weights, ours_weights)
+    assert ours_logs == stock_logs
+    torch.manual_seed(0)
+    assert any(not torch.equal(v, ours_weights[k]) for k, v in _agent().state_dict().items())  # trained
+
+
+def test_resume_from_saved_sac_state_continues_exactly(tmp_path: Path) -> None:
+    """SAC's networks, temperature and optimizer moments saved and loaded: the next updates equal
+    those of the run that never stopped."""
+    torch.manual_seed(0)
+    agent = _agent()
+    recipe = DSRLRecipe(agent, DSRLConfig(policy_config=agent.config, utd_ratio=2))
+    optimizers = recipe.build_optimizers()
+    for batch_index in range(3):
+        recipe.update_step(iter(_batches(2, seed=10 + batch_index)), step=batch_index)
+    torch.save(_snapshot(agent, recipe, optimizers), tmp_path / "state.pt")
+    torch.manual_seed(7)
+    for step in (3, 4):
+        recipe.update_step(iter(_batches(2, seed=20 + step)), step=step)
+    uninterrupted = _snapshot(agent, recipe, optimizers)
+
+    torch.manual_seed(99)  # a different init: everything must come from the saved state
+    resumed_agent = _agent()
+    resumed = DSRLRecipe(resumed_agent, DSRLConfig(policy_config=resumed_agent.config, utd_ratio=2))
+    resumed_optimizers = resumed.build_optimizers()
+    saved = torch.load(tmp_path / "state.pt", weights_only=False)
+    resumed_agent.load_state_dict(saved["policy"])
+    resumed.load_state_dict(saved["algorithm"], device="cpu")
+    for name, optimizer in resumed_optimizers.items():
+        optimizer.load_state_dict(saved["optimizers"][name])
+    torch.manual_seed(7)
+    for step in (3, 4):
+        resumed.update_step(iter(_batches(2, seed=20 + step)), step=step)
+    after = _snapshot(resumed_agent, resumed, resumed_optimizers)
+    _assert_equal_tensors(after["policy"], uninterrupted["policy"])
+    _assert_equal_tensors(after["algorithm"], uninterrupted["algorithm"])
+    for name, state in uninterrupted["optimizers"].items():
+        for index, moments in state["state"].items():
+            for key, value in moments.items():
+                assert torch.equal(value, after["optimizers"][name]["state"][index][key]), (name, key)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"env": {"type": "pirl_pick_cube"}}, "env.type='pirl_pick_cube': recipe=dsrl steers a frozen XVLA"),
+        ({"policy_type": "xvla"}, "policy.type='xvla': the DSRL agent is LeRobot's 'gaussian_actor'"),
+    ],
+)
+def test_config_without_the_dsrl_env_or_agent_is_refused_before_anything_starts(
+    tmp_path: Path, change: dict, message: str
+) -> None:
+    data = dsrl_config(SHIPPED_CHECKPOINT, tmp_path / "out", free_port())
+    if "env" in change:
+        data["env"] = change["env"]
+    if "policy_type" in change:
+        data["policy"] = json.loads((SHIPPED_CHECKPOINT / "config.json").read_text())
+    del data["recipe"]  # the CLI pops it before LeRobot's parser sees the config (`select_recipe`)
+    path = write_json(tmp_path / "config.json", data)
+    seam.install_recipe_lookup(discover(blocked=()))
+    try:
+        with pytest.raises(seam.InvalidConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            seam.parse_train_config([f"--config_path={path}"])
+    finally:
+        seam.uninstall_recipe_lookup()
+
+
+def _digest(directory: Path) -> str:
+    files = sorted(p for p in directory.rglob("*") if p.is_file())
+    return hashlib.sha256(b"".join(p.read_bytes() for p in files)).hexdigest()
+
+
+@pytest.mark.timeout(420)
+def test_lerobots_learner_and_actor_train_the_noise_agent_and_leave_the_xvla_untouched(
+    tmp_path: Path,
+) -> None:
+    """A real ``lerobot-pirl-learner`` (LeRobot's SAC learner loop and replay buffer) and a real
+    ``lerobot-pirl-actor`` (LeRobot's actor, stepping the pirl_dsrl env) over gRPC."""
+    frozen_before = _digest(SHIPPED_CHECKPOINT)
+    output_dir = tmp_path / "out"
+    data = dsrl_config(
+        SHIPPED_CHECKPOINT,
+        output_dir,
+        free_port(),
+        inner_env={"episode_length": 20},
+        policy={
+            "online_steps": 30,
+            "online_step_before_learning": 8,
+            "latent_dim": 16,
+            "actor_network_kwargs": {"hidden_dims": [16, 16]},
+        },
+    )
+    data.update(batch_size=8, save_freq=5, log_freq=1)
+    config = write_json(tmp_path / "config.json", data)
+    learner = start_learner(config, tmp_path / "learner.log")
+    actor = None
+    try:
+        wait_for(lambda: (output_dir / "logs").exists(), 120, "the learner to start")
+        actor = start_actor(config, 0, tmp_path / "actor.log")
+        assert actor.wait(timeout=300) == 0, (tmp_path / "actor.log").read_text()[-3000:]
+        wait_for(lambda: 10 in checkpoint_steps(output_dir), 120, "a checkpoint after 10 updates")
+    finally:
+        if actor is not None:
+            stop(actor)
+        stop(learner)
+    actor_log = (tmp_path / "actor.log").read_text()
+    assert actor_log.count("Episode reward") >= 2  # 20-step episodes of 2-step decisions
+    checkpoint = output_dir / "checkpoints" / "000010"
+    saved = json.loads((checkpoint / "pretrained_model" / "train_config.json").read_text())
+    assert saved["algorithm"]["type"] == "dsrl" and saved["policy"]["type"] == "gaussian_actor"
+    assert saved["env"]["type"] == "pirl_dsrl"
+    assert Path(saved["env"]["checkpoint"]) == SHIPPED_CHECKPOINT.resolve()  # the frozen policy's reference
+    for part in ("actor", "critic", "temperature"):
+        assert (checkpoint / "training_state" / part / "optimizer_state.safetensors").is_file()
+    assert (checkpoint / "algorithm" / "model.safetensors").is_file()  # critics, target nets, temperature
+    assert _digest(SHIPPED_CHECKPOINT) == frozen_before
