@@ -6,7 +6,9 @@ episodes — block positions seeded identically for every method):
 * ``flow_noise`` / ``flow_sde``: ``lerobot-pirl demo`` runs (learner + 2 actors, recipe=pi-rl)
   starting from the shipped tiny XVLA SFT checkpoint (SFT'd on those demonstrations);
 * ``sac``: LeRobot's ``SACAlgorithm`` with its ``gaussian_actor`` policy, the demonstrations as its
-  offline replay buffer (``benchmarks/sac_pick_cube.py``).
+  offline replay buffer (``benchmarks/sac_pick_cube.py``);
+* ``dsrl``: the same SAC steering the frozen SFT checkpoint's initial noise (``recipe=dsrl``,
+  ``benchmarks/dsrl_pick_cube.py``).
 
 Each (method, seed) run is saved as its own JSON under ``benchmarks/results/learning/`` and
 skipped when it already exists, so the benchmark can be run in pieces; then ``--summarize``
@@ -44,11 +46,32 @@ from lerobot_pirl.demo.run import DemoConfig, run_demo  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 RUNS = RESULTS / "learning"
-METHODS = ("flow_noise", "flow_sde", "sac")
-LABELS = {"flow_noise": "πRL flow_noise", "flow_sde": "πRL flow_sde", "sac": "SAC (gaussian_actor)"}
+METHODS = ("flow_noise", "flow_sde", "sac", "dsrl")
+LABELS = {
+    "flow_noise": "πRL flow_noise",
+    "flow_sde": "πRL flow_sde",
+    "sac": "SAC (gaussian_actor)",
+    "dsrl": "DSRL (SAC on the frozen XVLA's noise)",
+}
 
 
 def run_one(method: str, seed: int, env_steps: int, eval_points: int, eval_episodes: int) -> dict[str, Any]:
+    if method == "dsrl":
+        sys.path.insert(0, str(Path(__file__).parent))
+        from dsrl_pick_cube import run_dsrl
+
+        from lerobot_pirl.demo.run import DEMO_ENV
+
+        eval_at = [round(env_steps * (i + 1) / eval_points) for i in range(eval_points)]
+        return run_dsrl(  # the env options and training reward of the πRL runs
+            seed=seed,
+            env_steps=env_steps,
+            eval_at=eval_at,
+            eval_episodes=eval_episodes,
+            max_episode_steps=DEMO_ENV["episode_length"],
+            physics_dt=DEMO_ENV["physics_dt"],
+            shaping_coef=DEMO_ENV["shaping_coef"],
+        )
     if method == "sac":
         sys.path.insert(0, str(Path(__file__).parent))
         from sac_pick_cube import run_sac
@@ -90,7 +113,7 @@ def _expected_updates(config: DemoConfig) -> int:
     return max(1, config.env_steps // (2 * decisions))
 
 
-METHOD_NAMES = {"flow_noise": "pi-rl/flow_noise", "flow_sde": "pi-rl/flow_sde", "sac": "sac"}
+METHOD_NAMES = {"flow_noise": "pi-rl/flow_noise", "flow_sde": "pi-rl/flow_sde", "sac": "sac", "dsrl": "dsrl"}
 """The keys of ``methods`` in learning.json (πRL variants start with ``pi-rl/``)."""
 
 
@@ -159,7 +182,7 @@ def plot_summary(
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(7, 4.5))
-    for color, method in zip(("C0", "C1", "C2"), METHODS, strict=True):
+    for color, method in zip(("C0", "C1", "C2", "C3"), METHODS, strict=True):
         if METHOD_NAMES[method] not in table:
             continue
         entry = table[METHOD_NAMES[method]]

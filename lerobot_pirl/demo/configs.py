@@ -120,13 +120,9 @@ def dsrl_config(
     choosing the initial noise of the frozen XVLA at ``checkpoint`` (``env.type = pirl_dsrl``,
     its ``inner`` env PandaPickCube with the given fields).
 
-    The agent's state normaliser takes the checkpoint's own min/max of ``observation.state`` (the
-    stats the XVLA was trained with); its action is the noise action in [-1, 1], whose min/max
-    make LeRobot's action (un)normaliser the identity.
+    The agent's normaliser stats are `agent_dataset_stats`.
     """
-    from safetensors.torch import load_file
-
-    from ..envs.dsrl import DSRLEnvConfig, noise_layout
+    from ..envs.dsrl import DSRLEnvConfig, agent_dataset_stats, noise_layout
 
     checkpoint = Path(checkpoint)
     env_block: dict[str, Any] = {
@@ -140,8 +136,6 @@ def dsrl_config(
         env_block.get("noise_dims", DSRLEnvConfig.noise_dims),
         env_block.get("noise_scale", DSRLEnvConfig.noise_scale),
     )
-    [stats_file] = checkpoint.glob("policy_preprocessor_step_*_normalizer_processor.safetensors")
-    stats = load_file(str(stats_file))
     policy_block: dict[str, Any] = {
         "type": "gaussian_actor",
         "device": "cpu",
@@ -152,13 +146,7 @@ def dsrl_config(
         "offline_buffer_capacity": 1,
         "latent_dim": 64,
         "actor_network_kwargs": {"hidden_dims": [256, 256]},
-        "dataset_stats": {
-            "observation.state": {
-                "min": stats["observation.state.min"].tolist(),
-                "max": stats["observation.state.max"].tolist(),
-            },
-            "action": {"min": [-1.0] * layout.action_dim, "max": [1.0] * layout.action_dim},
-        },
+        "dataset_stats": agent_dataset_stats(checkpoint, layout),
         "actor_learner_config": {
             "learner_host": "127.0.0.1",
             "learner_port": port,

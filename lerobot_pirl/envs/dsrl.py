@@ -109,6 +109,23 @@ def noise_layout(checkpoint: Path, noise_dims: str, noise_scale: float) -> Noise
     return NoiseLayout(int(config.chunk_size), model_action_dim, controlled, noise_scale)
 
 
+def agent_dataset_stats(checkpoint: Path, layout: NoiseLayout) -> dict[str, dict[str, list[float]]]:
+    """The agent's normaliser stats: the checkpoint's own min/max of ``observation.state`` (what the
+    XVLA was trained with) and [-1, 1] for the noise action, which makes LeRobot's MIN_MAX action
+    (un)normaliser the identity on the tanh-squashed action."""
+    from safetensors.torch import load_file
+
+    [stats_file] = checkpoint.glob("policy_preprocessor_step_*_normalizer_processor.safetensors")
+    stats = load_file(str(stats_file))
+    return {
+        "observation.state": {
+            "min": stats["observation.state.min"].tolist(),
+            "max": stats["observation.state.max"].tolist(),
+        },
+        "action": {"min": [-1.0] * layout.action_dim, "max": [1.0] * layout.action_dim},
+    }
+
+
 @EnvConfig.register_subclass("pirl_dsrl")
 @dataclass
 class DSRLEnvConfig(EnvConfig):
