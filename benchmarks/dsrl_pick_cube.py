@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -57,7 +56,7 @@ from lerobot.utils.constants import ACTION, OBS_STATE  # noqa: E402
 sys.path.insert(0, str(Path(__file__).parent))
 from sac_pick_cube import CHANGES, TRAIN_SEED_OFFSET, _apply, _split_overrides, _to_jsonable  # noqa: E402
 
-from lerobot_pirl.demo.evaluate import EVAL_SEED_OFFSET  # noqa: E402
+from lerobot_pirl.demo.evaluate import EVAL_SEED_OFFSET, evaluate_noise_agent  # noqa: E402
 from lerobot_pirl.demo.sft import SHIPPED_CHECKPOINT  # noqa: E402
 from lerobot_pirl.envs.dsrl import DSRLEnvConfig, NoiseSteeredXVLAEnv, agent_dataset_stats  # noqa: E402
 
@@ -66,33 +65,6 @@ METHOD = "dsrl/gaussian_actor"
 
 def _state(observation: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
     return {OBS_STATE: torch.as_tensor(observation["agent_pos"])}
-
-
-@torch.no_grad()
-def evaluate(
-    policy, preprocessor, postprocessor, env: NoiseSteeredXVLAEnv, episodes: int
-) -> dict[str, float]:
-    """The agent's mean noise action through the frozen XVLA on evaluation episodes 0..episodes-1."""
-    successes, total_steps = 0, 0
-    with torch.random.fork_rng(devices=[]):  # the actor's forward draws a sample too
-        for episode in range(episodes):
-            observation, _ = env.reset(seed=EVAL_SEED_OFFSET + episode)
-            done, success = False, False
-            while not done:
-                _, _, mean = policy.actor(preprocessor.process_observation(_state(observation)))
-                action = postprocessor.process_action(torch.tanh(mean))[0].numpy()
-                observation, _, terminated, truncated, info = env.step(action)
-                total_steps += info["env_steps"]
-                success = success or info["success"]
-                done = terminated or truncated
-            successes += int(success)
-    rate = successes / episodes
-    return {
-        "success_rate": rate,
-        "stderr": math.sqrt(rate * (1 - rate) / episodes),
-        "episodes": episodes,
-        "mean_episode_steps": total_steps / episodes,
-    }
 
 
 def run_dsrl(
@@ -153,10 +125,10 @@ def run_dsrl(
     def record_evaluation() -> None:
         nonlocal eval_s
         t0 = time.perf_counter()
-        result = evaluate(policy, preprocessor, postprocessor, eval_env, eval_episodes)
+        result = evaluate_noise_agent(policy, preprocessor, postprocessor, eval_env, episodes=eval_episodes)
         eval_s += time.perf_counter() - t0
-        evaluations.append({"update": n_updates, "env_steps": step, **result})
-        log(f"eval @ {step} env steps, {n_updates} updates: success {result['success_rate']:.2f}")
+        evaluations.append({"update": n_updates, "env_steps": step, **result.to_dict()})
+        log(f"eval @ {step} env steps, {n_updates} updates: success {result.success_rate:.2f}")
 
     try:
         record_evaluation()

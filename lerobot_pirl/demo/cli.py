@@ -24,6 +24,13 @@ def _parser() -> argparse.ArgumentParser:
         "evaluate its checkpoints with the deterministic sampler and write learning_curve.{json,png}.",
     )
     defaults = DemoConfig()
+    demo.add_argument(
+        "--recipe",
+        choices=["pi-rl", "dsrl"],
+        default="pi-rl",
+        help="pi-rl: fine-tune the XVLA (πRL); dsrl: keep it frozen and learn its initial noise with "
+        "LeRobot's SAC (LeRobot's own learner and actor)",
+    )
     demo.add_argument("--noise-method", choices=NOISE_METHODS, default=defaults.noise_method)
     demo.add_argument(
         "--env-steps",
@@ -49,7 +56,8 @@ def _parser() -> argparse.ArgumentParser:
         "--algorithm",
         type=json.loads,
         default={},
-        help="PiRLConfig overrides as JSON, e.g. '{\"actor_lr\": 3e-4}'",
+        help="PiRLConfig overrides as JSON, e.g. '{\"actor_lr\": 3e-4}' (with --recipe dsrl: "
+        "SACAlgorithmConfig fields)",
     )
     demo.add_argument(
         "--env",
@@ -114,7 +122,12 @@ def main(argv: list[str] | None = None) -> None:
     # SIGTERM unwinds like Ctrl-C, so the learner, actors and evaluator are stopped too.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        summary = run_demo(config)
+        if args.recipe == "dsrl":
+            from .dsrl import run_dsrl_demo
+
+            summary = run_dsrl_demo(config)
+        else:
+            summary = run_demo(config)
     except DemoError as exc:
         print(f"lerobot-pirl demo: error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -122,10 +135,12 @@ def main(argv: list[str] | None = None) -> None:
         where = config.output_dir
         print(f"lerobot-pirl demo: interrupted; checkpoints, logs, evaluations: {where}", file=sys.stderr)
         raise SystemExit(130) from None
+    sft = summary["sft_success_rate"]
+    figure = "learning_curve.json" if args.recipe == "dsrl" else "learning_curve.png"
     print(
-        f"success rate {summary['sft_success_rate']:.2f} (SFT) -> {summary['final_success_rate']:.2f} after "
-        f"{summary['evaluations'][-1]['env_steps']} env steps ({summary['wall_s'] / 60:.1f} min); "
-        f"learning curve: {config.output_dir / 'learning_curve.png'}"
+        f"success rate {'-' if sft is None else f'{sft:.2f}'} (SFT) -> {summary['final_success_rate']:.2f} "
+        f"after {summary['evaluations'][-1]['env_steps']} env steps ({summary['wall_s'] / 60:.1f} min); "
+        f"learning curve: {config.output_dir / figure}"
     )
 
 

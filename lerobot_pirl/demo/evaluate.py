@@ -111,6 +111,52 @@ def evaluate_policy(
     )
 
 
+@torch.no_grad()
+def evaluate_noise_agent(
+    agent: Any, preprocessor: Any, postprocessor: Any, env: Any, *, episodes: int = 100
+) -> EvalResult:
+    """A DSRL agent (``gaussian_actor``) on the same evaluation set: its mean noise action (tanh of
+    the Gaussian mean) through the frozen XVLA of ``env`` (a `NoiseSteeredXVLAEnv`), whose inner
+    episode i resets with seed ``EVAL_SEED_OFFSET + i``. The actor's forward also draws a sample,
+    so this runs on a forked torch RNG and leaves the caller's stream as it was."""
+    from lerobot.utils.constants import OBS_STATE
+
+    successes, total_return, total_steps = 0, 0.0, 0
+    with torch.random.fork_rng(devices=[]):
+        for episode in range(episodes):
+            observation, _ = env.reset(seed=EVAL_SEED_OFFSET + episode)
+            done, success = False, False
+            while not done:
+                state = {OBS_STATE: torch.as_tensor(observation["agent_pos"])}
+                _, _, mean = agent.actor(preprocessor.process_observation(state))
+                action = postprocessor.process_action(torch.tanh(mean))[0].numpy()
+                observation, reward, terminated, truncated, info = env.step(action)
+                total_return += reward
+                total_steps += info["env_steps"]
+                success = success or info["success"]
+                done = terminated or truncated
+            successes += int(success)
+    rate = successes / episodes
+    return EvalResult(
+        episodes=episodes,
+        successes=successes,
+        success_rate=rate,
+        mean_return=total_return / episodes,
+        mean_episode_steps=total_steps / episodes,
+        stderr=(rate * (1 - rate) / episodes) ** 0.5,
+    )
+
+
+def load_noise_agent(pretrained_dir: Path | str) -> tuple[Any, Any, Any]:
+    """A saved DSRL agent and its LeRobot processors, as the learner checkpointed them."""
+    from lerobot.policies.factory import make_pre_post_processors
+    from lerobot.policies.gaussian_actor.modeling_gaussian_actor import GaussianActorPolicy
+
+    agent = GaussianActorPolicy.from_pretrained(str(pretrained_dir)).eval()
+    preprocessor, postprocessor = make_pre_post_processors(agent.config, pretrained_path=str(pretrained_dir))
+    return agent, preprocessor, postprocessor
+
+
 def load_for_evaluation(pretrained_dir: Path | str, env_config: Any = None) -> tuple[Any, PolicyIO]:
     """A stock XVLA checkpoint as a πRL-sampling policy (fresh heads: only the ODE sampler is used)
     and its own LeRobot processors (from the checkpoint's pipeline files)."""

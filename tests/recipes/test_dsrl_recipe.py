@@ -1,17 +1,19 @@
 """`recipe=dsrl`: LeRobot's SAC, delegated, training a gaussian_actor in a frozen XVLA's noise space;
-its config checks, exact resume, and a real learner + LeRobot's own actor end to end."""
+its config checks, exact resume, and the demo: a real learner + LeRobot's own actor end to end."""
 
 from __future__ import annotations
 
 import copy
 import hashlib
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 from helpers.configs import free_port, write_json
-from helpers.learner_process import checkpoint_steps, start_actor, start_learner, stop, wait_for
 from lerobot.configs.types import FeatureType, PolicyFeature
 from lerobot.policies.gaussian_actor.configuration_gaussian_actor import GaussianActorConfig
 from lerobot.policies.gaussian_actor.modeling_gaussian_actor import GaussianActorPolicy
@@ -155,47 +157,36 @@ def _digest(directory: Path) -> str:
     return hashlib.sha256(b"".join(p.read_bytes() for p in files)).hexdigest()
 
 
-@pytest.mark.timeout(420)
-def test_lerobots_learner_and_actor_train_the_noise_agent_and_leave_the_xvla_untouched(
+@pytest.mark.timeout(600)
+def test_demo_trains_the_noise_agent_with_lerobots_learner_and_actor_and_leaves_the_xvla_untouched(
     tmp_path: Path,
 ) -> None:
-    """A real ``lerobot-pirl-learner`` (LeRobot's SAC learner loop and replay buffer) and a real
-    ``lerobot-pirl-actor`` (LeRobot's actor, stepping the pirl_dsrl env) over gRPC."""
+    """``lerobot-pirl demo --recipe dsrl``: a real ``lerobot-pirl-learner`` (LeRobot's SAC learner
+    loop and replay buffer) and ``lerobot-pirl-actor`` (LeRobot's actor stepping the pirl_dsrl env)
+    over gRPC, then the final agent's evaluation."""
     frozen_before = _digest(SHIPPED_CHECKPOINT)
-    output_dir = tmp_path / "out"
-    data = dsrl_config(
-        SHIPPED_CHECKPOINT,
-        output_dir,
-        free_port(),
-        inner_env={"episode_length": 20},
-        policy={
-            "online_steps": 30,
-            "online_step_before_learning": 8,
-            "latent_dim": 16,
-            "actor_network_kwargs": {"hidden_dims": [16, 16]},
-        },
-    )
-    data.update(batch_size=8, save_freq=5, log_freq=1)
-    config = write_json(tmp_path / "config.json", data)
-    learner = start_learner(config, tmp_path / "learner.log")
-    actor = None
-    try:
-        wait_for(lambda: (output_dir / "logs").exists(), 120, "the learner to start")
-        actor = start_actor(config, 0, tmp_path / "actor.log")
-        assert actor.wait(timeout=300) == 0, (tmp_path / "actor.log").read_text()[-3000:]
-        wait_for(lambda: 10 in checkpoint_steps(output_dir), 120, "a checkpoint after 10 updates")
-    finally:
-        if actor is not None:
-            stop(actor)
-        stop(learner)
-    actor_log = (tmp_path / "actor.log").read_text()
-    assert actor_log.count("Episode reward") >= 2  # 20-step episodes of 2-step decisions
-    checkpoint = output_dir / "checkpoints" / "000010"
+    out = tmp_path / "demo"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MUJOCO_GL": "osmesa", "PYOPENGL_PLATFORM": "osmesa"}
+    command = [sys.executable, "-m", "lerobot_pirl.demo.cli", "demo", "--recipe", "dsrl"]
+    command += ["--env-steps", "300", "--eval-episodes", "3", "--output-dir", str(out), "--no-progress"]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=540)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "after 300 env steps" in done.stdout
+
+    summary = json.loads((out / "learning_curve.json").read_text())
+    assert summary["recipe"] == "dsrl" and summary["decisions"] == 150
+    final = summary["evaluations"][-1]
+    assert final["episodes"] == 3 and 0.0 <= final["success_rate"] <= 1.0
+    assert (out / "actor_0.log").read_text().count("Episode reward") >= 2  # 50-step episodes
+    checkpoint = out / "learner" / "checkpoints" / "last"
     saved = json.loads((checkpoint / "pretrained_model" / "train_config.json").read_text())
     assert saved["algorithm"]["type"] == "dsrl" and saved["policy"]["type"] == "gaussian_actor"
     assert saved["env"]["type"] == "pirl_dsrl"
     assert Path(saved["env"]["checkpoint"]) == SHIPPED_CHECKPOINT.resolve()  # the frozen policy's reference
+    assert saved["policy"]["output_features"]["action"]["shape"] == [NOISE_DIM]
     for part in ("actor", "critic", "temperature"):
         assert (checkpoint / "training_state" / part / "optimizer_state.safetensors").is_file()
-    assert (checkpoint / "algorithm" / "model.safetensors").is_file()  # critics, target nets, temperature
+    assert (checkpoint / "algorithm" / "model.safetensors").is_file()  # critics, targets, temperature
+    step = json.loads((checkpoint / "training_state" / "training_step.json").read_text())["step"]
+    assert step >= 100  # the demo waits for a checkpoint after the actor's last episode
     assert _digest(SHIPPED_CHECKPOINT) == frozen_before
