@@ -211,3 +211,41 @@ def test_received_payloads_are_loaded_weights_only() -> None:
     torch.save([Payload()], buffer, pickle_module=pickle)
     with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
         bytes_to_transitions(buffer.getvalue())
+
+
+def test_lerobots_actor_drives_any_env_type_through_the_env_path_we_install() -> None:
+    """``act_with_policy`` reads ``make_robot_env`` / ``make_processors`` from its module when it
+    runs; installed, they build a ``pirl_pick_cube`` env that LeRobot's own step functions drive:
+    observations in policy keys with a batch dim, the executed action where the actor reads it."""
+    import numpy as np
+    import torch
+    from lerobot.processor import TransitionKey
+    from lerobot.rl import gym_manipulator
+
+    from lerobot_pirl.envs.pick_cube import PickCubeEnvConfig
+
+    assert {"make_robot_env", "make_processors"} <= set(actor.act_with_policy.__code__.co_names)
+    seam.install_actor_env_path()
+    try:
+        config = PickCubeEnvConfig(episode_length=3)
+        env, teleop = actor.make_robot_env(cfg=config)
+        env_processor, action_processor = actor.make_processors(env, teleop, config, "cpu")
+        assert teleop is None
+        transition = gym_manipulator.reset_and_build_transition(env, env_processor, action_processor)
+        state = transition[TransitionKey.OBSERVATION]["observation.state"]
+        assert state.shape == (1, 21) and state.dtype == torch.float32
+        action = torch.tensor([0.1, -0.2, 0.3, 0.0])
+        steps = []
+        for _ in range(3):
+            transition = gym_manipulator.step_env_and_process_transition(
+                env, transition, action.clone(), env_processor, action_processor
+            )
+            steps.append(transition)
+        assert torch.equal(steps[0][TransitionKey.COMPLEMENTARY_DATA]["teleop_action"], action)
+        assert [bool(t[TransitionKey.TRUNCATED]) for t in steps] == [False, False, True]  # the time limit
+        assert np.isfinite(float(steps[0][TransitionKey.REWARD]))
+        env.close()
+    finally:
+        seam.uninstall_actor_env_path()
+    assert actor.make_robot_env is gym_manipulator.make_robot_env
+    assert actor.make_processors is gym_manipulator.make_processors
