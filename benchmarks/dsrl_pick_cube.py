@@ -41,20 +41,20 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from lerobot.configs.types import FeatureType, PolicyFeature  # noqa: E402
-from lerobot.policies.gaussian_actor.configuration_gaussian_actor import GaussianActorConfig  # noqa: E402
-from lerobot.policies.gaussian_actor.modeling_gaussian_actor import GaussianActorPolicy  # noqa: E402
-from lerobot.policies.gaussian_actor.processor_gaussian_actor import (  # noqa: E402
-    make_gaussian_actor_pre_post_processors,
-)
-from lerobot.rl.algorithms.sac import SACAlgorithm, SACAlgorithmConfig  # noqa: E402
 from lerobot.rl.buffer import ReplayBuffer  # noqa: E402
 from lerobot.rl.data_sources import OnlineOfflineMixer  # noqa: E402
 from lerobot.rl.trainer import preprocess_rl_batch  # noqa: E402
-from lerobot.utils.constants import ACTION, OBS_STATE  # noqa: E402
+from lerobot.utils.constants import OBS_STATE  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
-from sac_pick_cube import CHANGES, TRAIN_SEED_OFFSET, _apply, _split_overrides, _to_jsonable  # noqa: E402
+from sac_pick_cube import (  # noqa: E402
+    CHANGES,
+    TRAIN_SEED_OFFSET,
+    _split_overrides,
+    _to_jsonable,
+    build_agent,
+    eval_schedule,
+)
 
 from lerobot_pirl.demo.evaluate import EVAL_SEED_OFFSET, evaluate_noise_agent  # noqa: E402
 from lerobot_pirl.demo.sft import SHIPPED_CHECKPOINT  # noqa: E402
@@ -100,20 +100,12 @@ def run_dsrl(
     env, eval_env = NoiseSteeredXVLAEnv(train_config), NoiseSteeredXVLAEnv(eval_config)
     dataset_stats = agent_dataset_stats(SHIPPED_CHECKPOINT, env.layout)
 
-    torch.manual_seed(seed)
-    policy_config = GaussianActorConfig(
-        input_features={OBS_STATE: train_config.features["agent_pos"]},
-        output_features={ACTION: PolicyFeature(type=FeatureType.ACTION, shape=(env.layout.action_dim,))},
-        dataset_stats=dataset_stats,
-        device="cpu",
-        push_to_hub=False,
+    state_dim = train_config.features["agent_pos"].shape[0]
+    agent = build_agent(
+        seed, state_dim, env.layout.action_dim, dataset_stats, policy_overrides, algorithm_overrides
     )
-    policy_config = _apply(policy_config, policy_overrides)
-    policy = GaussianActorPolicy(policy_config)
-    algorithm_config = _apply(SACAlgorithmConfig.from_policy_config(policy_config), algorithm_overrides)
-    algorithm = SACAlgorithm(policy=policy, config=algorithm_config)
-    algorithm.make_optimizers_and_scheduler()
-    preprocessor, postprocessor = make_gaussian_actor_pre_post_processors(policy_config, dataset_stats)
+    policy, policy_config, algorithm = agent.policy, agent.policy_config, agent.algorithm
+    preprocessor, postprocessor = agent.preprocessor, agent.postprocessor
     online = ReplayBuffer(policy_config.online_buffer_capacity, device="cpu", state_keys=[OBS_STATE])
     mixer = OnlineOfflineMixer(online, None)
     batches = None
@@ -212,7 +204,7 @@ def run_dsrl(
             "dataset_stats": dataset_stats,
             "changes_from_lerobot_defaults": CHANGES,
             "overrides": _to_jsonable(sac_overrides),
-            "algorithm": {k: v for k, v in _to_jsonable(algorithm_config).items() if k != "policy_config"},
+            **agent.settings(),
             "eval_reset_seeds": f"{EVAL_SEED_OFFSET} + episode",
             "train_reset_seeds": f"{TRAIN_SEED_OFFSET} + seed * 100000 + episode",
         },
@@ -231,9 +223,7 @@ def main() -> None:
     args = parser.parse_args()
     from lerobot_pirl.demo.run import DEMO_ENV
 
-    eval_at = list(range(args.eval_every, args.env_steps + 1, args.eval_every))
-    if not eval_at or eval_at[-1] != args.env_steps:
-        eval_at.append(args.env_steps)
+    eval_at = eval_schedule(args.env_steps, args.eval_every)
     result = run_dsrl(
         seed=args.seed,
         env_steps=args.env_steps,

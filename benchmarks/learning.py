@@ -56,33 +56,17 @@ LABELS = {
 
 
 def run_one(method: str, seed: int, env_steps: int, eval_points: int, eval_episodes: int) -> dict[str, Any]:
-    if method == "dsrl":
+    if method in ("sac", "dsrl"):  # in one process; the env options and training reward of πRL's runs
         sys.path.insert(0, str(Path(__file__).parent))
         from dsrl_pick_cube import run_dsrl
-
-        from lerobot_pirl.demo.run import DEMO_ENV
-
-        eval_at = [round(env_steps * (i + 1) / eval_points) for i in range(eval_points)]
-        return run_dsrl(  # the env options and training reward of the πRL runs
-            seed=seed,
-            env_steps=env_steps,
-            eval_at=eval_at,
-            eval_episodes=eval_episodes,
-            max_episode_steps=DEMO_ENV["episode_length"],
-            physics_dt=DEMO_ENV["physics_dt"],
-            shaping_coef=DEMO_ENV["shaping_coef"],
-        )
-    if method == "sac":
-        sys.path.insert(0, str(Path(__file__).parent))
         from sac_pick_cube import run_sac
 
         from lerobot_pirl.demo.run import DEMO_ENV
 
-        eval_at = [round(env_steps * (i + 1) / eval_points) for i in range(eval_points)]
-        return run_sac(  # the env options and training reward of the πRL runs
+        return (run_sac if method == "sac" else run_dsrl)(
             seed=seed,
             env_steps=env_steps,
-            eval_at=eval_at,
+            eval_at=[round(env_steps * (i + 1) / eval_points) for i in range(eval_points)],
             eval_episodes=eval_episodes,
             max_episode_steps=DEMO_ENV["episode_length"],
             physics_dt=DEMO_ENV["physics_dt"],

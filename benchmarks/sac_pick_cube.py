@@ -155,6 +155,71 @@ def _to_jsonable(value: Any) -> Any:
     return value
 
 
+@dataclasses.dataclass
+class Agent:
+    """A ``gaussian_actor`` and its ``SACAlgorithm``, built as LeRobot's ``make_policy`` /
+    ``make_algorithm`` build them from a learner config, with the stock processors."""
+
+    policy: Any
+    policy_config: Any
+    algorithm: Any
+    algorithm_config: Any
+    preprocessor: Any
+    postprocessor: Any
+
+    def settings(self) -> dict[str, Any]:
+        """The policy and algorithm settings a result records."""
+        algorithm = {k: v for k, v in _to_jsonable(self.algorithm_config).items() if k != "policy_config"}
+        policy = {
+            k: _to_jsonable(getattr(self.policy_config, k))
+            for k in (
+                "latent_dim",
+                "state_encoder_hidden_dim",
+                "shared_encoder",
+                "actor_network_kwargs",
+                "policy_kwargs",
+                "online_step_before_learning",
+                "online_buffer_capacity",
+                "normalization_mapping",
+            )
+        }
+        return {"policy": policy, "algorithm": algorithm}
+
+
+def build_agent(
+    seed: int,
+    state_dim: int,
+    action_dim: int,
+    dataset_stats: dict[str, Any],
+    policy_overrides: dict[str, Any],
+    algorithm_overrides: dict[str, Any],
+) -> Agent:
+    """The SAC agent under ``torch.manual_seed(seed)`` (state-only input, tanh-squashed action)."""
+    torch.manual_seed(seed)
+    policy_config = GaussianActorConfig(
+        input_features={OBS_STATE: PolicyFeature(type=FeatureType.STATE, shape=(state_dim,))},
+        output_features={ACTION: PolicyFeature(type=FeatureType.ACTION, shape=(action_dim,))},
+        dataset_stats=dataset_stats,
+        device="cpu",
+        push_to_hub=False,
+    )
+    policy_config = _apply(policy_config, policy_overrides)
+    policy = GaussianActorPolicy(policy_config)
+    algorithm_config = _apply(SACAlgorithmConfig.from_policy_config(policy_config), algorithm_overrides)
+    algorithm = SACAlgorithm(policy=policy, config=algorithm_config)
+    algorithm.make_optimizers_and_scheduler()
+    preprocessor, postprocessor = make_gaussian_actor_pre_post_processors(policy_config, dataset_stats)
+    return Agent(policy, policy_config, algorithm, algorithm_config, preprocessor, postprocessor)
+
+
+def eval_schedule(env_steps: int, eval_every: int) -> list[int]:
+    """Every ``eval_every`` env steps, and at the budget."""
+    eval_at = list(range(eval_every, env_steps + 1, eval_every))
+    if not eval_at or eval_at[-1] != env_steps:
+        eval_at.append(env_steps)
+    return eval_at
+
+
 @torch.no_grad()
 def evaluate(policy, preprocessor, postprocessor, env, episodes: int) -> dict[str, float]:
     """Deterministic actor (tanh of the mean) on evaluation episodes 0..episodes-1."""
@@ -222,21 +287,9 @@ def run_sac(
     demo_s = time.perf_counter() - started
     log(f"{demos.episodes_kept} demonstrations, {len(demos.states)} transitions ({demo_s:.0f}s)")
 
-    # Policy + algorithm, as make_policy / make_algorithm build them from a learner config.
-    torch.manual_seed(seed)
-    policy_config = GaussianActorConfig(
-        input_features={OBS_STATE: PolicyFeature(type=FeatureType.STATE, shape=(STATE_DIM,))},
-        output_features={ACTION: PolicyFeature(type=FeatureType.ACTION, shape=(ACTION_DIM,))},
-        dataset_stats=dataset_stats,
-        device="cpu",
-        push_to_hub=False,
-    )
-    policy_config = _apply(policy_config, policy_overrides)
-    policy = GaussianActorPolicy(policy_config)
-    algorithm_config = _apply(SACAlgorithmConfig.from_policy_config(policy_config), algorithm_overrides)
-    algorithm = SACAlgorithm(policy=policy, config=algorithm_config)
-    algorithm.make_optimizers_and_scheduler()
-    preprocessor, postprocessor = make_gaussian_actor_pre_post_processors(policy_config, dataset_stats)
+    agent = build_agent(seed, STATE_DIM, ACTION_DIM, dataset_stats, policy_overrides, algorithm_overrides)
+    policy, policy_config, algorithm = agent.policy, agent.policy_config, agent.algorithm
+    preprocessor, postprocessor = agent.preprocessor, agent.postprocessor
 
     # Replay buffers and the 50/50 mixer, as the learner builds them (but optimize_memory=False: see top).
     state_keys = [OBS_STATE]
@@ -335,22 +388,6 @@ def run_sac(
                 record_evaluation()
 
     wall_s = time.perf_counter() - started
-    algorithm_settings = {
-        k: v for k, v in _to_jsonable(algorithm_config).items() if k not in ("policy_config",)
-    }
-    policy_settings = {
-        k: _to_jsonable(getattr(policy_config, k))
-        for k in (
-            "latent_dim",
-            "state_encoder_hidden_dim",
-            "shared_encoder",
-            "actor_network_kwargs",
-            "policy_kwargs",
-            "online_step_before_learning",
-            "online_buffer_capacity",
-            "normalization_mapping",
-        )
-    }
     return {
         "method": METHOD,
         "seed": seed,
@@ -382,8 +419,7 @@ def run_sac(
             "dataset_stats": dataset_stats,
             "changes_from_lerobot_defaults": CHANGES,
             "overrides": _to_jsonable(sac_overrides),
-            "policy": policy_settings,
-            "algorithm": algorithm_settings,
+            **agent.settings(),
             "eval_reset_seeds": f"{EVAL_SEED_OFFSET} + episode",
             "train_reset_seeds": f"{TRAIN_SEED_OFFSET} + seed * 100000 + episode",
         },
@@ -403,9 +439,7 @@ def main() -> None:
     parser.add_argument("--shaping-coef", type=float, default=0.0)
     parser.add_argument("--progress", action="store_true", help="log progress to stderr")
     args = parser.parse_args()
-    eval_at = list(range(args.eval_every, args.env_steps + 1, args.eval_every))
-    if not eval_at or eval_at[-1] != args.env_steps:
-        eval_at.append(args.env_steps)
+    eval_at = eval_schedule(args.env_steps, args.eval_every)
     result = run_sac(
         seed=args.seed,
         env_steps=args.env_steps,

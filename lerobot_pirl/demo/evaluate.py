@@ -40,6 +40,18 @@ class EvalResult:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def of(cls, episodes: int, successes: int, total_return: float, total_steps: int) -> EvalResult:
+        rate = successes / episodes
+        return cls(
+            episodes=episodes,
+            successes=successes,
+            success_rate=rate,
+            mean_return=total_return / episodes,
+            mean_episode_steps=total_steps / episodes,
+            stderr=(rate * (1 - rate) / episodes) ** 0.5,
+        )
+
 
 EVAL_BATCH_ENVS = 10
 """Evaluation episodes run this many at a time, their decisions sampled in one batched call."""
@@ -100,15 +112,7 @@ def evaluate_policy(
     finally:
         for env in envs:
             env.close()
-    rate = successes / episodes
-    return EvalResult(
-        episodes=episodes,
-        successes=successes,
-        success_rate=rate,
-        mean_return=total_return / episodes,
-        mean_episode_steps=total_steps / episodes,
-        stderr=(rate * (1 - rate) / episodes) ** 0.5,
-    )
+    return EvalResult.of(episodes, successes, total_return, total_steps)
 
 
 @torch.no_grad()
@@ -136,15 +140,7 @@ def evaluate_noise_agent(
                 success = success or info["success"]
                 done = terminated or truncated
             successes += int(success)
-    rate = successes / episodes
-    return EvalResult(
-        episodes=episodes,
-        successes=successes,
-        success_rate=rate,
-        mean_return=total_return / episodes,
-        mean_episode_steps=total_steps / episodes,
-        stderr=(rate * (1 - rate) / episodes) ** 0.5,
-    )
+    return EvalResult.of(episodes, successes, total_return, total_steps)
 
 
 def load_noise_agent(pretrained_dir: Path | str) -> tuple[Any, Any, Any]:

@@ -4,12 +4,9 @@ relies on)."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 import torch
+from helpers.benchmarks import load_benchmark
 from lerobot.transport.utils import bytes_to_transitions, transitions_to_bytes
 from lerobot.utils.constants import OBS_LANGUAGE_TOKENS
 
@@ -17,16 +14,10 @@ from lerobot_pirl.policies.tiny_xvla import observation_batch
 from lerobot_pirl.recipes.pi_rl.transitions import encode_decision
 from lerobot_pirl.runtime.on_policy_actor import packed_observation
 
-BENCHMARK = Path(__file__).parents[2] / "benchmarks" / "overhead.py"
-
 
 @pytest.fixture(scope="module")
 def overhead():
-    spec = importlib.util.spec_from_file_location("overhead_benchmark", BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("overhead")
 
 
 def _episode(recipe, length: int, episode_id: int) -> list:

@@ -3,24 +3,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 import torch
+from helpers.benchmarks import load_benchmark
 from helpers.pi_rl_decisions import make_recipe, record_episode
-
-BENCHMARK = Path(__file__).parents[2] / "benchmarks" / "scale.py"
 
 
 @pytest.fixture(scope="module")
 def scale():
-    spec = importlib.util.spec_from_file_location("scale_benchmark", BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("scale")
 
 
 def test_meter_counts_each_saved_storage_once_and_skips_parameters(scale) -> None:
