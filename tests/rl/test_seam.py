@@ -83,6 +83,9 @@ def test_saved_config_is_a_plain_lerobot_config(tmp_path: Path) -> None:
 def test_actor_cli_keeps_the_undecorated_function() -> None:
     assert callable(actor.actor_cli.__wrapped__)
     assert callable(learner.train)
+    # run_stock_actor validates as an actor's and neutralises the config's own validate(), which
+    # the stock actor calls first (it would refuse the learner's existing output directory).
+    assert "validate" in actor.actor_cli.__wrapped__.__code__.co_names
 
 
 def _parsed_config(tmp_path: Path, data: dict | None = None) -> seam.RecipeTrainConfig:
