@@ -420,11 +420,10 @@ class _ChunkSampler:
 
     def act(self, observations: dict[str, Tensor]) -> tuple[Tensor, list[Any]]:
         """Chunks on the policy's device (the postprocessors take them from there); the records on
-        the CPU, one transfer per field for the whole batch, as the wire carries them."""
+        the CPU, one transfer per field for the whole batch, as the wire carries them. A plain copy
+        in: pinning a small batch on every decision costs more than it saves."""
         device = next(self.policy.parameters()).device
-        chunks, record = self.policy.sample_actions(
-            {k: to_device(v, device) for k, v in observations.items()}
-        )
+        chunks, record = self.policy.sample_actions({k: v.to(device) for k, v in observations.items()})
         if device.type != "cpu":
             record = PiRLRecord(record.chain.cpu(), record.step_index.cpu(), record.token_log_prob.cpu())
         rows = [record.row(i) for i in range(chunks.shape[0])]
