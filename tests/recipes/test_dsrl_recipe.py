@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 from helpers.configs import free_port, write_json
-from lerobot.configs.types import FeatureType, PolicyFeature
-from lerobot.policies.gaussian_actor.configuration_gaussian_actor import GaussianActorConfig
+from helpers.gaussian_actor import tiny_gaussian_actor
 from lerobot.policies.gaussian_actor.modeling_gaussian_actor import GaussianActorPolicy
 from lerobot.rl.algorithms.sac import SACAlgorithm, SACAlgorithmConfig
 
@@ -30,17 +29,7 @@ STATE_DIM, NOISE_DIM, BATCH = 21, 16, 16
 
 
 def _agent() -> GaussianActorPolicy:
-    config = GaussianActorConfig(
-        input_features={"observation.state": PolicyFeature(type=FeatureType.STATE, shape=(STATE_DIM,))},
-        output_features={"action": PolicyFeature(type=FeatureType.ACTION, shape=(NOISE_DIM,))},
-        latent_dim=16,
-        dataset_stats={
-            "observation.state": {"min": [-1.0] * STATE_DIM, "max": [1.0] * STATE_DIM},
-            "action": {"min": [-1.0] * NOISE_DIM, "max": [1.0] * NOISE_DIM},
-        },
-    )
-    config.actor_network_kwargs.hidden_dims = [16, 16]
-    return GaussianActorPolicy(config)
+    return tiny_gaussian_actor(STATE_DIM, NOISE_DIM)
 
 
 def _batches(count: int, seed: int) -> list[dict]:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import torch
-from lerobot.configs.types import FeatureType, PolicyFeature
-from lerobot.policies.gaussian_actor.configuration_gaussian_actor import GaussianActorConfig
+from helpers.gaussian_actor import tiny_gaussian_actor
 from lerobot.policies.gaussian_actor.modeling_gaussian_actor import GaussianActorPolicy
 from lerobot.rl.algorithms.sac import SACAlgorithm, SACAlgorithmConfig
 
@@ -15,18 +14,7 @@ STATE_DIM, ACTION_DIM, BATCH, UPDATES = 4, 2, 16, 6
 
 
 def _policy() -> GaussianActorPolicy:
-    config = GaussianActorConfig(
-        input_features={"observation.state": PolicyFeature(type=FeatureType.STATE, shape=(STATE_DIM,))},
-        output_features={"action": PolicyFeature(type=FeatureType.ACTION, shape=(ACTION_DIM,))},
-        latent_dim=16,
-        state_encoder_hidden_dim=16,
-        dataset_stats={
-            "observation.state": {"min": [-1.0] * STATE_DIM, "max": [1.0] * STATE_DIM},
-            "action": {"min": [-1.0] * ACTION_DIM, "max": [1.0] * ACTION_DIM},
-        },
-    )
-    config.actor_network_kwargs.hidden_dims = [16, 16]
-    return GaussianActorPolicy(config)
+    return tiny_gaussian_actor(STATE_DIM, ACTION_DIM)
 
 
 def _batches(count: int) -> list[dict]:
