@@ -78,9 +78,15 @@ def run_dsrl(
     shaping_coef: float = 0.0,
     noise_dims: str = DSRLEnvConfig.noise_dims,
     noise_scale: float = DSRLEnvConfig.noise_scale,
+    diagnostics_every: int = 500,
     **sac_overrides: Any,
 ) -> dict[str, Any]:
-    """Train the DSRL agent for ``env_steps`` env steps; evaluate at 0 and at each count in ``eval_at``."""
+    """Train the DSRL agent for ``env_steps`` env steps; evaluate at 0 and at each count in ``eval_at``.
+
+    ``diagnostics`` holds, per ``diagnostics_every`` updates, the means of SAC's losses and
+    temperature and of the executed noise actions' size (``action_abs_mean``) and the fraction of
+    their coordinates beyond 0.95 (``action_saturated``): what shows a collapse, and where.
+    """
     eval_points = sorted(set(eval_at))
     if env_steps < 1 or any(not 0 < k <= env_steps for k in eval_points):
         raise ValueError(f"need env_steps >= 1 and every eval_at in (0, env_steps]: {env_steps}, {eval_at}")
@@ -110,7 +116,8 @@ def run_dsrl(
     mixer = OnlineOfflineMixer(online, None)
     batches = None
 
-    evaluations, training = [], []
+    evaluations, training, diagnostics = [], [], []
+    window: dict[str, list[float]] = {}
     n_updates = step = decisions = episode = 0
     update_s = eval_s = 0.0
 
@@ -133,6 +140,8 @@ def run_dsrl(
                 action = postprocessor.process_action(
                     policy.select_action(preprocessor.process_observation(dict(state)))
                 )[0]
+            window.setdefault("action_abs_mean", []).append(action.abs().mean().item())
+            window.setdefault("action_saturated", []).append((action.abs() > 0.95).float().mean().item())
             observation, reward, terminated, truncated, info = env.step(action.numpy())
             step += info["env_steps"]
             decisions += 1
@@ -152,9 +161,18 @@ def run_dsrl(
                 if batches is None:
                     raw = algorithm.configure_data_iterator(mixer, loop["batch_size"], async_prefetch=False)
                     batches = (preprocess_rl_batch(preprocessor, batch) for batch in raw)
-                algorithm.update(batches)
+                stats = algorithm.update(batches).to_log_dict()
                 n_updates += 1
                 update_s += time.perf_counter() - t0
+                for key in ("loss_critic", "loss_actor", "temperature"):
+                    if key in stats:
+                        window.setdefault(key, []).append(stats[key])
+                if n_updates % diagnostics_every == 0:
+                    diagnostics.append(
+                        {"update": n_updates, "env_steps": step}
+                        | {key: round(float(np.mean(values)), 5) for key, values in window.items()}
+                    )
+                    window.clear()
             if terminated or truncated:
                 training.append(
                     {
@@ -184,6 +202,7 @@ def run_dsrl(
         "env_step_budget": env_steps,
         "evaluations": evaluations,
         "training": training,
+        "diagnostics": diagnostics,
         "wall_s": round(wall_s, 1),
         "timing": {
             "update_s": round(update_s, 1),
@@ -219,6 +238,16 @@ def main() -> None:
     parser.add_argument("--env-steps", type=int, default=10_000)
     parser.add_argument("--eval-every", type=int, default=2_500, help="env steps between evaluations")
     parser.add_argument("--eval-episodes", type=int, default=100)
+    parser.add_argument("--noise-scale", type=float, default=DSRLEnvConfig.noise_scale)
+    parser.add_argument("--noise-dims", choices=("real", "full"), default=DSRLEnvConfig.noise_dims)
+    parser.add_argument(
+        "--sac",
+        type=json.loads,
+        default={},
+        help="JSON overrides of SACAlgorithmConfig / GaussianActorConfig / loop fields, "
+        'e.g. \'{"target_entropy": 0.0}\'',
+    )
+    parser.add_argument("--diagnostics-every", type=int, default=500, help="updates per diagnostics row")
     parser.add_argument("--progress", action="store_true", help="log progress to stderr")
     args = parser.parse_args()
     from lerobot_pirl.demo.run import DEMO_ENV
@@ -232,7 +261,11 @@ def main() -> None:
         max_episode_steps=DEMO_ENV["episode_length"],
         physics_dt=DEMO_ENV["physics_dt"],
         shaping_coef=DEMO_ENV["shaping_coef"],
+        noise_dims=args.noise_dims,
+        noise_scale=args.noise_scale,
+        diagnostics_every=args.diagnostics_every,
         progress=args.progress,
+        **args.sac,
     )
     print(json.dumps(result, indent=2))
 

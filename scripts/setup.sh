@@ -41,7 +41,7 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 if ! "$VENV/bin/python" -c 'import lerobot_pirl, pytest, pytest_timeout' 2>/dev/null ||
     [ pyproject.toml -nt "$VENV/.lerobot_pirl_installed" ]; then
-    "$VENV/bin/python" -m pip install --quiet --upgrade pip
-    "$VENV/bin/python" -m pip install --quiet -e ".[dev]"
+    "$VENV/bin/python" -m pip install --quiet --no-cache-dir --upgrade pip
+    "$VENV/bin/python" -m pip install --quiet --no-cache-dir -e ".[dev]"
     touch "$VENV/.lerobot_pirl_installed"
 fi
