@@ -4,9 +4,10 @@ What it is
 ----------
 ``recipe=dsrl`` as one process: LeRobot's ``SACAlgorithm`` and ``gaussian_actor`` (the settings of
 the SAC baseline, ``sac_pick_cube.py``, with its two documented departures from LeRobot's
-defaults) acting in the ``pirl_dsrl`` env (`lerobot_pirl.envs.dsrl`) around the shipped SFT
-checkpoint, the πRL runs' starting policy, which stays frozen. Same env options, training reward,
-env-step budget and evaluation set as the πRL runs:
+defaults, and the demo's ``DSRL_SETTINGS``: a discount of 0.9 per decision) acting in the
+``pirl_dsrl`` env (`lerobot_pirl.envs.dsrl`) around the shipped SFT checkpoint, the πRL runs'
+starting policy, which stays frozen. Same env options, training reward, env-step budget and
+evaluation set as the πRL runs:
 
 * one agent decision = one noise action = H' env steps of the frozen XVLA's deterministic chunk;
   the budget counts env steps (a decision that crosses the budget or an evaluation point is
@@ -56,7 +57,9 @@ from sac_pick_cube import (  # noqa: E402
     eval_schedule,
 )
 
+from lerobot_pirl.demo.dsrl import DSRL_SETTINGS  # noqa: E402
 from lerobot_pirl.demo.evaluate import EVAL_SEED_OFFSET, evaluate_noise_agent  # noqa: E402
+from lerobot_pirl.demo.machine import machine_info  # noqa: E402
 from lerobot_pirl.demo.sft import SHIPPED_CHECKPOINT  # noqa: E402
 from lerobot_pirl.envs.dsrl import DSRLEnvConfig, NoiseSteeredXVLAEnv, agent_dataset_stats  # noqa: E402
 
@@ -92,6 +95,7 @@ def run_dsrl(
         raise ValueError(f"need env_steps >= 1 and every eval_at in (0, env_steps]: {env_steps}, {eval_at}")
     started = time.perf_counter()
     torch.set_num_threads(1)
+    sac_overrides = {**DSRL_SETTINGS, **sac_overrides}
     loop, policy_overrides, algorithm_overrides = _split_overrides(sac_overrides)
 
     def log(message: str) -> None:
@@ -204,6 +208,7 @@ def run_dsrl(
         "training": training,
         "diagnostics": diagnostics,
         "wall_s": round(wall_s, 1),
+        "machine": machine_info(),
         "timing": {
             "update_s": round(update_s, 1),
             "eval_s": round(eval_s, 1),
@@ -245,8 +250,9 @@ def main() -> None:
         type=json.loads,
         default={},
         help="JSON overrides of SACAlgorithmConfig / GaussianActorConfig / loop fields, "
-        'e.g. \'{"target_entropy": 0.0}\'',
+        "e.g. '{\"target_entropy\": 0.0}'",
     )
+    parser.add_argument("--shaping-coef", type=float, default=None, help="default: the demo's")
     parser.add_argument("--diagnostics-every", type=int, default=500, help="updates per diagnostics row")
     parser.add_argument("--progress", action="store_true", help="log progress to stderr")
     args = parser.parse_args()
@@ -260,7 +266,7 @@ def main() -> None:
         eval_episodes=args.eval_episodes,
         max_episode_steps=DEMO_ENV["episode_length"],
         physics_dt=DEMO_ENV["physics_dt"],
-        shaping_coef=DEMO_ENV["shaping_coef"],
+        shaping_coef=DEMO_ENV["shaping_coef"] if args.shaping_coef is None else args.shaping_coef,
         noise_dims=args.noise_dims,
         noise_scale=args.noise_scale,
         diagnostics_every=args.diagnostics_every,

@@ -22,9 +22,17 @@ from .configs import dsrl_config
 from .machine import free_port, machine_info
 from .run import DEMO_ENV, DemoConfig, DemoError, _recorded_evaluation, _spawn, _supervise, _terminate
 
-DSRL_SETTINGS: dict[str, Any] = {"temperature_init": 0.01}
-"""SAC settings of the demo (and of ``benchmarks/dsrl_pick_cube.py``): the SAC baseline's departure
-from LeRobot's default temperature (a 0/1 reward once per episode is swamped by alpha = 1)."""
+DSRL_SETTINGS: dict[str, Any] = {"temperature_init": 0.01, "discount": 0.9}
+"""SAC settings of the demo (and of ``benchmarks/dsrl_pick_cube.py``), LeRobot's defaults but two:
+
+- ``temperature_init``: the SAC baseline's departure (a 0/1 reward once per episode is swamped by
+  alpha = 1);
+- ``discount`` per decision (H' env steps): at LeRobot's 0.99 the critic's horizon spans several
+  episodes. The targets bootstrap through the time limit and back up the entropy bonus, so an
+  episode that goes on is worth more than a success, which ends it; the agent learns to avoid
+  success (the lever study in the README). 0.9 is a horizon of about ten decisions, the length of
+  a pick.
+"""
 
 
 SAVE_EVERY_UPDATES = 100
