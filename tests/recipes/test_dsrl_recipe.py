@@ -170,6 +170,8 @@ def test_demo_trains_the_noise_agent_with_lerobots_learner_and_actor_and_leaves_
     checkpoint = out / "learner" / "checkpoints" / "last"
     saved = json.loads((checkpoint / "pretrained_model" / "train_config.json").read_text())
     assert saved["algorithm"]["type"] == "dsrl" and saved["policy"]["type"] == "gaussian_actor"
+    # The demo's SAC settings reached LeRobot's learner (0.9: discount per decision, not 0.99).
+    assert saved["algorithm"]["discount"] == 0.9 and saved["algorithm"]["temperature_init"] == 0.01
     assert saved["env"]["type"] == "pirl_dsrl"
     assert Path(saved["env"]["checkpoint"]) == SHIPPED_CHECKPOINT.resolve()  # the frozen policy's reference
     assert saved["policy"]["output_features"]["action"]["shape"] == [NOISE_DIM]
