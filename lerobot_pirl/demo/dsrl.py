@@ -27,11 +27,11 @@ DSRL_SETTINGS: dict[str, Any] = {"temperature_init": 0.01, "discount": 0.9}
 
 - ``temperature_init``: the SAC baseline's departure (a 0/1 reward once per episode is swamped by
   alpha = 1);
-- ``discount`` per decision (H' env steps): at LeRobot's 0.99 the critic's horizon spans several
-  episodes. The targets bootstrap through the time limit and back up the entropy bonus, so an
-  episode that goes on is worth more than a success, which ends it; the agent learns to avoid
-  success (the lever study in the README). 0.9 is a horizon of about ten decisions, the length of
-  a pick.
+- ``discount`` per decision (H' env steps): at LeRobot's 0.99 the agent learned, then unlearned,
+  to succeed (the README's lever study). Its critic's horizon spans several episodes, and the
+  targets bootstrap through the time limit and back up the entropy bonus, so an episode that goes
+  on can be worth more than a success, which ends it. 0.9 is a horizon of about ten decisions,
+  the length of a pick.
 """
 
 
