@@ -78,12 +78,13 @@ def run_missing(parallel: int) -> None:
 
 
 def summarize() -> dict[str, Any]:
-    rows = {}
+    rows, machine = {}, None
     for name in LEVERS:
         path = RESULTS / f"{name}.json"
         if not path.exists():
             continue
         run = json.loads(path.read_text())
+        machine = machine or run["machine"]
         curve = [[e["env_steps"], e["success_rate"]] for e in run["evaluations"]]
         episodes = [e["success"] for e in run["training"]]
         rows[name] = {
@@ -97,8 +98,7 @@ def summarize() -> dict[str, Any]:
             ],
             "temperature_final": run["diagnostics"][-1]["temperature"] if run["diagnostics"] else None,
         }
-    machines = [json.loads((RESULTS / f"{name}.json").read_text())["machine"] for name in rows]
-    summary = {"run": RUN, "machine": machines[0] if machines else None, "levers": rows}
+    summary = {"run": RUN, "machine": machine, "levers": rows}
     (RESULTS / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 

@@ -59,7 +59,7 @@ def test_a_lever_runs_through_the_benchmark_command_line(tmp_path) -> None:
     assert run["settings"]["algorithm"]["discount"] == 0.99
     assert run["settings"]["shaping_coef"] == 0.0
     assert run["settings"]["noise_layout"]["noise_scale"] == 1.0
-    assert [e["env_steps"] for e in run["evaluations"]][0] == 0
+    assert [e["env_steps"] for e in run["evaluations"]] == [0, 8]  # H' = 2 divides 8: no overshoot
 
     # The summary reads saved runs (here: that one) into the study's table.
     levers.RESULTS = tmp_path
@@ -68,4 +68,5 @@ def test_a_lever_runs_through_the_benchmark_command_line(tmp_path) -> None:
     row = summary["levers"]["discount0.99_scale1.0_sparse_reward"]
     assert row["final"] == run["evaluations"][-1]["success_rate"]
     assert "discount0.99_scale1.0_sparse_reward" in levers.markdown_table(summary)
-    assert (tmp_path / "summary.json").exists()
+    assert summary["machine"] == run["machine"]
+    assert json.loads((tmp_path / "summary.json").read_text()) == summary
