@@ -1,4 +1,4 @@
-"""``lerobot-pirl``: the project's own commands (``demo``, ``tls-keygen``)."""
+"""``lerobot-pirl``: the project's own commands (``demo``, ``eval``, ``tls-keygen``)."""
 
 from __future__ import annotations
 
@@ -66,6 +66,12 @@ def _parser() -> argparse.ArgumentParser:
         help="env overrides (PickCubeEnvConfig fields) as JSON, e.g. '{\"physics_dt\": 0.002}'",
     )
     demo.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+    commands.add_parser(
+        "eval",
+        add_help=False,
+        help="LeRobot's lerobot-eval with this package's env types: same flags, same eval_info.json "
+        "(e.g. --policy.path=CKPT --env.type=pirl_pick_cube --eval.n_episodes=50)",
+    )
     keygen = commands.add_parser(
         "tls-keygen",
         help="write a self-signed certificate and key for the learner's TLS (learner.crt, learner.key)",
@@ -97,6 +103,12 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["eval"]:  # every flag is lerobot-eval's: its own parser reads them
+        from ..runtime.lerobot_eval import main as lerobot_eval
+
+        lerobot_eval(argv[1:])
+        return
     args = _parser().parse_args(argv)
     if args.command == "tls-keygen":
         _tls_keygen(args)

@@ -65,8 +65,10 @@ def evaluate_policy(
     *,
     episodes: int = 100,
     batch_envs: int = EVAL_BATCH_ENVS,
+    sampler: str = "deterministic",
 ) -> EvalResult:
-    """Run the first ``episodes`` episodes of the evaluation set with the deterministic sampler.
+    """Run the first ``episodes`` episodes of the evaluation set with the deterministic sampler
+    (``sampler="native"``: the stock policy's own sampler, what ``select_action`` runs).
 
     ``policy`` is a πRL-attached XVLA (``PiRLMixin``) and ``io`` its LeRobot processors; the envs
     come from ``env_config`` through LeRobot's ``make_env``, as the actors' do. Episode i resets
@@ -93,7 +95,7 @@ def evaluate_policy(
                     key: torch.cat([observations[j][key] for j in live]) for key in observations[live[0]]
                 }
                 noise = torch.stack([torch.randn(noise_shape, generator=generators[j]) for j in live])
-                actions, _ = policy.sample_actions(batch, mode="deterministic", initial_noise=noise)
+                actions, _ = policy.sample_actions(batch, mode=sampler, initial_noise=noise)
                 still_live = []
                 for row, j in enumerate(live):
                     env_actions = io.env_actions(actions[row, :executed_steps])

@@ -12,7 +12,8 @@ adapts its observation to LeRobot's raw format:
   its image mode (about a second per step under OSMesa), and XVLA needs one image feature.
 
 Actions are gym-hil's own 7-D ``[dx, dy, dz, rx, ry, rz, grasp]`` in [-1, 1]; rewards,
-terminations and success (``info["succeed"]``, reported as ``info["success"]``) are gym-hil's.
+terminations and success (``info["succeed"]``, also reported as ``info["is_success"]`` for LeRobot's
+evaluator and as ``info["success"]``) are gym-hil's.
 gym-hil shuffles the boxes with numpy's global RNG; each env keeps a private ``RandomState``
 swapped in around gym-hil's ``reset`` (as ``pirl_pick_cube`` does).
 """
@@ -27,7 +28,16 @@ import numpy as np
 from lerobot.configs.types import PolicyFeature
 from lerobot.envs.configs import EnvConfig
 
-from .pick_cube import _default_headless_gl, _make_current, raw_features, reset_with_private_rng
+from .pick_cube import (
+    CONTROL_DT,
+    VIDEO_SIZE,
+    LeanCameraRenderer,
+    _default_headless_gl,
+    _make_current,
+    raw_features,
+    reset_with_private_rng,
+    success_info,
+)
 
 GYM_ID = "lerobot_pirl/PandaArrangeBoxes-v0"
 TASK_DESCRIPTION = "arrange the boxes"
@@ -89,19 +99,20 @@ class ArrangeBoxesEnvConfig(EnvConfig):
 class ArrangeBoxesGymEnv(gym.Env):
     """gym-hil PandaArrangeBoxes with LeRobot-style raw observations (see the module docstring)."""
 
-    metadata = {"render_modes": []}
+    metadata = {"render_modes": ["rgb_array"], "render_fps": round(1 / CONTROL_DT)}
 
     def __init__(self, *, image_size: int = 16, physics_dt: float = 0.002):
         _default_headless_gl()
         from gym_hil import GymRenderingSpec
         from gym_hil.envs import PandaArrangeBoxesGymEnv
 
-        self.task_description = TASK_DESCRIPTION
+        self.task, self.task_description = "PandaArrangeBoxes-v0", TASK_DESCRIPTION  # as LeRobot's envs
         # gym-hil always creates a renderer; the smallest one costs nothing when nothing renders.
         self._env: Any = PandaArrangeBoxesGymEnv(
             image_obs=False, seed=0, physics_dt=physics_dt, render_spec=GymRenderingSpec(height=16, width=16)
         )
         self._rng_state = np.random.RandomState(0).get_state()
+        self._video_renderer: LeanCameraRenderer | None = None
         self._blank = np.zeros((image_size, image_size, 3), dtype=np.uint8)
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(ACTION_DIM,), dtype=np.float32)
         self.observation_space = gym.spaces.Dict(
@@ -126,10 +137,19 @@ class ArrangeBoxesGymEnv(gym.Env):
         if action.shape != (ACTION_DIM,):
             raise ValueError(f"expected a {ACTION_DIM}-D action, got shape {action.shape}")
         raw, reward, terminated, truncated, info = self._env.step(action)
-        info = {"success": bool(info.get("succeed", False))}
+        info = success_info(info, bool(info.get("succeed", False)))
         return self._observation(raw), float(reward), bool(terminated), bool(truncated), info
 
+    def render(self) -> np.ndarray:
+        """The front camera at ``VIDEO_SIZE`` px, for ``lerobot-eval``'s episode videos."""
+        if self._video_renderer is None:
+            self._video_renderer = LeanCameraRenderer(self._env.model, VIDEO_SIZE, "front")
+        return self._video_renderer.frame(self._env.data).copy()
+
     def close(self) -> None:
+        if self._video_renderer is not None:
+            self._video_renderer.close()
+            self._video_renderer = None
         if self._env is not None:
             _make_current(getattr(self._env, "_viewer", None))  # see pick_cube._close_renderer
             self._env.close()

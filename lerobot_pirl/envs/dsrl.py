@@ -212,7 +212,7 @@ class NoiseSteeredXVLAEnv(gym.Env):
                 f"{self.layout.chunk_size}"
             )
         [self.inner] = make_envs(config.inner_env, 1)
-        self.task = task_description(self.inner)
+        self.task = self.task_description = task_description(self.inner)  # as LeRobot's envs
         state_dim = config.features[STATE_KEY].shape[0]
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(self.layout.action_dim,), dtype=np.float32)
         self.observation_space = gym.spaces.Dict(
@@ -264,18 +264,23 @@ class NoiseSteeredXVLAEnv(gym.Env):
             success = success or result.success
             if result.done:
                 # The inner env has reset itself; its final observation ends this episode.
-                assert result.final_observation is not None
-                final = {k: np.asarray(v)[None] for k, v in result.final_observation.items()}
+                assert result.final_observation is not None  # batched like every other observation
                 self._raw = result.observation
-                info = {"success": success, "env_steps": steps}
-                return self._agent_observation(final), total, result.terminated, result.truncated, info
+                info = {"is_success": success, "success": success, "env_steps": steps}
+                return (
+                    self._agent_observation(result.final_observation),
+                    total,
+                    result.terminated,
+                    result.truncated,
+                    info,
+                )
         self._raw = result.observation
         return (
             self._agent_observation(self._raw),
             total,
             False,
             False,
-            {"success": success, "env_steps": steps},
+            {"is_success": success, "success": success, "env_steps": steps},
         )
 
     def close(self) -> None:

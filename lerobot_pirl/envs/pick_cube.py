@@ -52,7 +52,9 @@ checked against ``FrankaGymEnv.apply_action``:
 
 Episodes: the reward is sparse, 1.0 once the block is lifted 0.1 m. ``terminated`` is set on
 success, or when the block leaves the sampling area by more than 5 cm. ``truncated`` is set at
-``episode_length`` by gymnasium's ``TimeLimit``. ``info["success"]`` reports the success. With
+``episode_length`` by gymnasium's ``TimeLimit``. ``info["is_success"]`` reports the success every
+step, where LeRobot's evaluator (``lerobot-eval``) reads it, beside gym-hil's own ``info["succeed"]``
+and ``info["success"]`` (`success_info`). With
 ``shaping_coef > 0`` the returned reward adds a potential-based shaping term (``shaping_potential``);
 ``info["sparse_reward"]`` keeps gym-hil's own reward, and success and terminations never change.
 
@@ -97,6 +99,17 @@ GRIPPER_MAX = 255.0  # gym_hil.mujoco_gym_env.MAX_GRIPPER_COMMAND: the state rep
 POSITION_STEP = 0.03  # metres of TCP motion per unit of dx, dy, dz
 CONTROL_DT = 0.1  # gym-hil's control period (s): one env step
 LIFT_SUCCESS = 0.1  # m: gym-hil's success lift
+
+
+def success_info(info: dict[str, Any], success: bool) -> dict[str, Any]:
+    """``info`` (the wrapped env's own keys, kept) with the success flag under ``is_success``, the key
+    LeRobot's envs report and ``lerobot-eval`` reads (also in a vector env's ``final_info``), and
+    ``success``.
+
+    Without ``is_success`` LeRobot 0.6.1's evaluator does not count 0 %: at a time limit it falls
+    back to a default *list*, whose truthiness makes every env of the batch a success.
+    """
+    return {**info, "is_success": success, "success": success}
 
 
 def shaping_potential(state: np.ndarray, block_z0: float, grasp_weight: float = 0.0) -> float:
@@ -257,7 +270,7 @@ class PickCubeGymEnv(gym.Env):
     Registered as ``GYM_ID``; the time limit comes from ``gym.make(..., max_episode_steps=)``.
     """
 
-    metadata = {"render_modes": []}
+    metadata = {"render_modes": ["rgb_array"], "render_fps": round(1 / CONTROL_DT)}
 
     def __init__(
         self,
@@ -276,7 +289,9 @@ class PickCubeGymEnv(gym.Env):
 
         self.image_obs, self.image_size = image_obs, image_size
         self.shaping_coef, self.shaping_grasp_weight = shaping_coef, shaping_grasp_weight
-        self.task_description = TASK_DESCRIPTION
+        # LeRobot's envs expose both; lerobot-eval checks for both (an async worker asked for a
+        # missing attribute shuts down).
+        self.task, self.task_description = "PandaPickCube-v0", TASK_DESCRIPTION
         size = render_size if render_size is not None else max(64, image_size)
         self._env: Any = PandaPickCubeGymEnv(
             image_obs=False,
@@ -288,6 +303,7 @@ class PickCubeGymEnv(gym.Env):
         self._gym_action_dim = int(self._env.action_space.shape[0])  # 7: xyz, rotation, grasp
         self._rng_state = np.random.RandomState(0).get_state()
         self._renderer = self._make_renderer(size) if image_obs else None
+        self._video_renderer: LeanCameraRenderer | None = None
         self._blank = np.zeros((image_size, image_size, 3), dtype=np.uint8)
         self._potential = 0.0
         self._block_z0 = 0.0
@@ -306,24 +322,13 @@ class PickCubeGymEnv(gym.Env):
         """The gym-hil ``PandaPickCubeGymEnv`` this adapter drives."""
         return self._env
 
-    def _make_renderer(self, size: int):
-        import mujoco
-
-        model = self._env.model
-        # Multisampling only affects the offscreen buffer this renderer is about to create; it
-        # roughly doubles OSMesa's cost for no visible gain at these sizes.
-        model.vis.quality.offsamples = 0
-        renderer = mujoco.Renderer(model, height=size, width=size)
-        renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
-        renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
-        self._camera_id = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, CAMERA)
-        return renderer
+    def _make_renderer(self, size: int) -> LeanCameraRenderer:
+        return LeanCameraRenderer(self._env.model, size, CAMERA)
 
     def _image(self) -> np.ndarray:
         if self._renderer is None:
             return self._blank.copy()
-        self._renderer.update_scene(self._env.data, camera=self._camera_id)
-        frame = self._renderer.render()
+        frame = self._renderer.frame(self._env.data)
         if frame.shape[0] == self.image_size:
             return frame.copy()
         resized = F.interpolate(
@@ -360,7 +365,8 @@ class PickCubeGymEnv(gym.Env):
         gym_action[:3] = action[:3] * POSITION_STEP
         gym_action[-1] = action[GRASP_IDX]
         raw, reward, terminated, truncated, info = self._env.step(gym_action)
-        info = {"success": bool(info.get("succeed", False)), "sparse_reward": float(reward)}
+        info = success_info(info, bool(info.get("succeed", False)))
+        info["sparse_reward"] = float(reward)
         state = self._state(raw)
         if self.shaping_coef > 0:
             potential = shaping_potential(state, self._block_z0, self.shaping_grasp_weight)
@@ -368,10 +374,18 @@ class PickCubeGymEnv(gym.Env):
             self._potential = potential
         return self._obs(state), float(reward), bool(terminated), bool(truncated), info
 
+    def render(self) -> np.ndarray:
+        """The front camera at ``VIDEO_SIZE`` px (uint8 [S, S, 3]): the frames of ``lerobot-eval``'s
+        episode videos, whatever the policy's image input is."""
+        if self._video_renderer is None:
+            self._video_renderer = self._make_renderer(VIDEO_SIZE)
+        return self._video_renderer.frame(self._env.data).copy()
+
     def close(self) -> None:
-        if self._renderer is not None:
-            _close_renderer(self._renderer)
-            self._renderer = None
+        for renderer in (self._renderer, self._video_renderer):
+            if renderer is not None:
+                renderer.close()
+        self._renderer = self._video_renderer = None
         if self._env is not None:
             # gym-hil's close() closes its own renderer: give it the same protection.
             _make_current(getattr(self._env, "_viewer", None))
@@ -381,6 +395,36 @@ class PickCubeGymEnv(gym.Env):
 
 if GYM_ID not in gym.registry:
     gym.register(id=GYM_ID, entry_point=f"{__name__}:PickCubeGymEnv")
+
+
+VIDEO_SIZE = 128
+"""Side (px) of the frames ``render()`` gives for videos."""
+
+
+class LeanCameraRenderer:
+    """One MuJoCo camera rendered offscreen without shadows, reflections or multisampling: under
+    OSMesa those dominate a frame's cost (an order of magnitude) and add nothing at these sizes."""
+
+    def __init__(self, model: Any, size: int, camera: str):
+        import mujoco
+
+        # Multisampling and the buffer's size only affect the offscreen buffer this renderer is
+        # about to create (gym-hil sizes the model's for its own cameras).
+        model.vis.quality.offsamples = 0
+        model.vis.global_.offwidth = max(int(model.vis.global_.offwidth), size)
+        model.vis.global_.offheight = max(int(model.vis.global_.offheight), size)
+        self._renderer = mujoco.Renderer(model, height=size, width=size)
+        self._renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
+        self._renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
+        self._camera_id = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, camera)
+
+    def frame(self, data: Any) -> np.ndarray:
+        """The camera's view of ``data`` (uint8 [size, size, 3]; a buffer the next frame reuses)."""
+        self._renderer.update_scene(data, camera=self._camera_id)
+        return self._renderer.render()
+
+    def close(self) -> None:
+        _close_renderer(self._renderer)
 
 
 def _make_current(renderer: Any) -> None:

@@ -116,7 +116,17 @@ def load_policy_processors(policy_cfg: Any, pretrained: Path) -> tuple[Any, Any]
             "weights (PolicyProcessorPipeline.save_pretrained), or rebuild the demo checkpoint with "
             "scripts/build_sft_checkpoint.py"
         )
-    overrides: dict[str, Any] = {DEVICE_STEP: {"device": str(policy_cfg.device)}}
+    overrides = with_bundled_tokenizer(pretrained, {DEVICE_STEP: {"device": str(policy_cfg.device)}})
+    return make_pre_post_processors(
+        policy_cfg, pretrained_path=str(pretrained), preprocessor_overrides=overrides
+    )
+
+
+def with_bundled_tokenizer(pretrained: Path, overrides: dict[str, Any]) -> dict[str, Any]:
+    """``make_pre_post_processors``' ``preprocessor_overrides`` for the checkpoint at ``pretrained``:
+    ``overrides`` plus the tokenizer bundled in it (`bundle_tokenizer`) when there is one, each kept
+    only if the saved pipeline has that step (LeRobot refuses overrides of absent steps)."""
+    overrides = dict(overrides)
     bundled = pretrained / BUNDLED_TOKENIZER_DIR
     if bundled.is_dir():
         overrides[TOKENIZER_STEP] = {"tokenizer_name": str(bundled.resolve())}
@@ -124,10 +134,7 @@ def load_policy_processors(policy_cfg: Any, pretrained: Path) -> tuple[Any, Any]
         step.get("registry_name")
         for step in json.loads((pretrained / PREPROCESSOR_FILE).read_text())["steps"]
     }
-    overrides = {name: value for name, value in overrides.items() if name in steps}
-    return make_pre_post_processors(
-        policy_cfg, pretrained_path=str(pretrained), preprocessor_overrides=overrides
-    )
+    return {name: value for name, value in overrides.items() if name in steps}
 
 
 def bundle_tokenizer(directory: Path, preprocessor: Any, *, name_as: Path | str | None = None) -> None:

@@ -12,6 +12,10 @@ pins each point so a LeRobot upgrade breaks loudly here and nowhere else:
 - ``lerobot.rl.actor`` builds its env through ``make_robot_env`` / ``make_processors`` looked up in
   its module at call time; `install_actor_env_path` answers for env types other than
   ``gym_manipulator`` there.
+- ``lerobot.scripts.lerobot_eval.eval_main`` calls ``make_pre_post_processors`` and
+  ``make_env_pre_post_processors`` through its module's namespace at call time;
+  `install_eval_processors` answers there (bundled tokenizers, XVLA's LIBERO steps for non-LIBERO
+  envs: ``runtime.lerobot_eval``).
 - ``LearnerService``'s constructor and LeRobot's gRPC message-size limits, which
   `start_learner_server` assembles into a server (the stock ``start_learner`` reads SAC-only policy
   fields for the same values).
@@ -67,6 +71,33 @@ def install_recipe_lookup(catalog: RecipeCatalog) -> None:
 
 def uninstall_recipe_lookup() -> None:
     factory.get_algorithm_class = _STOCK_GET_ALGORITHM_CLASS
+
+
+_stock_eval_processors: tuple[Any, Any] | None = None
+
+
+def install_eval_processors(policy_processors: Any, env_processors: Any) -> None:
+    """Make ``lerobot-eval``'s ``eval_main`` build its policy processors with ``policy_processors``
+    and its env processors with ``env_processors`` (both same signature as LeRobot's)."""
+    global _stock_eval_processors
+    from lerobot.scripts import lerobot_eval
+
+    if _stock_eval_processors is None:
+        _stock_eval_processors = (
+            lerobot_eval.make_pre_post_processors,
+            lerobot_eval.make_env_pre_post_processors,
+        )
+    lerobot_eval.make_pre_post_processors = policy_processors
+    lerobot_eval.make_env_pre_post_processors = env_processors
+
+
+def uninstall_eval_processors() -> None:
+    from lerobot.scripts import lerobot_eval
+
+    if _stock_eval_processors is not None:
+        lerobot_eval.make_pre_post_processors, lerobot_eval.make_env_pre_post_processors = (
+            _stock_eval_processors
+        )
 
 
 @dataclass(kw_only=True)

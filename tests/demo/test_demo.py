@@ -88,7 +88,7 @@ def _demo(tmp_path, *args):
     )
 
 
-@pytest.mark.timeout(420)
+@pytest.mark.timeout(720)
 def test_demo_runs_learner_and_actor_and_writes_a_learning_curve(tmp_path):
     out = tmp_path / "run"
     algorithm = json.dumps(
@@ -121,6 +121,22 @@ def test_demo_runs_learner_and_actor_and_writes_a_learning_curve(tmp_path):
     assert "stopped after" in learner_log and "rejected=0" in learner_log
     last = out / "learner" / "checkpoints" / "last" / "pretrained_model"
     _check_lerobot_loads_the_fine_tuned_checkpoint(last)
+    _check_lerobots_evaluator_agrees_with_ours(last)
+
+
+def _check_lerobots_evaluator_agrees_with_ours(pretrained):
+    """LeRobot's ``eval_policy`` on the fine-tuned checkpoint counts what our evaluator counts."""
+    from helpers.evaluation import assert_same_success_rate
+
+    from lerobot_pirl.demo.evaluate import EVAL_SEED_OFFSET
+    from lerobot_pirl.runtime.lerobot_eval import eval_checkpoint
+
+    episodes = 30
+    env = evaluation_env(episode_length=50, physics_dt=0.005)
+    stock = eval_checkpoint(pretrained, env, n_episodes=episodes, start_seed=EVAL_SEED_OFFSET)
+    policy, io = load_for_evaluation(pretrained, env)
+    ours = evaluate_policy(policy, io, env, episodes=episodes, sampler="native")
+    assert_same_success_rate(stock, ours, episodes)
 
 
 def _check_lerobot_loads_the_fine_tuned_checkpoint(pretrained):

@@ -20,7 +20,8 @@ INNER = {"type": "pirl_pick_cube", "episode_length": 20}
 
 
 def _env(**fields):
-    config = DSRLEnvConfig(checkpoint=str(SHIPPED_CHECKPOINT), inner=dict(INNER), **fields)
+    fields.setdefault("inner", dict(INNER))
+    config = DSRLEnvConfig(checkpoint=str(SHIPPED_CHECKPOINT), **fields)
     [vector_env] = make_env(config, n_envs=1)[config.type].values()
     return vector_env.envs[0].unwrapped
 
@@ -103,6 +104,25 @@ def test_the_xvla_gets_no_gradient_and_is_bit_identical_after_steering() -> None
     assert after == before
     with pytest.raises(ValueError, match=r"must lie in \[-1, 1\]"):
         env.step(np.full(env.layout.action_dim, 1.5, np.float32))
+    env.close()
+
+
+def test_the_terminal_observation_has_the_shape_of_every_other_and_success_is_reported() -> None:
+    """At the time limit the episode's last observation is as unbatched as the others ([21]), and
+    the info carries ``is_success`` (LeRobot's evaluator) beside ``success`` on every step."""
+    env = _env(inner={"type": "pirl_pick_cube", "episode_length": 4})
+    observation, _ = env.reset()
+    shape = observation["agent_pos"].shape
+    assert shape == (21,)
+    zeros = np.zeros(env.layout.action_dim, np.float32)
+    steps, truncated = 0, False
+    while not truncated:
+        observation, _, terminated, truncated, info = env.step(zeros)
+        steps += 1
+        assert observation["agent_pos"].shape == shape, f"step {steps}"
+        assert info["is_success"] == info["success"] and isinstance(info["is_success"], bool)
+        assert not terminated
+    assert steps * env.executed_steps == 4  # two decisions of H' = 2 fill the 4-step episode
     env.close()
 
 

@@ -252,3 +252,28 @@ def test_lerobots_actor_drives_any_env_type_through_the_env_path_we_install() ->
         seam.uninstall_actor_env_path()
     assert actor.make_robot_env is gym_manipulator.make_robot_env
     assert actor.make_processors is gym_manipulator.make_processors
+
+
+def test_lerobot_eval_looks_its_processor_factories_up_in_its_module_at_call_time() -> None:
+    """`seam.install_eval_processors` replaces the two names ``eval_main`` reads as globals."""
+    import inspect
+
+    from lerobot.scripts import lerobot_eval
+
+    stock = (lerobot_eval.make_pre_post_processors, lerobot_eval.make_env_pre_post_processors)
+    code = inspect.unwrap(lerobot_eval.eval_main).__code__
+    assert {"make_pre_post_processors", "make_env_pre_post_processors"} <= set(code.co_names)
+
+    def policy_side(*args, **kwargs):
+        raise AssertionError
+
+    def env_side(*args, **kwargs):
+        raise AssertionError
+
+    seam.install_eval_processors(policy_side, env_side)
+    try:
+        assert lerobot_eval.make_pre_post_processors is policy_side
+        assert lerobot_eval.make_env_pre_post_processors is env_side
+    finally:
+        seam.uninstall_eval_processors()
+    assert (lerobot_eval.make_pre_post_processors, lerobot_eval.make_env_pre_post_processors) == stock
