@@ -14,6 +14,10 @@ policy-side mixin)::
     from lerobot_pirl import FlowAdapterRegistry, FlowPolicyAdapter, hookimpl
 """
 
+from .startup_noise import quiet_lerobot_import
+
+quiet_lerobot_import()  # before anything imports LeRobot
+
 from .flow_rl.adapter import FlowAdapterRegistry, FlowPolicyAdapter
 from .recipes.hookspecs import ENTRY_POINT_GROUP, hookimpl
 from .recipes.on_policy import (

@@ -13,6 +13,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -150,6 +151,22 @@ def configure_torch_threads(argv: list[str]) -> tuple[int, list[str]]:
     torch.set_num_threads(threads)
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))  # inherited by spawned processes
     return threads, rest
+
+
+def require_tracking(cfg: Any) -> None:
+    """Refuse ``wandb.enable=true`` without the package or a project before anything starts (LeRobot
+    would fail on its import after the learner has built everything)."""
+    if not cfg.wandb.enable:
+        return
+    try:
+        import wandb  # noqa: F401
+    except ImportError:
+        raise RecipeSelectionError(
+            "wandb.enable=true needs Weights & Biases: pip install 'lerobot-pirl[wandb]' "
+            "(LeRobot's 'training' extra), or set wandb.enable=false"
+        ) from None
+    if not cfg.wandb.project:
+        raise RecipeSelectionError("wandb.enable=true needs wandb.project (the W&B project to log to)")
 
 
 def run_main(argv: Sequence[str] | None, run: Callable[[RecipeEntry, list[str]], None], role: str) -> int:

@@ -16,12 +16,13 @@ from collections.abc import Sequence
 from ..recipes.on_policy import is_on_policy
 from ..recipes.registry import RecipeEntry, installed
 from . import seam
-from .cli import run_main
+from .cli import require_tracking, run_main
 
 
 def _run(entry: RecipeEntry, args: list[str]) -> None:
     seam.install_recipe_lookup(installed())
     cfg = seam.parse_train_config(args)
+    require_tracking(cfg)
     if is_on_policy(entry.recipe_cls):
         from .on_policy import run_on_policy_learner
 

@@ -52,6 +52,9 @@ from .processors import BUNDLED_TOKENIZER_DIR, PolicyIO, bundle_tokenizer
 from .security import learner_security
 
 LOG_PREFIX = "[ON-POLICY LEARNER]"
+OPTIMIZATION_STEP = "Optimization step"
+INTERACTION_STEP = "Interaction step"
+"""LeRobot's learner's Weights & Biases step keys (training stats; actors' episode messages)."""
 METRICS_FILE = "metrics.jsonl"
 """One JSON line per update under ``<output_dir>/logs/`` (what ``lerobot-pirl demo`` follows)."""
 
@@ -102,7 +105,7 @@ class _OnPolicyLearner:
             restore_checkpoint(self.checkpoint_dir, self.optimizers, self.algorithm)
             step = self.algorithm.optimization_step
             logging.info(f"{LOG_PREFIX} resumed from {self.checkpoint_dir} at update {step}")
-        self.wandb = WandBLogger(cfg) if cfg.wandb.enable and cfg.wandb.project else None
+        self.wandb = WandBLogger(cfg) if cfg.wandb.enable else None
         self.transitions: Queue = Queue()
         self.interactions: Queue = Queue()
         self.weights = seam.LatestWeights()
@@ -152,6 +155,9 @@ class _OnPolicyLearner:
             self.weights.publish(state_to_bytes(self.algorithm.get_weights()))
         log = stats.to_log_dict()
         log.update(_episode_summary(self.episodes))
+        if self.wandb is not None:  # each episode as LeRobot's learner logs its actors' messages
+            for message in self.episodes:
+                self.wandb.log_dict(message, mode="train", custom_step_key=INTERACTION_STEP)
         self.env_steps_total += sum(int(m.get("episode_env_steps", 0)) for m in self.episodes)
         self.episodes.clear()
         log["env_steps_total"] = float(self.env_steps_total)
@@ -168,8 +174,10 @@ class _OnPolicyLearner:
     def _log(self, step: int, log: dict[str, float], *, to_console: bool) -> None:
         with self.metrics_file.open("a") as f:
             f.write(json.dumps({"update": step, "wall_s": time.monotonic() - self.started_at, **log}) + "\n")
-        if self.wandb is not None:
-            self.wandb.log_dict(log, step=step, mode="train")
+        if self.wandb is not None:  # keyed by update, as LeRobot's learner keys its training stats
+            self.wandb.log_dict(
+                {**log, OPTIMIZATION_STEP: step}, mode="train", custom_step_key=OPTIMIZATION_STEP
+            )
         if to_console:
             values = " ".join(f"{k}={v:.5g}" for k, v in sorted(log.items()))
             logging.info(f"{LOG_PREFIX} update {step}: {values}")
