@@ -48,6 +48,7 @@ from ..recipes.on_policy import OnPolicyRecipe, TransitionRejectedError
 from ..recipes.registry import RecipeError
 from . import seam
 from .envs import require_env_factory
+from .model_card import write_model_card
 from .processors import BUNDLED_TOKENIZER_DIR, PolicyIO, bundle_tokenizer
 from .security import learner_security
 
@@ -312,6 +313,7 @@ def save_run_checkpoint(
         io.preprocessor,
         name_as=(checkpoint_dir / PRETRAINED_MODEL_DIR / BUNDLED_TOKENIZER_DIR).resolve(),
     )
+    write_model_card(partial / PRETRAINED_MODEL_DIR, cfg, step, log)
     algorithm.save_pretrained(partial / ALGORITHM_DIR)
     write_json({"step": step, "metrics": log}, partial / TRAINING_STATE_DIR / TRAINING_STEP)
     if checkpoint_dir.exists():

@@ -16,6 +16,8 @@ pins each point so a LeRobot upgrade breaks loudly here and nowhere else:
   ``make_env_pre_post_processors`` through its module's namespace at call time;
   `install_eval_processors` answers there (bundled tokenizers, XVLA's LIBERO steps for non-LIBERO
   envs: ``runtime.lerobot_eval``).
+- ``lerobot.policies.pretrained._build_card_context`` fills LeRobot's model-card template
+  (``generate_model_card`` would also validate the card online); `model_card_context` calls it.
 - ``LearnerService``'s constructor and LeRobot's gRPC message-size limits, which
   `start_learner_server` assembles into a server (the stock ``start_learner`` reads SAC-only policy
   fields for the same values).
@@ -98,6 +100,17 @@ def uninstall_eval_processors() -> None:
         lerobot_eval.make_pre_post_processors, lerobot_eval.make_env_pre_post_processors = (
             _stock_eval_processors
         )
+
+
+def model_card_context(policy_cfg: Any) -> dict[str, Any]:
+    """The context LeRobot's ``generate_model_card`` renders its template with, for a policy
+    trained without a dataset (RL)."""
+    from lerobot.policies.pretrained import _build_card_context
+
+    context = _build_card_context(None, None, policy_cfg.input_features, policy_cfg.output_features)
+    context["policy_repo_id"] = getattr(policy_cfg, "repo_id", None)
+    context["base_model"] = None
+    return context
 
 
 @dataclass(kw_only=True)

@@ -3,6 +3,7 @@ own ``WandBLogger``, with its learner's step keys."""
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import re
@@ -57,16 +58,22 @@ def _logged_records(run_file: Path) -> list[dict]:
     return rows
 
 
-@pytest.mark.timeout(600)
-def test_pi_rl_run_logs_lerobots_keys_to_an_offline_wandb_run(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setenv("WANDB_MODE", "offline")
+@pytest.fixture(scope="module")
+def tracked_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A pi-rl learner and actor from the shipped checkpoint, W&B offline, until two updates."""
+    tmp_path = tmp_path_factory.mktemp("tracked")
     config, output_dir = _config(tmp_path, mode="offline")
 
     def trained(learner_log: str, actor_log: str) -> bool:
         return 2 in checkpoint_steps(output_dir)
 
     train_with_one_actor(config, tmp_path, trained, "two pi-rl updates", env={"WANDB_MODE": "offline"})
-    [run_file] = (output_dir / "wandb").glob("offline-run-*/run-*.wandb")
+    return output_dir
+
+
+@pytest.mark.timeout(600)
+def test_pi_rl_run_logs_lerobots_keys_to_an_offline_wandb_run(tracked_run: Path) -> None:
+    [run_file] = (tracked_run / "wandb").glob("offline-run-*/run-*.wandb")
     rows = _logged_records(run_file)
     updates = [row for row in rows if "train/Optimization step" in row]
     episodes = [row for row in rows if "train/Interaction step" in row]
@@ -83,8 +90,39 @@ def test_pi_rl_run_logs_lerobots_keys_to_an_offline_wandb_run(tmp_path: Path, mo
     # Each actor episode as LeRobot's learner logs its actors' messages.
     assert episodes and all("train/Episodic reward" in row and "train/success" in row for row in episodes)
     # What the metrics file says for update 1 is what W&B got.
-    first = json.loads((output_dir / "logs" / "metrics.jsonl").read_text().splitlines()[0])
+    first = json.loads((tracked_run / "logs" / "metrics.jsonl").read_text().splitlines()[0])
     assert updates[0]["train/loss_actor"] == pytest.approx(first["loss_actor"], rel=1e-6)
+
+
+PUSHED = ("*.safetensors", "*.json", "*.yaml", "*.md")
+"""The file patterns LeRobot's ``PreTrainedPolicy.push_model_to_hub`` uploads."""
+
+
+@pytest.mark.timeout(600)
+def test_a_checkpoint_holds_what_lerobots_push_to_hub_uploads_with_a_model_card(tracked_run: Path) -> None:
+    from lerobot.configs.policies import PreTrainedConfig
+
+    pretrained = tracked_run / "checkpoints" / "000002" / "pretrained_model"
+    names = {path.name for path in pretrained.iterdir() if path.is_file()}
+    for required in (
+        "config.json",
+        "model.safetensors",
+        "train_config.json",
+        "policy_preprocessor.json",
+        "policy_postprocessor.json",
+        "README.md",
+    ):
+        assert required in names, required
+    uploaded = {n for n in names if any(fnmatch.fnmatch(n, pattern) for pattern in PUSHED)}
+    assert uploaded == names  # nothing the checkpoint needs is left behind by the upload filter
+    assert PreTrainedConfig.from_pretrained(str(pretrained)).type == "xvla"
+    card = (pretrained / "README.md").read_text()
+    assert card.startswith("---\n") and "library_name: lerobot" in card  # Hub metadata header
+    assert "pi-rl" in card and "lerobot-pirl" in card
+    assert f"Base checkpoint: `{SHIPPED_CHECKPOINT}`" in card
+    update_2 = json.loads((tracked_run / "logs" / "metrics.jsonl").read_text().splitlines()[1])
+    assert f"update 2: {update_2['success_rate']:.2f}" in card
+    assert f"env steps: {int(update_2['env_steps_total'])}" in card
 
 
 def test_wandb_enabled_without_the_package_is_one_clear_error(tmp_path: Path, monkeypatch) -> None:
