@@ -84,9 +84,27 @@ def run_one(method: str, seed: int, env_steps: int, eval_points: int, eval_episo
         )
         if env_steps != DemoConfig.env_steps:
             config.eval_every_updates = max(1, _expected_updates(config) // eval_points)
-        return run_demo(config)
+        result = run_demo(config)
+        final = config.output_dir / "learner" / "checkpoints" / "last" / "pretrained_model"
+        result["stock_sampler_success"] = stock_sampler_success(final, eval_episodes)
+        return result
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def stock_sampler_success(checkpoint: Path, episodes: int) -> float:
+    """The checkpoint's success with stock ``select_action`` (XVLA's own sampler, random start
+    noise) through LeRobot's evaluator, on the evaluation set's reset seeds: what a user who
+    deploys it with LeRobot gets."""
+    from lerobot_pirl.demo.evaluate import EVAL_SEED_OFFSET, evaluation_env
+    from lerobot_pirl.demo.run import DEMO_ENV
+    from lerobot_pirl.runtime.lerobot_eval import eval_checkpoint
+
+    env = evaluation_env(episode_length=DEMO_ENV["episode_length"], physics_dt=DEMO_ENV["physics_dt"])
+    torch.manual_seed(0)  # select_action draws its start noise from the global RNG
+    return (
+        eval_checkpoint(checkpoint, env, n_episodes=episodes, start_seed=EVAL_SEED_OFFSET)["pc_success"] / 100
+    )
 
 
 def _expected_updates(config: DemoConfig) -> int:
@@ -139,6 +157,12 @@ def summarize(budget: int) -> dict[str, Any]:
             ],
             "curve_std": [round(float(y), 4) for y in curves.std(axis=0)],
             "median_final_success_rate": float(np.median(final)),
+            # πRL runs: the final checkpoints with stock select_action through LeRobot's evaluator.
+            **(
+                {"stock_sampler_success": [r["stock_sampler_success"] for r in method_runs]}
+                if all("stock_sampler_success" in r for r in method_runs)
+                else {}
+            ),
             "gap_closed": round((float(np.median(final)) - sft) / (1 - sft), 4) if sft < 1 else None,
             "target_success_rate": round(target, 4),
             "eval_episodes_per_point": min(p["episodes"] for r in method_runs for p in r["evaluations"]),
