@@ -36,10 +36,9 @@ from pathlib import Path
 
 import torch
 
-from lerobot_pirl.demo.configs import pretrained_pi_rl_config
-from lerobot_pirl.demo.machine import free_port, machine_info
-from lerobot_pirl.demo.run import DEMO_ALGORITHM, DEMO_ENV
-from lerobot_pirl.demo.sft import SHIPPED_CHECKPOINT
+from lerobot_pirl.tasks.machine import free_port, machine_info
+from lerobot_pirl.tasks.pick_cube.configs import ENV_SETTINGS, PI_RL_SETTINGS, pretrained_pi_rl_config
+from lerobot_pirl.tasks.pick_cube.sft import SHIPPED_CHECKPOINT
 
 RESULTS = Path(__file__).parent / "results"
 CHILD_ENV = {
@@ -56,8 +55,8 @@ def write_config(path: Path, output_dir: Path, envs_per_actor: int, policy_devic
         SHIPPED_CHECKPOINT,
         output_dir,
         free_port(),
-        env=dict(DEMO_ENV),
-        **{**DEMO_ALGORITHM, "envs_per_actor": envs_per_actor, "max_updates": 100_000},
+        env=dict(ENV_SETTINGS),
+        **{**PI_RL_SETTINGS, "envs_per_actor": envs_per_actor, "max_updates": 100_000},
     )
     data["save_freq"] = 100_000  # no checkpoints inside the timed window
     data["policy"]["device"] = policy_device  # the learner's and every actor's policy
@@ -247,8 +246,8 @@ def main() -> None:
         "machine": machine_info(),
         "setup": {
             "policy": f"shipped SFT checkpoint ({SHIPPED_CHECKPOINT.name})",
-            "algorithm": DEMO_ALGORITHM,
-            "env": {"type": "pirl_pick_cube", **DEMO_ENV},
+            "algorithm": PI_RL_SETTINGS,
+            "env": {"type": "pirl_pick_cube", **ENV_SETTINGS},
             "policy_device": args.policy_device,
             "torch_threads_per_process": 1,
             "cores": cores,

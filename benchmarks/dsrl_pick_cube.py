@@ -5,7 +5,7 @@ What it is
 ``recipe=dsrl`` as one process: LeRobot's ``SACAlgorithm`` and ``gaussian_actor`` (the settings of
 the SAC baseline, ``sac_pick_cube.py``, with its two documented departures from LeRobot's
 defaults, and the demo's ``DSRL_SETTINGS``: a discount of 0.9 per decision) acting in the
-``pirl_dsrl`` env (`lerobot_pirl.envs.dsrl`) around the shipped SFT checkpoint, the πRL runs'
+``pirl_dsrl`` env (`lerobot_pirl.envs.noise_steered`) around the shipped SFT checkpoint, the πRL runs'
 starting policy, which stays frozen. Same env options, training reward, env-step budget and
 evaluation set as the πRL runs:
 
@@ -57,11 +57,11 @@ from sac_pick_cube import (  # noqa: E402
     eval_schedule,
 )
 
-from lerobot_pirl.demo.dsrl import DSRL_SETTINGS  # noqa: E402
-from lerobot_pirl.demo.evaluate import EVAL_SEED_OFFSET, evaluate_noise_agent  # noqa: E402
-from lerobot_pirl.demo.machine import machine_info  # noqa: E402
-from lerobot_pirl.demo.sft import SHIPPED_CHECKPOINT  # noqa: E402
-from lerobot_pirl.envs.dsrl import DSRLEnvConfig, NoiseSteeredXVLAEnv, agent_dataset_stats  # noqa: E402
+from lerobot_pirl.envs.noise_steered import DSRLEnvConfig, NoiseSteeredXVLAEnv, agent_dataset_stats  # noqa: E402
+from lerobot_pirl.tasks.machine import machine_info  # noqa: E402
+from lerobot_pirl.tasks.pick_cube.configs import DSRL_SETTINGS  # noqa: E402
+from lerobot_pirl.tasks.pick_cube.evaluate import EVAL_SEED_OFFSET, evaluate_noise_agent  # noqa: E402
+from lerobot_pirl.tasks.pick_cube.sft import SHIPPED_CHECKPOINT  # noqa: E402
 
 METHOD = "dsrl/gaussian_actor"
 
@@ -256,7 +256,7 @@ def main() -> None:
     parser.add_argument("--diagnostics-every", type=int, default=500, help="updates per diagnostics row")
     parser.add_argument("--progress", action="store_true", help="log progress to stderr")
     args = parser.parse_args()
-    from lerobot_pirl.demo.run import DEMO_ENV
+    from lerobot_pirl.tasks.pick_cube.configs import ENV_SETTINGS
 
     eval_at = eval_schedule(args.env_steps, args.eval_every)
     result = run_dsrl(
@@ -264,9 +264,9 @@ def main() -> None:
         env_steps=args.env_steps,
         eval_at=eval_at,
         eval_episodes=args.eval_episodes,
-        max_episode_steps=DEMO_ENV["episode_length"],
-        physics_dt=DEMO_ENV["physics_dt"],
-        shaping_coef=DEMO_ENV["shaping_coef"] if args.shaping_coef is None else args.shaping_coef,
+        max_episode_steps=ENV_SETTINGS["episode_length"],
+        physics_dt=ENV_SETTINGS["physics_dt"],
+        shaping_coef=ENV_SETTINGS["shaping_coef"] if args.shaping_coef is None else args.shaping_coef,
         noise_dims=args.noise_dims,
         noise_scale=args.noise_scale,
         diagnostics_every=args.diagnostics_every,

@@ -41,8 +41,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from lerobot_pirl.demo.machine import machine_info  # noqa: E402
-from lerobot_pirl.demo.run import DemoConfig, run_demo  # noqa: E402
+from lerobot_pirl.demo.pi_rl_demo import DemoConfig, run_demo  # noqa: E402
+from lerobot_pirl.tasks.machine import machine_info  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 RUNS = RESULTS / "learning"
@@ -61,16 +61,16 @@ def run_one(method: str, seed: int, env_steps: int, eval_points: int, eval_episo
         from dsrl_pick_cube import run_dsrl
         from sac_pick_cube import run_sac
 
-        from lerobot_pirl.demo.run import DEMO_ENV
+        from lerobot_pirl.tasks.pick_cube.configs import ENV_SETTINGS
 
         return (run_sac if method == "sac" else run_dsrl)(
             seed=seed,
             env_steps=env_steps,
             eval_at=[round(env_steps * (i + 1) / eval_points) for i in range(eval_points)],
             eval_episodes=eval_episodes,
-            max_episode_steps=DEMO_ENV["episode_length"],
-            physics_dt=DEMO_ENV["physics_dt"],
-            shaping_coef=DEMO_ENV["shaping_coef"],
+            max_episode_steps=ENV_SETTINGS["episode_length"],
+            physics_dt=ENV_SETTINGS["physics_dt"],
+            shaping_coef=ENV_SETTINGS["shaping_coef"],
         )
     workdir = Path(tempfile.mkdtemp(prefix=f"learning_{method}_{seed}_"))
     try:
@@ -96,11 +96,11 @@ def stock_sampler_success(checkpoint: Path, episodes: int) -> float:
     """The checkpoint's success with stock ``select_action`` (XVLA's own sampler, random start
     noise) through LeRobot's evaluator, on the evaluation set's reset seeds: what a user who
     deploys it with LeRobot gets."""
-    from lerobot_pirl.demo.evaluate import EVAL_SEED_OFFSET, evaluation_env
-    from lerobot_pirl.demo.run import DEMO_ENV
     from lerobot_pirl.runtime.lerobot_eval import eval_checkpoint
+    from lerobot_pirl.tasks.pick_cube.configs import ENV_SETTINGS
+    from lerobot_pirl.tasks.pick_cube.evaluate import EVAL_SEED_OFFSET, evaluation_env
 
-    env = evaluation_env(episode_length=DEMO_ENV["episode_length"], physics_dt=DEMO_ENV["physics_dt"])
+    env = evaluation_env(episode_length=ENV_SETTINGS["episode_length"], physics_dt=ENV_SETTINGS["physics_dt"])
     torch.manual_seed(0)  # select_action draws its start noise from the global RNG
     return (
         eval_checkpoint(checkpoint, env, n_episodes=episodes, start_seed=EVAL_SEED_OFFSET)["pc_success"] / 100
@@ -109,9 +109,9 @@ def stock_sampler_success(checkpoint: Path, episodes: int) -> float:
 
 def _expected_updates(config: DemoConfig) -> int:
     """Updates the budget buys: ~2 env steps per decision (H'=2) minus early episode ends."""
-    from lerobot_pirl.demo.run import DEMO_ALGORITHM
+    from lerobot_pirl.tasks.pick_cube.configs import PI_RL_SETTINGS
 
-    decisions = {**DEMO_ALGORITHM, **config.algorithm}["rollout_decisions"]
+    decisions = {**PI_RL_SETTINGS, **config.algorithm}["rollout_decisions"]
     return max(1, config.env_steps // (2 * decisions))
 
 

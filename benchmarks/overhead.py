@@ -51,8 +51,6 @@ import torch  # noqa: E402
 from lerobot.policies.xvla.modeling_xvla import XVLAPolicy  # noqa: E402
 from lerobot.transport.utils import bytes_to_transitions, transitions_to_bytes  # noqa: E402
 
-from lerobot_pirl.demo.configs import tiny_pi_rl_config  # noqa: E402
-from lerobot_pirl.demo.machine import machine_info  # noqa: E402
 from lerobot_pirl.envs.pick_cube import ACTION_DIM, STATE_DIM  # noqa: E402
 from lerobot_pirl.flow_rl import math as flow_math  # noqa: E402
 from lerobot_pirl.flow_rl.algorithm import score_chain  # noqa: E402
@@ -61,12 +59,14 @@ from lerobot_pirl.recipes.pi_rl.config import PiRLConfig  # noqa: E402
 from lerobot_pirl.recipes.pi_rl.recipe import PiRLRecipe  # noqa: E402
 from lerobot_pirl.recipes.pi_rl.transitions import RECORD, RecordLayout  # noqa: E402
 from lerobot_pirl.runtime.on_policy_actor import packed_observation  # noqa: E402
+from lerobot_pirl.tasks.machine import machine_info  # noqa: E402
+from lerobot_pirl.tasks.pick_cube.configs import tiny_pi_rl_config  # noqa: E402
 
 torch.set_num_threads(1)
 RESULTS = Path(__file__).parent / "results"
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))  # the test helpers, reused by import
 
-# The demo's tiny XVLA (lerobot_pirl.demo.configs.tiny_pi_rl_config's policy block).
+# The demo's tiny XVLA (lerobot_pirl.tasks.pick_cube.configs.tiny_pi_rl_config's policy block).
 DEMO_POLICY = dict(chunk_size=4, n_action_steps=2, num_denoising_steps=3, hidden_size=32, depth=1)
 
 
@@ -129,7 +129,7 @@ def bench_sac(quick: bool) -> dict:
     from recipes.test_sac_parity import _policy
 
     from lerobot_pirl import discover
-    from lerobot_pirl.runtime.adapter import algorithm_class
+    from lerobot_pirl.runtime.algorithm_adapter import algorithm_class
 
     batch_size, updates_per_block = 256, 10
     gen = torch.Generator().manual_seed(123)

@@ -29,16 +29,16 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-from lerobot_pirl.demo.evaluate import evaluate_policy, evaluation_env  # noqa: E402
-from lerobot_pirl.demo.machine import machine_info  # noqa: E402
-from lerobot_pirl.demo.run import DEMO_ALGORITHM, DEMO_ENV  # noqa: E402
-from lerobot_pirl.demo.sft import SHIPPED_CHECKPOINT  # noqa: E402
 from lerobot_pirl.envs.pick_cube import PickCubeEnvConfig  # noqa: E402
 from lerobot_pirl.recipes.pi_rl.config import PiRLConfig  # noqa: E402
 from lerobot_pirl.recipes.pi_rl.recipe import PiRLRecipe  # noqa: E402
 from lerobot_pirl.runtime.envs import make_envs  # noqa: E402
 from lerobot_pirl.runtime.on_policy_actor import ENV_SEED_STRIDE, BatchedEpisodes  # noqa: E402
 from lerobot_pirl.runtime.processors import PolicyIO  # noqa: E402
+from lerobot_pirl.tasks.machine import machine_info  # noqa: E402
+from lerobot_pirl.tasks.pick_cube.configs import ENV_SETTINGS, PI_RL_SETTINGS  # noqa: E402
+from lerobot_pirl.tasks.pick_cube.evaluate import evaluate_policy, evaluation_env  # noqa: E402
+from lerobot_pirl.tasks.pick_cube.sft import SHIPPED_CHECKPOINT  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "ablation"
 DIAGNOSTICS = (
@@ -65,9 +65,9 @@ def run(
     from lerobot_pirl.policies import PiRLXVLAPolicy
 
     torch.manual_seed(seed)
-    settings = {**DEMO_ALGORITHM, **algorithm}
+    settings = {**PI_RL_SETTINGS, **algorithm}
     settings.pop("torch_threads", None)
-    env_settings = {**DEMO_ENV, **env}
+    env_settings = {**ENV_SETTINGS, **env}
     policy = PiRLXVLAPolicy.from_pretrained(str(checkpoint))
     policy.config.pretrained_path = checkpoint
     recipe = PiRLRecipe(policy, PiRLConfig(policy_config=policy.config, **settings))

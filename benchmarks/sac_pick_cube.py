@@ -22,8 +22,9 @@ actor (``lerobot/rl/actor.py``) and learner (``lerobot/rl/learner.py``) do, minu
   (``utd_ratio`` critic steps + the actor/temperature step) per env step once the online buffer
   holds ``online_step_before_learning`` transitions; the budget is counted in env steps, exactly;
 * evaluation: the deterministic actor (tanh of the Gaussian mean) on a separate env whose episode i
-  is reset with seed ``EVAL_SEED_OFFSET + i`` — the evaluation set of ``lerobot_pirl.demo.evaluate``
-  that every method of the benchmark is measured on — at env step 0 and at every count in ``eval_at``.
+  is reset with seed ``EVAL_SEED_OFFSET + i`` (the evaluation set of
+  ``lerobot_pirl.tasks.pick_cube.evaluate`` that every method of the benchmark is measured on), at
+  env step 0 and at every count in ``eval_at``.
 
 LeRobot quirks this loop works around (all on the data path; SAC's maths is untouched):
 
@@ -84,10 +85,10 @@ from lerobot.rl.data_sources import OnlineOfflineMixer  # noqa: E402
 from lerobot.rl.trainer import preprocess_rl_batch  # noqa: E402
 from lerobot.utils.constants import ACTION, OBS_STATE  # noqa: E402
 
-from lerobot_pirl.demo.evaluate import EVAL_SEED_OFFSET  # noqa: E402
-from lerobot_pirl.demo.sft import SFTConfig, collect_demonstrations  # noqa: E402
 from lerobot_pirl.envs import ACTION_DIM, STATE_DIM, PickCubeEnvConfig  # noqa: E402
 from lerobot_pirl.runtime.envs import SingleEnv  # noqa: E402
+from lerobot_pirl.tasks.pick_cube.evaluate import EVAL_SEED_OFFSET  # noqa: E402
+from lerobot_pirl.tasks.pick_cube.sft import SFTConfig, collect_demonstrations  # noqa: E402
 
 METHOD = "sac/gaussian_actor"
 TRAIN_SEED_OFFSET = 2_000_000

@@ -87,7 +87,7 @@ def xvla_config(size: str, dtype: str, device: str = "cpu"):
     if size == "tiny":
         from lerobot.configs.policies import PreTrainedConfig
 
-        from lerobot_pirl.demo.sft import SHIPPED_CHECKPOINT
+        from lerobot_pirl.tasks.pick_cube.sft import SHIPPED_CHECKPOINT
 
         config = PreTrainedConfig.from_pretrained(str(SHIPPED_CHECKPOINT))
         config.dtype, config.device = dtype, device
@@ -430,7 +430,7 @@ def main() -> None:
     if args.one_lever:
         print(json.dumps(measure_lever(args.one_lever[0], args.one_lever[1], Path(args.one_lever[2]))))
         return
-    from lerobot_pirl.demo.machine import machine_info
+    from lerobot_pirl.tasks.machine import machine_info
 
     rows = []
     if args.levers:

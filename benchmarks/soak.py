@@ -23,10 +23,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lerobot_pirl.demo.configs import pretrained_pi_rl_config
-from lerobot_pirl.demo.machine import free_port, machine_info
-from lerobot_pirl.demo.run import DEMO_ALGORITHM, DEMO_ENV, _child_env
-from lerobot_pirl.demo.sft import SHIPPED_CHECKPOINT
+from lerobot_pirl.demo.processes import child_env
+from lerobot_pirl.tasks.machine import free_port, machine_info
+from lerobot_pirl.tasks.pick_cube.configs import ENV_SETTINGS, PI_RL_SETTINGS, pretrained_pi_rl_config
+from lerobot_pirl.tasks.pick_cube.sft import SHIPPED_CHECKPOINT
 
 RESULTS = Path(__file__).parent / "results"
 FINAL = re.compile(
@@ -40,7 +40,7 @@ def _spawn(module: str, args: list[str], log: Path) -> subprocess.Popen:
         [sys.executable, "-m", module, *args],
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,
-        env=_child_env(),
+        env=child_env(),
     )
 
 
@@ -76,9 +76,9 @@ def _slope_per_min(samples: list[tuple[float, int]]) -> float:
 def soak(out: Path, duration_s: float, kill_every_s: float, actors: int, warmup_s: float) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     learner_dir = out / "learner"
-    algorithm = {**DEMO_ALGORITHM, "max_actors": actors, "envs_per_actor": 2, "rollout_decisions": 256}
+    algorithm = {**PI_RL_SETTINGS, "max_actors": actors, "envs_per_actor": 2, "rollout_decisions": 256}
     config = pretrained_pi_rl_config(
-        SHIPPED_CHECKPOINT, learner_dir, free_port(), env=DEMO_ENV, max_updates=10**6, **algorithm
+        SHIPPED_CHECKPOINT, learner_dir, free_port(), env=ENV_SETTINGS, max_updates=10**6, **algorithm
     )
     config["save_freq"] = 10**6  # checkpoints are not what this measures (the final one is written)
     config_path = out / "train_config.json"

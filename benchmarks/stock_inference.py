@@ -1,6 +1,6 @@
 """Stock inference vs the sampler πRL trains: what a user who deploys with LeRobot gets.
 
-Every success rate in this project comes from ``lerobot_pirl.demo.evaluate``: the deterministic
+Every success rate in this project comes from ``lerobot_pirl.tasks.pick_cube.evaluate``: the deterministic
 Euler/x̂₁ chain πRL trains, from seeded start noise. A user who deploys the checkpoint runs stock
 ``select_action`` (XVLA's own sampler: x_t = t·x₁ + (1 − t)·x̂₀ with the fixed start noise x₁),
 through LeRobot's evaluator. For each checkpoint this measures, on the same env settings:
@@ -11,7 +11,7 @@ through LeRobot's evaluator. For each checkpoint this measures, on the same env 
   ``select_action``) on the same reset seeds, and ``stock_sampler_success_unseen`` on seeds
   from 2 000 000 (never used by any evaluation or training here).
 
-    python benchmarks/stock_inference.py --checkpoint sft=lerobot_pirl/demo/assets/pick_cube_sft \\
+    python benchmarks/stock_inference.py --checkpoint sft=lerobot_pirl/tasks/pick_cube/assets/pick_cube_sft \\
         --checkpoint demo=outputs/pi_rl_demo/learner/checkpoints/last/pretrained_model
 """
 
@@ -30,23 +30,23 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-from lerobot_pirl.demo.evaluate import (  # noqa: E402
+from lerobot_pirl.runtime.flow_policy import load_flow_policy  # noqa: E402
+from lerobot_pirl.runtime.lerobot_eval import eval_checkpoint  # noqa: E402
+from lerobot_pirl.tasks.machine import machine_info  # noqa: E402
+from lerobot_pirl.tasks.pick_cube.configs import ENV_SETTINGS  # noqa: E402
+from lerobot_pirl.tasks.pick_cube.evaluate import (  # noqa: E402
     EVAL_SEED_OFFSET,
     evaluate_policy,
     evaluation_env,
-    load_for_evaluation,
 )
-from lerobot_pirl.demo.machine import machine_info  # noqa: E402
-from lerobot_pirl.demo.run import DEMO_ENV  # noqa: E402
-from lerobot_pirl.runtime.lerobot_eval import eval_checkpoint  # noqa: E402
 
 RESULT = Path(__file__).parent / "results" / "stock_inference.json"
 UNSEEN_SEED_OFFSET = 2_000_000
 
 
 def measure(checkpoint: Path, episodes: int) -> dict[str, float]:
-    env = evaluation_env(episode_length=DEMO_ENV["episode_length"], physics_dt=DEMO_ENV["physics_dt"])
-    policy, io = load_for_evaluation(checkpoint, env)
+    env = evaluation_env(episode_length=ENV_SETTINGS["episode_length"], physics_dt=ENV_SETTINGS["physics_dt"])
+    policy, io = load_flow_policy(checkpoint, env)
     result: dict[str, float] = {}
     for sampler in ("deterministic", "native"):
         result[f"ours_{sampler}"] = evaluate_policy(
@@ -78,7 +78,7 @@ def main() -> None:
         "machine": machine_info(),
         "date": machine_info()["date"],
         "episodes": args.episodes,
-        "env": {"episode_length": DEMO_ENV["episode_length"], "physics_dt": DEMO_ENV["physics_dt"]},
+        "env": {"episode_length": ENV_SETTINGS["episode_length"], "physics_dt": ENV_SETTINGS["physics_dt"]},
         "seeds": {"ours_and_stock": EVAL_SEED_OFFSET, "stock_unseen": UNSEEN_SEED_OFFSET},
         "checkpoints": checkpoints,
         "wall_s": round(time.time() - started, 1),

@@ -18,6 +18,7 @@ from .startup_noise import quiet_lerobot_import
 
 quiet_lerobot_import()  # before anything imports LeRobot
 
+from .errors import LerobotPirlError, RecipeError
 from .flow_rl.adapter import FlowAdapterRegistry, FlowPolicyAdapter
 from .recipes.hookspecs import ENTRY_POINT_GROUP, hookimpl
 from .recipes.on_policy import (
@@ -31,7 +32,6 @@ from .recipes.protocol import BaseRecipe, Recipe, RecipeConfig
 from .recipes.registry import (
     DuplicateRecipeError,
     InvalidRecipeError,
-    RecipeError,
     RecipeRegistry,
     UnknownRecipeError,
     discover,
@@ -47,6 +47,7 @@ __all__ = [
     "FlowAdapterRegistry",
     "FlowPolicyAdapter",
     "InvalidRecipeError",
+    "LerobotPirlError",
     "OnPolicyConfig",
     "OnPolicyRecipe",
     "Recipe",

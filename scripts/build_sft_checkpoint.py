@@ -1,4 +1,4 @@
-"""Rebuild the SFT checkpoint shipped in the package: ``lerobot_pirl/demo/assets/pick_cube_sft/``.
+"""Rebuild the SFT checkpoint shipped in the package: ``lerobot_pirl/tasks/pick_cube/assets/pick_cube_sft/``.
 
 Collects noisy scripted-expert demonstrations on gym-hil PandaPickCube (random block), SFTs a tiny
 XVLA with the stock XVLA flow-matching loss, evaluates it over 100 deterministic episodes and
@@ -18,7 +18,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import torch  # noqa: E402
 
-from lerobot_pirl.demo.sft import SHIPPED_CHECKPOINT, SFTConfig, build_checkpoint  # noqa: E402
+from lerobot_pirl.tasks.pick_cube.sft import SHIPPED_CHECKPOINT, SFTConfig, build_checkpoint  # noqa: E402
 
 
 def main() -> None:

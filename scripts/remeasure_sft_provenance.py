@@ -16,8 +16,9 @@ os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
 
 import torch  # noqa: E402
 
-from lerobot_pirl.demo.evaluate import evaluate_policy, evaluation_env, load_for_evaluation  # noqa: E402
-from lerobot_pirl.demo.sft import PROVENANCE_FILE, SHIPPED_CHECKPOINT, SFTConfig  # noqa: E402
+from lerobot_pirl.runtime.flow_policy import load_flow_policy  # noqa: E402
+from lerobot_pirl.tasks.pick_cube.evaluate import evaluate_policy, evaluation_env  # noqa: E402
+from lerobot_pirl.tasks.pick_cube.sft import PROVENANCE_FILE, SHIPPED_CHECKPOINT, SFTConfig  # noqa: E402
 
 
 def main() -> None:
@@ -26,7 +27,7 @@ def main() -> None:
     path = SHIPPED_CHECKPOINT / PROVENANCE_FILE
     provenance = json.loads(path.read_text())
     env_config = evaluation_env(episode_length=config.max_episode_steps, physics_dt=config.eval_physics_dt)
-    policy, io = load_for_evaluation(SHIPPED_CHECKPOINT, env_config)
+    policy, io = load_flow_policy(SHIPPED_CHECKPOINT, env_config)
     result = evaluate_policy(policy, io, env_config, episodes=config.eval_episodes)
     provenance["sft_config"].update(
         eval_episodes=config.eval_episodes, eval_physics_dt=config.eval_physics_dt

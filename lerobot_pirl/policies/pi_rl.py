@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Literal, get_args
 import torch
 from torch import Tensor, nn
 
-from lerobot_pirl.flow_rl.adapter import FlowAdapterError, FlowPolicyAdapter
+from lerobot_pirl.flow_rl.adapter import FlowAdapterError, FlowAdapterRegistry, FlowPolicyAdapter
 from lerobot_pirl.flow_rl.algorithm import PiRLOutputs, pi_rl_loss, sample_chain, score_chain
 from lerobot_pirl.flow_rl.heads import PiRLHeads
 from lerobot_pirl.flow_rl.settings import NOISE_METHODS, PiRLLossConfig, PiRLSampling
@@ -272,18 +272,17 @@ def stock_policy_class(pi_rl_class: type[Any]) -> type[Any]:
     return bases[0]
 
 
-def adopt_pi_rl(policy: Any) -> Any:
+def adopt_pi_rl(policy: Any, adapters: FlowAdapterRegistry) -> Any:
     """Give a stock policy (e.g. from LeRobot's ``make_policy``) the πRL methods, in place.
 
-    The πRL class comes from the adapter registry by ``policy.config.type``. It adds no parameters
+    The πRL class comes from ``adapters`` (the installed flow adapters,
+    ``lerobot_pirl.recipes.registry.installed().adapters``) by ``policy.config.type``. It adds no parameters
     or buffers, so swapping the class keeps every weight, the state dict and the config as they are.
     """
     if isinstance(policy, PiRLMixin):
         return policy
-    from lerobot_pirl.recipes.registry import installed
-
     policy_type = getattr(getattr(policy, "config", None), "type", type(policy).__name__)
-    pi_rl_class = installed().adapters.resolve(policy_type).policy_class
+    pi_rl_class = adapters.resolve(policy_type).policy_class
     stock = stock_policy_class(pi_rl_class)
     if not isinstance(policy, stock):
         raise TypeError(

@@ -5,7 +5,7 @@ pretrained flow policy without touching its weights: a small SAC agent chooses t
 the policy's deterministic sampler starts from. Here the agent is LeRobot's ``gaussian_actor``
 trained by LeRobot's ``SACAlgorithm`` — this recipe is `SACRecipe` under another name, every
 update delegated — and the frozen XVLA lives in the env (``env.type = "pirl_dsrl"``,
-`lerobot_pirl.envs.dsrl`), which turns each noise action into H' env steps. So the learner is
+`lerobot_pirl.envs.noise_steered`), which turns each noise action into H' env steps. So the learner is
 LeRobot's SAC learner loop with its replay buffer, and the actor LeRobot's actor.
 
 When to prefer it to πRL: few env steps (off-policy, replayed data), a policy too large to

@@ -28,9 +28,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from torch import Tensor
 
-from ..runtime.security import config_problems as transport_config_problems
+from ..errors import RecipeError
 from .protocol import Recipe, RecipeConfig
-from .registry import RecipeError
 
 
 class TransitionRejectedError(RecipeError, ValueError):
@@ -114,7 +113,7 @@ class OnPolicyConfig(RecipeConfig):
                 problems.append(f"{name}={getattr(self, name)} (must be > 0 s)")
         if self.max_message_bytes < 1:
             problems.append(f"max_message_bytes={self.max_message_bytes} (must be ≥ 1)")
-        return problems + transport_config_problems(self)
+        return problems + transport_problems(self)
 
     def validate(self) -> None:
         """Raise one ValueError naming every bad field (called before anything starts).
@@ -219,6 +218,16 @@ _ON_POLICY_METHODS = (
     "sampler",
     "encode_decision",
 )
+
+
+def transport_problems(algo_cfg: Any) -> list[str]:
+    """Transport field combinations that can never work (checked with the rest of the config)."""
+    problems = []
+    if algo_cfg.tls_key_path is not None and algo_cfg.tls_cert_path is None:
+        problems.append("tls_key_path is set without tls_cert_path (the learner needs both)")
+    if algo_cfg.auth_token_env is not None and algo_cfg.auth_token_file is not None:
+        problems.append("auth_token_env and auth_token_file are both set (choose one token source)")
+    return problems
 
 
 def is_on_policy(recipe_cls: type[Any]) -> bool:

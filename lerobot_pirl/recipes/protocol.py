@@ -1,6 +1,6 @@
 """The `Recipe` contract: what a package implements to add an RL algorithm to LeRobot's learner.
 
-A recipe is a plain object. LeRobot never sees it directly: `lerobot_pirl.runtime.adapter` presents
+A recipe is a plain object. LeRobot never sees it directly: `lerobot_pirl.runtime.algorithm_adapter` presents
 it as an `RLAlgorithm`, so LeRobot's trainer, checkpointing and weight push work unchanged.
 """
 

@@ -19,9 +19,11 @@ from typing import Any
 import pluggy
 from lerobot.rl.algorithms.configs import RLAlgorithmConfig
 
+from ..errors import RecipeError
 from ..flow_rl.adapter import FlowAdapterRegistry
 from . import hookspecs
 from .hookspecs import ENTRY_POINT_GROUP, PROJECT_NAME
+from .on_policy import is_on_policy, missing_on_policy_members
 from .protocol import Recipe
 
 DISABLE_ENV_VAR = "LEROBOT_PIRL_DISABLE_PLUGINS"
@@ -35,10 +37,6 @@ _REQUIRED_METHODS = (
     "state_dict",
     "load_state_dict",
 )
-
-
-class RecipeError(Exception):
-    """Base for every recipe discovery, registration and resolution error."""
 
 
 class UnknownRecipeError(RecipeError, KeyError):
@@ -100,8 +98,6 @@ class RecipeRegistry:
                 f"recipe '{name}' ({where}) does not implement {', '.join(missing)} of the "
                 "lerobot_pirl.Recipe protocol (subclass lerobot_pirl.BaseRecipe for defaults)"
             )
-        from .on_policy import is_on_policy, missing_on_policy_members  # on_policy imports us
-
         if is_on_policy(recipe_cls) and (missing := missing_on_policy_members(recipe_cls)):
             raise InvalidRecipeError(
                 f"recipe '{name}' ({where}) has an OnPolicyConfig but does not implement "

@@ -17,13 +17,14 @@ from typing import Any
 
 import torch
 
-from ..recipes.registry import RecipeCatalog, RecipeEntry, RecipeError, installed
+from ..errors import LerobotPirlError
+from ..recipes.registry import RecipeCatalog, RecipeEntry, installed
 
 DEFAULT_RECIPE = "sac"
 THREADS_ENV_VAR = "LEROBOT_PIRL_TORCH_THREADS"
 
 
-class RecipeSelectionError(RecipeError):
+class RecipeSelectionError(LerobotPirlError):
     pass
 
 
@@ -169,6 +170,15 @@ def require_tracking(cfg: Any) -> None:
         raise RecipeSelectionError("wandb.enable=true needs wandb.project (the W&B project to log to)")
 
 
+def tls_keygen(out: Path, hosts: list[str]) -> None:
+    """``lerobot-pirl tls-keygen``: a self-signed certificate and key for the learner's addresses."""
+    from .security import generate_self_signed
+
+    cert, key = generate_self_signed(out, hosts)
+    print(f"certificate {cert} (copy to the actors), private key {key} (the learner only)")
+    print(f"valid for {', '.join(hosts)}")
+
+
 def run_main(argv: Sequence[str] | None, run: Callable[[RecipeEntry, list[str]], None], role: str) -> int:
     """Shared body of the console scripts: errors become one clear line and exit code 2."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -176,7 +186,7 @@ def run_main(argv: Sequence[str] | None, run: Callable[[RecipeEntry, list[str]],
         _, args = configure_torch_threads(args)
         entry, args = select_recipe(args, installed())
         run(entry, args)
-    except RecipeError as exc:  # bad input: one clear line, not a traceback
+    except LerobotPirlError as exc:  # bad input: one clear line, not a traceback
         print(f"lerobot-pirl-{role}: error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -24,13 +24,13 @@ from lerobot.envs import make_env
 from lerobot.envs.configs import EnvConfig, HILSerlRobotEnvConfig
 from lerobot.utils.import_utils import register_third_party_plugins
 
-from ..recipes.registry import RecipeError
+from ..errors import LerobotPirlError
 
 ENV_ENTRY_POINT_GROUP = "lerobot_pirl.envs"
 """Entry-point group of modules that register ``EnvConfig`` types (this package's own among them)."""
 
 
-class EnvConfigError(RecipeError, ValueError):
+class EnvConfigError(LerobotPirlError, ValueError):
     """The config's ``env`` block cannot drive this recipe; the message says what to change."""
 
 

@@ -5,7 +5,7 @@
 
 Takes a stock LeRobot 0.6 learner config; ``recipe`` (JSON key or ``--recipe``) defaults to
 ``sac``. On-policy recipes (config subclassing `OnPolicyConfig`: pi-rl, and yours) run in
-`lerobot_pirl.runtime.on_policy`; all others in LeRobot's own learner loop.
+`lerobot_pirl.runtime.on_policy_learner`; all others in LeRobot's own learner loop.
 ``--torch_threads=N`` sets this process's torch threads.
 """
 
@@ -24,7 +24,7 @@ def _run(entry: RecipeEntry, args: list[str]) -> None:
     cfg = seam.parse_train_config(args)
     require_tracking(cfg)
     if is_on_policy(entry.recipe_cls):
-        from .on_policy import run_on_policy_learner
+        from .on_policy_learner import run_on_policy_learner
 
         run_on_policy_learner(cfg)
     else:

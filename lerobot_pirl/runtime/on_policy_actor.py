@@ -35,7 +35,7 @@ from lerobot.utils.random_utils import set_seed
 from lerobot.utils.utils import init_logging
 
 from ..recipes.on_policy import ActorDecision, OnPolicyRecipe
-from . import seam
+from . import seam, transport
 from .envs import EnvConfigError, make_envs, require_env_factory, step_env, task_description
 from .processors import PolicyIO
 from .security import actor_security
@@ -57,8 +57,8 @@ def run_on_policy_actor(cfg: seam.RecipeTrainConfig, actor_id: int) -> dict[str,
     device = str(cfg.policy.device)
     shutdown = ProcessSignalHandler(use_threads=True).shutdown_event
 
-    def connect() -> seam.ActorLink:
-        return seam.connect_actor(
+    def connect() -> transport.ActorLink:
+        return transport.connect_actor(
             algo_cfg.learner_host,
             algo_cfg.learner_port,
             shutdown,
@@ -87,7 +87,7 @@ def run_on_policy_actor(cfg: seam.RecipeTrainConfig, actor_id: int) -> dict[str,
             if sender.link.broken():  # the learner went away: reconnect, resend what is queued
                 try:
                     sender.reconnect(connect)
-                except seam.LearnerUnavailableError:
+                except transport.LearnerUnavailableError:
                     if shutdown.is_set():
                         break  # stopped while waiting: a clean stop (what was kept is counted lost)
                     raise
@@ -138,7 +138,7 @@ class _EpisodeSender:
     lost + still queued, always).
     """
 
-    def __init__(self, link: seam.ActorLink, actor_id: int, max_message_bytes: int) -> None:
+    def __init__(self, link: transport.ActorLink, actor_id: int, max_message_bytes: int) -> None:
         self.link, self.actor_id, self.max_message_bytes = link, actor_id, max_message_bytes
         self.counters = {
             "episodes_queued": 0,
@@ -494,7 +494,7 @@ def _stack_raw(raws: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _load_weights(
-    link: seam.ActorLink,
+    link: transport.ActorLink,
     recipe: OnPolicyRecipe,
     shutdown: Any,
     *,
@@ -510,7 +510,7 @@ def _load_weights(
     deadline = time.monotonic() + timeout
     while True:
         if link.refusal is not None:
-            raise seam.LearnerRefusedError(link.refusal)
+            raise transport.LearnerRefusedError(link.refusal)
         payload = get_last_item_from_queue(link.parameters, block=False)
         if payload is not None:
             if before_load is not None:
@@ -522,7 +522,7 @@ def _load_weights(
         time.sleep(0.05)
 
 
-def _drain(link: seam.ActorLink, *, episodes: int, timeout: float) -> None:
+def _drain(link: transport.ActorLink, *, episodes: int, timeout: float) -> None:
     """Wait (at most ``timeout`` s) until gRPC has taken all ``episodes`` queued episodes and the
     interaction messages are out, so a clean stop loses nothing while the learner is reachable."""
     deadline = time.monotonic() + timeout

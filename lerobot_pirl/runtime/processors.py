@@ -16,7 +16,7 @@ bundled copy when there is one.
 
 The env side: ``env_cfg.get_env_processors()``, the env type's own pipelines. LeRobot's
 ``make_env_pre_post_processors`` is not used because for every XVLA policy it returns LIBERO's
-pipelines whatever the env (pinned in ``tests/rl/test_seam.py``).
+pipelines whatever the env (pinned in ``tests/runtime/test_seam.py``).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from lerobot.envs.utils import preprocess_observation
 from lerobot.policies import make_pre_post_processors
 from lerobot.utils.constants import ACTION
 
-from ..recipes.registry import RecipeError
+from ..errors import LerobotPirlError
 
 PREPROCESSOR_FILE = "policy_preprocessor.json"
 TOKENIZER_STEP = "tokenizer_processor"  # ProcessorStepRegistry name of TokenizerProcessorStep
@@ -41,7 +41,7 @@ DEVICE_STEP = "device_processor"
 BUNDLED_TOKENIZER_DIR = "tokenizer"
 
 
-class ProcessorError(RecipeError, ValueError):
+class ProcessorError(LerobotPirlError, ValueError):
     """A checkpoint or config whose processors cannot be built; the message says what to do."""
 
 

@@ -24,10 +24,11 @@ from typing import Any
 
 import grpc
 
-from ..recipes.registry import RecipeError
+from ..errors import LerobotPirlError
+from ..recipes.on_policy import transport_problems
 
 
-class TransportConfigError(RecipeError, ValueError):
+class TransportConfigError(LerobotPirlError, ValueError):
     """TLS or token settings that cannot work; the message names each field."""
 
 
@@ -66,16 +67,6 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def config_problems(algo_cfg: Any) -> list[str]:
-    """Field combinations that can never work (checked with the rest of the config)."""
-    problems = []
-    if algo_cfg.tls_key_path is not None and algo_cfg.tls_cert_path is None:
-        problems.append("tls_key_path is set without tls_cert_path (the learner needs both)")
-    if algo_cfg.auth_token_env is not None and algo_cfg.auth_token_file is not None:
-        problems.append("auth_token_env and auth_token_file are both set (choose one token source)")
-    return problems
-
-
 def _read(path: str | None, field: str, problems: list[str]) -> bytes | None:
     if path is None:
         return None
@@ -103,7 +94,7 @@ def _token(algo_cfg: Any, problems: list[str]) -> str | None:
 
 def learner_security(algo_cfg: Any) -> TransportSecurity:
     """The learner's certificate, key and token; every problem named before anything binds."""
-    problems = config_problems(algo_cfg)
+    problems = transport_problems(algo_cfg)
     certificate = _read(algo_cfg.tls_cert_path, "tls_cert_path", problems)
     private_key = _read(algo_cfg.tls_key_path, "tls_key_path", problems)
     if certificate is not None and algo_cfg.tls_key_path is None:
@@ -128,7 +119,7 @@ def learner_security(algo_cfg: Any) -> TransportSecurity:
 
 def actor_security(algo_cfg: Any) -> TransportSecurity:
     """The actor's trusted CA (``tls_ca_path``, else the learner's own certificate) and token."""
-    problems = config_problems(algo_cfg)
+    problems = transport_problems(algo_cfg)
     trusted = _read(algo_cfg.tls_ca_path or algo_cfg.tls_cert_path, "tls_ca_path", problems)
     security = TransportSecurity(None, None, trusted, _token(algo_cfg, problems))
     if problems:

@@ -8,7 +8,7 @@ import subprocess
 
 from helpers.benchmarks import load_benchmark
 
-from lerobot_pirl.demo.dsrl import DSRL_SETTINGS
+from lerobot_pirl.tasks.pick_cube.configs import DSRL_SETTINGS
 
 TINY = {
     "batch_size": 8,

@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
 import sac_pick_cube  # noqa: E402
 
-from lerobot_pirl.demo.sft import SFTConfig, collect_demonstrations  # noqa: E402
+from lerobot_pirl.tasks.pick_cube.sft import SFTConfig, collect_demonstrations  # noqa: E402
 
 TINY = {
     "batch_size": 16,

@@ -14,14 +14,15 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from lerobot.policies.xvla.modeling_xvla import XVLAPolicy  # noqa: E402
 
-from lerobot_pirl.demo.evaluate import evaluate_policy, evaluation_env, load_for_evaluation  # noqa: E402
-from lerobot_pirl.demo.sft import (  # noqa: E402
+from lerobot_pirl.envs.pick_cube import ACTION_DIM, STATE_DIM  # noqa: E402
+from lerobot_pirl.runtime.flow_policy import load_flow_policy  # noqa: E402
+from lerobot_pirl.tasks.pick_cube.evaluate import evaluate_policy, evaluation_env  # noqa: E402
+from lerobot_pirl.tasks.pick_cube.sft import (  # noqa: E402
     PROVENANCE_FILE,
     SHIPPED_CHECKPOINT,
     SFTConfig,
     collect_demonstrations,
 )
-from lerobot_pirl.envs.pick_cube import ACTION_DIM, STATE_DIM  # noqa: E402
 
 PROVENANCE = json.loads((SHIPPED_CHECKPOINT / PROVENANCE_FILE).read_text())
 
@@ -47,7 +48,7 @@ def test_shipped_checkpoint_success_rate_matches_its_provenance():
     evaluation = PROVENANCE["evaluation"]
     torch.manual_seed(0)
     env = evaluation_env(episode_length=evaluation["max_episode_steps"], physics_dt=evaluation["physics_dt"])
-    policy, io = load_for_evaluation(SHIPPED_CHECKPOINT, env)
+    policy, io = load_flow_policy(SHIPPED_CHECKPOINT, env)
     result = evaluate_policy(policy, io, env, episodes=evaluation["episodes"])
     # MuJoCo's contacts and torch's kernels differ in their last bits between CPU models (their
     # vector instruction paths), and an episode that ends near the success line can flip: the
@@ -79,7 +80,7 @@ def test_demonstrations_are_reproducible_successful_expert_episodes():
 
 def _demo(tmp_path, *args):
     return subprocess.run(
-        [sys.executable, "-m", "lerobot_pirl.demo.cli", "demo", "--no-progress", *args],
+        [sys.executable, "-m", "lerobot_pirl.commands", "demo", "--no-progress", *args],
         capture_output=True,
         text=True,
         timeout=400,
@@ -128,13 +129,13 @@ def _check_lerobots_evaluator_agrees_with_ours(pretrained):
     """LeRobot's ``eval_policy`` on the fine-tuned checkpoint counts what our evaluator counts."""
     from helpers.evaluation import assert_same_success_rate
 
-    from lerobot_pirl.demo.evaluate import EVAL_SEED_OFFSET
     from lerobot_pirl.runtime.lerobot_eval import eval_checkpoint
+    from lerobot_pirl.tasks.pick_cube.evaluate import EVAL_SEED_OFFSET
 
     episodes = 30
     env = evaluation_env(episode_length=50, physics_dt=0.005)
     stock = eval_checkpoint(pretrained, env, n_episodes=episodes, start_seed=EVAL_SEED_OFFSET)
-    policy, io = load_for_evaluation(pretrained, env)
+    policy, io = load_flow_policy(pretrained, env)
     ours = evaluate_policy(policy, io, env, episodes=episodes, sampler="native")
     assert_same_success_rate(stock, ours, episodes)
 
@@ -152,7 +153,7 @@ def _check_lerobot_loads_the_fine_tuned_checkpoint(pretrained):
     stock = XVLAPolicy.from_pretrained(str(pretrained)).eval()
     pre, post = make_pre_post_processors(stock.config, pretrained_path=str(pretrained))
     env = evaluation_env(episode_length=10, physics_dt=0.005)
-    policy, io = load_for_evaluation(pretrained, env)  # the actor's path (runtime.processors)
+    policy, io = load_flow_policy(pretrained, env)  # the actor's path (runtime.processors)
     [vec] = make_envs(env, 1)
     try:
         raw, _ = vec.reset(seed=[3])
@@ -192,7 +193,7 @@ def test_evaluation_does_not_depend_on_how_episodes_are_batched():
     """Each evaluation episode has its own reset seed and start-noise stream: one env at a time
     and four at a time give the same successes, returns and episode lengths."""
     env = evaluation_env(episode_length=20, physics_dt=0.005)
-    policy, io = load_for_evaluation(SHIPPED_CHECKPOINT, env)
+    policy, io = load_flow_policy(SHIPPED_CHECKPOINT, env)
     one = evaluate_policy(policy, io, env, episodes=6, batch_envs=1)
     torch.manual_seed(123)  # nothing may come from the global RNG either
     four = evaluate_policy(policy, io, env, episodes=6, batch_envs=4)

@@ -10,11 +10,11 @@ import torch
 from lerobot.envs import make_env
 from lerobot.policies.xvla.modeling_xvla import XVLAPolicy
 
-from lerobot_pirl.demo.evaluate import load_for_evaluation
-from lerobot_pirl.demo.sft import SHIPPED_CHECKPOINT
-from lerobot_pirl.envs.dsrl import DSRLEnvConfig, NoiseLayout, noise_layout
+from lerobot_pirl.envs.noise_steered import DSRLEnvConfig, NoiseLayout, noise_layout
 from lerobot_pirl.envs.pick_cube import PickCubeEnvConfig
 from lerobot_pirl.runtime.envs import make_envs, step_env, task_description
+from lerobot_pirl.runtime.flow_policy import load_flow_policy
+from lerobot_pirl.tasks.pick_cube.sft import SHIPPED_CHECKPOINT
 
 INNER = {"type": "pirl_pick_cube", "episode_length": 20}
 
@@ -61,7 +61,7 @@ def test_zero_noise_action_runs_the_frozen_policys_deterministic_chunk() -> None
     its H' steps, rewards summed, are exactly those steps in the inner env."""
     env = _env()
     observation, _ = env.reset()
-    policy, io = load_for_evaluation(SHIPPED_CHECKPOINT, PickCubeEnvConfig(episode_length=20))
+    policy, io = load_flow_policy(SHIPPED_CHECKPOINT, PickCubeEnvConfig(episode_length=20))
     [inner] = make_envs(PickCubeEnvConfig(episode_length=20), 1)
     raw, _ = inner.reset(seed=[0])  # the env's first reset is seeded with env.seed = 0
     assert np.array_equal(observation["agent_pos"], raw["agent_pos"][0])

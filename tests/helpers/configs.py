@@ -79,7 +79,7 @@ def pi_rl_learner_config(
 ) -> dict:
     """A LeRobot learner config for a tiny offline XVLA with ``recipe: pi-rl`` (3-D state by default;
     ``policy`` overrides fields of the tiny XVLA config, e.g. its ``device``)."""
-    from lerobot_pirl.demo.configs import tiny_pi_rl_config
+    from lerobot_pirl.tasks.pick_cube.configs import tiny_pi_rl_config
 
     return tiny_pi_rl_config(
         output_dir, port, state_dim=state_dim, action_dim=action_dim, policy=policy, **algorithm

@@ -16,6 +16,7 @@ from lerobot.policies.xvla.modeling_xvla import XVLAModel, XVLAPolicy
 
 from lerobot_pirl.policies import PiRLXVLAPolicy, XVLAFlowAdapter, adopt_pi_rl
 from lerobot_pirl.policies.tiny_xvla import tiny_xvla_config
+from lerobot_pirl.recipes.registry import installed
 
 HIDDEN = 32
 
@@ -91,7 +92,9 @@ def test_action_space_postprocess_keeps_a_prefix_of_the_model_dims(action_mode, 
     model = policy.model
     x = torch.randn(2, CHUNK, model.dim_action)
     out = model.action_space.postprocess(x)
-    adapter = XVLAFlowAdapter(adopt_pi_rl(stock_policy(action_mode=action_mode, action_dim=action_dim)))
+    adapter = XVLAFlowAdapter(
+        adopt_pi_rl(stock_policy(action_mode=action_mode, action_dim=action_dim), installed().adapters)
+    )
     assert out.shape[-1] == adapter.real_action_dim == action_dim
     kept = [d for d in range(out.shape[-1]) if action_mode != "ee6d" or d not in (9, 19)]
     assert torch.equal(out[..., kept], x[..., kept])  # ee6d squashes only its two gripper channels
@@ -114,13 +117,13 @@ def test_class_swap_onto_a_stock_policy_keeps_weights_state_dict_and_config() ->
     policy = stock_policy()
     before = {k: v.clone() for k, v in policy.state_dict().items()}
     config = policy.config
-    adopted = adopt_pi_rl(policy)
+    adopted = adopt_pi_rl(policy, installed().adapters)
     assert adopted is policy and type(policy) is PiRLXVLAPolicy and policy.config is config
     after = policy.state_dict()
     assert list(after) == list(before) and all(torch.equal(after[k], before[k]) for k in before)
     assert PiRLXVLAPolicy.name == XVLAPolicy.name == "xvla"
     with pytest.raises(TypeError, match="needs a XVLAPolicy"):
-        adopt_pi_rl(_NotXVLA())
+        adopt_pi_rl(_NotXVLA(), installed().adapters)
 
 
 class _NotXVLA(torch.nn.Module):

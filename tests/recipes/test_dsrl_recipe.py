@@ -19,11 +19,11 @@ from lerobot.policies.gaussian_actor.modeling_gaussian_actor import GaussianActo
 from lerobot.rl.algorithms.sac import SACAlgorithm, SACAlgorithmConfig
 
 from lerobot_pirl import discover
-from lerobot_pirl.demo.configs import dsrl_config
-from lerobot_pirl.demo.sft import SHIPPED_CHECKPOINT
 from lerobot_pirl.recipes.dsrl import DSRLConfig, DSRLRecipe
 from lerobot_pirl.runtime import seam
-from lerobot_pirl.runtime.adapter import algorithm_class
+from lerobot_pirl.runtime.algorithm_adapter import algorithm_class
+from lerobot_pirl.tasks.pick_cube.configs import dsrl_config
+from lerobot_pirl.tasks.pick_cube.sft import SHIPPED_CHECKPOINT
 
 STATE_DIM, NOISE_DIM, BATCH = 21, 16, 16
 
@@ -156,7 +156,7 @@ def test_demo_trains_the_noise_agent_with_lerobots_learner_and_actor_and_leaves_
     frozen_before = _digest(SHIPPED_CHECKPOINT)
     out = tmp_path / "demo"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MUJOCO_GL": "osmesa", "PYOPENGL_PLATFORM": "osmesa"}
-    command = [sys.executable, "-m", "lerobot_pirl.demo.cli", "demo", "--recipe", "dsrl"]
+    command = [sys.executable, "-m", "lerobot_pirl.commands", "demo", "--recipe", "dsrl"]
     command += ["--env-steps", "300", "--eval-episodes", "3", "--output-dir", str(out), "--no-progress"]
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=540)
     assert done.returncode == 0, done.stderr[-3000:]

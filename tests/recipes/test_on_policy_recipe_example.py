@@ -171,7 +171,7 @@ def test_the_example_trains_in_the_real_learner_and_actor_processes(
 
     from lerobot.policies.gaussian_actor.modeling_gaussian_actor import GaussianActorPolicy
 
-    from lerobot_pirl.demo.configs import learner_config
+    from lerobot_pirl.tasks.pick_cube.configs import learner_config
 
     output_dir = tmp_path / "out"
     data = learner_config(_policy_config(), output_dir, free_port(), env={"episode_length": 10})

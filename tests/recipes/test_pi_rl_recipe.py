@@ -169,9 +169,13 @@ def test_resume_through_lerobot_checkpoint_files_is_exact(tmp_path) -> None:
 
     from lerobot_pirl import discover
     from lerobot_pirl.runtime import seam
-    from lerobot_pirl.runtime.adapter import algorithm_class
+    from lerobot_pirl.runtime.algorithm_adapter import algorithm_class
     from lerobot_pirl.runtime.cli import select_recipe
-    from lerobot_pirl.runtime.on_policy import CheckpointError, restore_checkpoint, save_run_checkpoint
+    from lerobot_pirl.runtime.on_policy_learner import (
+        CheckpointError,
+        restore_checkpoint,
+        save_run_checkpoint,
+    )
 
     data = pi_rl_learner_config(tmp_path / "out", free_port())
     _, args = select_recipe([f"--config_path={write_json(tmp_path / 'c.json', data)}"], discover(blocked=()))

@@ -8,7 +8,7 @@ from lerobot.policies.gaussian_actor.modeling_gaussian_actor import GaussianActo
 from lerobot.rl.algorithms.sac import SACAlgorithm, SACAlgorithmConfig
 
 from lerobot_pirl import discover
-from lerobot_pirl.runtime.adapter import algorithm_class
+from lerobot_pirl.runtime.algorithm_adapter import algorithm_class
 
 STATE_DIM, ACTION_DIM, BATCH, UPDATES = 4, 2, 16, 6
 

@@ -171,12 +171,12 @@ def test_every_actor_receives_every_weight_push() -> None:
 
     from lerobot.transport.utils import state_to_bytes
 
-    from lerobot_pirl.runtime import seam
+    from lerobot_pirl.runtime import transport
 
     port = free_port()
     shutdown = _threading.Event()
-    weights = seam.LatestWeights()
-    server = seam.start_learner_server(
+    weights = transport.LatestWeights()
+    server = transport.start_learner_server(
         "127.0.0.1",
         port,
         shutdown_event=shutdown,
@@ -205,11 +205,11 @@ def test_every_actor_receives_every_weight_push() -> None:
 def _serve(max_actors: int):
     import threading as _threading
 
-    from lerobot_pirl.runtime import seam
+    from lerobot_pirl.runtime import transport
 
-    port, shutdown, weights = free_port(), _threading.Event(), seam.LatestWeights()
+    port, shutdown, weights = free_port(), _threading.Event(), transport.LatestWeights()
     transitions: Queue = Queue()
-    server = seam.start_learner_server(
+    server = transport.start_learner_server(
         "127.0.0.1",
         port,
         shutdown_event=shutdown,
@@ -240,7 +240,7 @@ def _raw_parameter_stream(port: int):
 
 @pytest.mark.timeout(180)
 def test_eight_actors_get_every_push_and_deliver_everything_and_a_ninth_is_refused() -> None:
-    """Eight actors, each with the actor's own three streams (``seam.connect_actor``), at the
+    """Eight actors, each with the actor's own three streams (``transport.connect_actor``), at the
     configured maximum: all are served every push and every episode they send arrives. A ninth is
     refused at its handshake with an error naming ``max_actors``, and a parameter stream opened
     past the handshake is refused too (RESOURCE_EXHAUSTED), never left waiting."""
@@ -249,14 +249,14 @@ def test_eight_actors_get_every_push_and_deliver_everything_and_a_ninth_is_refus
     import grpc
     from lerobot.transport.utils import bytes_to_state_dict, state_to_bytes
 
-    from lerobot_pirl.runtime import seam
+    from lerobot_pirl.runtime import transport
 
     actors, episodes_each = 8, 2
     port, shutdown, weights, received, server = _serve(max_actors=actors)
     stops = [_threading.Event() for _ in range(actors)]
     channel, links = None, []
     try:
-        links = [seam.connect_actor("127.0.0.1", port, stop, 0.1, attempts=5) for stop in stops]
+        links = [transport.connect_actor("127.0.0.1", port, stop, 0.1, attempts=5) for stop in stops]
         for version in range(3):
             weights.publish(state_to_bytes({"w": torch.full((2,), float(version))}))
             for link in links:  # each push reaches every actor (bounded wait)
@@ -269,8 +269,10 @@ def test_eight_actors_get_every_push_and_deliver_everything_and_a_ninth_is_refus
         markers = sorted(bytes_to_transitions(p)[0]["reward"] for p in payloads)
         assert markers == sorted(float(100 * a + e) for a in range(actors) for e in range(episodes_each))
 
-        with pytest.raises(seam.LearnerRefusedError, match=r"already serves algorithm.max_actors=8 actors"):
-            seam.connect_actor("127.0.0.1", port, _threading.Event(), 0.1, attempts=5)
+        with pytest.raises(
+            transport.LearnerRefusedError, match=r"already serves algorithm.max_actors=8 actors"
+        ):
+            transport.connect_actor("127.0.0.1", port, _threading.Event(), 0.1, attempts=5)
         channel, _, refused = _raw_parameter_stream(port)
         assert isinstance(refused, grpc.RpcError)
         assert refused.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "max_actors=8" in refused.details()

@@ -16,16 +16,16 @@ import numpy as np
 import pytest
 from helpers.evaluation import assert_same_success_rate
 
-from lerobot_pirl.demo.evaluate import (
+from lerobot_pirl.envs import PickCubeEnvConfig
+from lerobot_pirl.runtime.envs import make_envs, step_env
+from lerobot_pirl.runtime.flow_policy import load_flow_policy
+from lerobot_pirl.runtime.lerobot_eval import env_processors, eval_checkpoint
+from lerobot_pirl.tasks.pick_cube.evaluate import (
     EVAL_SEED_OFFSET,
     evaluate_policy,
     evaluation_env,
-    load_for_evaluation,
 )
-from lerobot_pirl.demo.sft import SHIPPED_CHECKPOINT
-from lerobot_pirl.envs import PickCubeEnvConfig
-from lerobot_pirl.runtime.envs import make_envs, step_env
-from lerobot_pirl.runtime.lerobot_eval import env_processors, eval_checkpoint
+from lerobot_pirl.tasks.pick_cube.sft import SHIPPED_CHECKPOINT
 
 
 def test_pick_cube_reports_is_success_each_step_and_in_final_info() -> None:
@@ -60,7 +60,7 @@ def test_lerobots_eval_policy_agrees_with_our_evaluator_on_the_shipped_checkpoin
     episodes = 40
     env = evaluation_env(episode_length=50, physics_dt=0.005)
     stock = eval_checkpoint(SHIPPED_CHECKPOINT, env, n_episodes=episodes, start_seed=EVAL_SEED_OFFSET)
-    policy, io = load_for_evaluation(SHIPPED_CHECKPOINT, env)
+    policy, io = load_flow_policy(SHIPPED_CHECKPOINT, env)
     # Stock select_action runs XVLA's own sampler from random noise: compare with ours run natively.
     ours = evaluate_policy(policy, io, env, episodes=episodes, sampler="native")
     assert 0.05 < ours.success_rate < 0.7  # the shipped few-shot SFT checkpoint (31 % recorded)
@@ -76,7 +76,7 @@ def test_lerobot_pirl_eval_is_lerobot_eval_on_our_env_types(tmp_path) -> None:
         [
             sys.executable,
             "-m",
-            "lerobot_pirl.demo.cli",
+            "lerobot_pirl.commands",
             "eval",
             f"--policy.path={SHIPPED_CHECKPOINT}",
             "--env.type=pirl_pick_cube",

@@ -15,9 +15,9 @@ import pytest
 from helpers.configs import free_port, write_json
 from helpers.learner_process import checkpoint_steps, train_with_one_actor
 
-from lerobot_pirl.demo.configs import pretrained_pi_rl_config
-from lerobot_pirl.demo.sft import SHIPPED_CHECKPOINT
 from lerobot_pirl.runtime.cli import RecipeSelectionError, require_tracking
+from lerobot_pirl.tasks.pick_cube.configs import pretrained_pi_rl_config
+from lerobot_pirl.tasks.pick_cube.sft import SHIPPED_CHECKPOINT
 
 
 def _config(tmp_path: Path, **wandb: object) -> tuple[Path, Path]:

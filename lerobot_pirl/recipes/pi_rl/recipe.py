@@ -22,6 +22,7 @@ from lerobot.utils.transition import Transition, move_state_dict_to_device
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
+from ...errors import RecipeError
 from ...flow_rl import (
     FlowAdapterError,
     FlowAdapterRegistry,
@@ -43,7 +44,7 @@ from ...policies import (
 )
 from ..hookspecs import hookimpl
 from ..on_policy import ActorDecision
-from ..registry import RecipeError, RecipeRegistry
+from ..registry import RecipeRegistry, installed
 from .config import PiRLConfig
 from .rollout import Rollout, RolloutAssembler
 from .transitions import PiRLTransitionError, RecordLayout, decode_decision, encode_decision
@@ -64,7 +65,7 @@ class PiRLRecipe:
         config.validate()
         self.config = config
         try:
-            self.policy = adopt_pi_rl(policy)
+            self.policy = adopt_pi_rl(policy, installed().adapters)
         except FlowAdapterError as exc:
             policy_type = getattr(getattr(policy, "config", None), "type", type(policy).__name__)
             raise PolicyNotSupportedError(

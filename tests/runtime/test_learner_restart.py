@@ -104,7 +104,7 @@ def test_resume_without_a_checkpoint_is_refused(tmp_path: Path) -> None:
 
 def test_env_step_counter_resumes_from_the_checkpoint_metrics(tmp_path: Path) -> None:
     """``max_env_steps`` budgets survive a restart: the counter comes back from training_step.json."""
-    from lerobot_pirl.runtime.on_policy import _restored_env_steps
+    from lerobot_pirl.runtime.on_policy_learner import _restored_env_steps
 
     state_dir = tmp_path / "training_state"
     state_dir.mkdir()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from helpers.configs import free_port, write_json
 
-from lerobot_pirl.demo.configs import tiny_pi_rl_config
+from lerobot_pirl.tasks.pick_cube.configs import tiny_pi_rl_config
 
 PLUGIN = textwrap.dedent(
     '''

@@ -12,8 +12,8 @@ from lerobot.transport.utils import transitions_to_bytes
 from lerobot_pirl.recipes.pi_rl.recipe import PiRLRecipe
 from lerobot_pirl.recipes.pi_rl.transitions import RECORD, PiRLTransitionError, RecordLayout, decode_decision
 from lerobot_pirl.recipes.registry import RecipeEntry
-from lerobot_pirl.runtime.adapter import RecipeUpdateError, algorithm_class
-from lerobot_pirl.runtime.on_policy import _drain_transitions
+from lerobot_pirl.runtime.algorithm_adapter import RecipeUpdateError, algorithm_class
+from lerobot_pirl.runtime.on_policy_learner import _drain_transitions
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from lerobot.transport.utils import (
 )
 from torch.multiprocessing import Queue
 
-from lerobot_pirl.runtime import seam
+from lerobot_pirl.runtime import transport
 from lerobot_pirl.runtime.security import (
     TokenInterceptor,
     TransportConfigError,
@@ -58,9 +58,9 @@ class _Learner:
     """LeRobot's LearnerService as the on-policy learner serves it, with security."""
 
     def __init__(self, security: TransportSecurity) -> None:
-        self.port, self.shutdown, self.weights = free_port(), threading.Event(), seam.LatestWeights()
+        self.port, self.shutdown, self.weights = free_port(), threading.Event(), transport.LatestWeights()
         self.transitions: Queue = Queue()
-        self.server = seam.start_learner_server(
+        self.server = transport.start_learner_server(
             "127.0.0.1",
             self.port,
             shutdown_event=self.shutdown,
@@ -83,7 +83,7 @@ def _episode(marker: float) -> bytes:
     return transitions_to_bytes([marked_transition(marker)])
 
 
-def _close(link: seam.ActorLink, stop: threading.Event) -> None:
+def _close(link: transport.ActorLink, stop: threading.Event) -> None:
     stop.set()
     link.stop_senders()
     for thread in link.threads:
@@ -99,7 +99,7 @@ def test_tls_with_the_right_token_serves_weights_and_delivers_episodes(certifica
     fields = dict(tls_cert_path=str(cert), tls_key_path=str(key), auth_token_env="PIRL_TEST_TOKEN")
     learner = _Learner(learner_security(_settings(**fields)))
     stop = threading.Event()
-    link = seam.connect_actor(
+    link = transport.connect_actor(
         "localhost", learner.port, stop, 0.1, attempts=3, security=actor_security(_settings(**fields))
     )
     try:
@@ -118,8 +118,12 @@ def test_a_wrong_or_missing_token_is_refused_before_anything_is_read(certificate
     learner = _Learner(TransportSecurity(cert.read_bytes(), key.read_bytes(), None, TOKEN))
     client = TransportSecurity(None, None, cert.read_bytes(), offered)
     try:
-        with pytest.raises(seam.LearnerRefusedError, match=r"refused this actor: missing or wrong token"):
-            seam.connect_actor("127.0.0.1", learner.port, threading.Event(), 0.1, attempts=3, security=client)
+        with pytest.raises(
+            transport.LearnerRefusedError, match=r"refused this actor: missing or wrong token"
+        ):
+            transport.connect_actor(
+                "127.0.0.1", learner.port, threading.Event(), 0.1, attempts=3, security=client
+            )
         # An upload straight past the handshake: refused by the interceptor, nothing reaches the queue.
         from lerobot.transport import services_pb2, services_pb2_grpc
         from lerobot.transport.utils import send_bytes_in_chunks
@@ -145,7 +149,7 @@ def test_a_plaintext_actor_cannot_talk_to_a_tls_learner(certificate) -> None:
     learner = _Learner(TransportSecurity(cert.read_bytes(), key.read_bytes(), None, None))
     try:
         with pytest.raises(ConnectionError, match=r"no learner answered .* needs algorithm.tls_ca_path"):
-            seam.connect_actor("127.0.0.1", learner.port, threading.Event(), 0.1, attempts=1)
+            transport.connect_actor("127.0.0.1", learner.port, threading.Event(), 0.1, attempts=1)
     finally:
         learner.close()
 

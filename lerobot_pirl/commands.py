@@ -1,4 +1,9 @@
-"""``lerobot-pirl``: the project's own commands (``demo``, ``eval``, ``tls-keygen``)."""
+"""``lerobot-pirl``: the project's own commands.
+
+* ``demo``: the embedded PandaPickCube demo (``lerobot_pirl.demo``);
+* ``eval``: LeRobot's ``lerobot-eval`` with this package's env types (``runtime.lerobot_eval``);
+* ``tls-keygen``: a self-signed certificate for the learner's TLS (``runtime.cli.tls_keygen``).
+"""
 
 from __future__ import annotations
 
@@ -9,9 +14,10 @@ import signal
 import sys
 from pathlib import Path
 
-from ..recipes.pi_rl.config import NOISE_METHODS
-from .run import DemoConfig, DemoError, run_demo
-from .sft import SHIPPED_CHECKPOINT
+from lerobot_pirl.demo.pi_rl_demo import DemoConfig, run_demo
+from lerobot_pirl.demo.processes import DemoError
+from lerobot_pirl.flow_rl.settings import NOISE_METHODS
+from lerobot_pirl.tasks.pick_cube.sft import SHIPPED_CHECKPOINT
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -89,15 +95,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _tls_keygen(args: argparse.Namespace) -> None:
-    from ..runtime.security import generate_self_signed
-
-    hosts = args.host or ["localhost", "127.0.0.1"]
-    cert, key = generate_self_signed(args.out, hosts)
-    print(f"certificate {cert} (copy to the actors), private key {key} (the learner only)")
-    print(f"valid for {', '.join(hosts)}")
-
-
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -105,13 +102,15 @@ def _interrupt(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["eval"]:  # every flag is lerobot-eval's: its own parser reads them
-        from ..runtime.lerobot_eval import main as lerobot_eval
+        from lerobot_pirl.runtime.lerobot_eval import main as lerobot_eval
 
         lerobot_eval(argv[1:])
         return
     args = _parser().parse_args(argv)
     if args.command == "tls-keygen":
-        _tls_keygen(args)
+        from lerobot_pirl.runtime.cli import tls_keygen
+
+        tls_keygen(args.out, args.host or ["localhost", "127.0.0.1"])
         return
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import torch
@@ -135,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         if args.recipe == "dsrl":
-            from .dsrl import run_dsrl_demo
+            from lerobot_pirl.demo.dsrl_demo import run_dsrl_demo
 
             summary = run_dsrl_demo(config)
         else:

@@ -11,9 +11,9 @@ import pytest
 from helpers.configs import free_port, write_json
 from helpers.learner_process import assert_counts_conserved, checkpoint_steps, train_with_one_actor
 
-from lerobot_pirl.demo.configs import learner_config
 from lerobot_pirl.envs.arrange_boxes import ACTION_DIM, STATE_DIM
 from lerobot_pirl.policies.tiny_xvla import tiny_xvla_config
+from lerobot_pirl.tasks.pick_cube.configs import learner_config
 
 
 def test_the_arrange_boxes_env_is_built_by_lerobots_factory() -> None:

@@ -9,11 +9,50 @@ from typing import Any
 import draccus
 from lerobot.configs.policies import PreTrainedConfig
 
-from ..envs.pick_cube import ACTION_DIM, STATE_DIM
-from ..policies.tiny_xvla import tiny_xvla_config
+from lerobot_pirl.envs.pick_cube import ACTION_DIM, STATE_DIM
+from lerobot_pirl.policies.tiny_xvla import tiny_xvla_config
 
 PICK_CUBE_ENV_TYPE = "pirl_pick_cube"
 """The registered ``EnvConfig`` type of gym-hil PandaPickCube (`lerobot_pirl.envs.PickCubeEnvConfig`)."""
+
+
+PI_RL_SETTINGS: dict[str, Any] = {
+    "rollout_decisions": 512,
+    "minibatch_size": 128,
+    "update_epochs": 4,
+    "actor_lr": 5e-5,
+    "value_lr": 1e-3,
+    "noise_lr": 1e-3,
+    "value_hidden_dims": [64, 64],
+    "noise_hidden_dim": 32,
+    "target_kl": 0.02,
+    "critic_warmup_updates": 1,
+    "envs_per_actor": 4,
+    "torch_threads": 1,
+}
+"""πRL settings for the tiny XVLA on this task (the paper's are for 3B models: larger lrs, smaller
+heads); the lever study behind them is in ``benchmarks/README.md`` and ``benchmarks/results/ablation/``."""
+
+ENV_SETTINGS: dict[str, Any] = {
+    "episode_length": 50,
+    "physics_dt": 0.005,
+    "shaping_coef": 1.0,
+}
+"""`PickCubeEnvConfig` fields of the training env of the demo and the benchmarks (evaluations use the
+same episode length and physics, and count gym-hil's sparse success)."""
+
+
+DSRL_SETTINGS: dict[str, Any] = {"temperature_init": 0.01, "discount": 0.9}
+"""SAC settings of the demo (and of ``benchmarks/dsrl_pick_cube.py``), LeRobot's defaults but two:
+
+- ``temperature_init``: the SAC baseline's departure (a 0/1 reward once per episode is swamped by
+  alpha = 1);
+- ``discount`` per decision (H' env steps): at LeRobot's 0.99 the agent learned, then unlearned,
+  to succeed (the DSRL lever study, ``benchmarks/README.md``). Its critic's horizon spans several
+  episodes, and the targets bootstrap through the time limit and back up the entropy bonus, so an
+  episode that goes on can be worth more than a success, which ends it. 0.9 is a horizon of about
+  ten decisions, the length of a pick.
+"""
 
 
 def tiny_pi_rl_config(
@@ -122,7 +161,7 @@ def dsrl_config(
 
     The agent's normaliser stats are `agent_dataset_stats`.
     """
-    from ..envs.dsrl import DSRLEnvConfig, agent_dataset_stats, noise_layout
+    from lerobot_pirl.envs.noise_steered import DSRLEnvConfig, agent_dataset_stats, noise_layout
 
     checkpoint = Path(checkpoint)
     env_block: dict[str, Any] = {

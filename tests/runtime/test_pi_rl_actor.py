@@ -191,7 +191,7 @@ def test_tls_and_token_train_and_an_actor_with_the_wrong_token_is_refused(tmp_pa
     error and nothing of it is ingested; the token is in no log and in no saved config."""
     token = "a-token-only-this-test-knows"
     keygen = subprocess.run(
-        [sys.executable, "-m", "lerobot_pirl.demo.cli", "tls-keygen", "--out", str(tmp_path / "tls")],
+        [sys.executable, "-m", "lerobot_pirl.commands", "tls-keygen", "--out", str(tmp_path / "tls")],
         capture_output=True,
         text=True,
         timeout=60,

@@ -15,10 +15,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import signal
 import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,40 +23,19 @@ from typing import Any
 
 from lerobot.utils.constants import CHECKPOINTS_DIR, PRETRAINED_MODEL_DIR, TRAINING_STATE_DIR, TRAINING_STEP
 
-from ..envs.pick_cube import PickCubeEnvConfig
-from ..recipes.pi_rl.config import NOISE_METHODS
-from .configs import pretrained_pi_rl_config
-from .machine import free_port, machine_info
-from .sft import PROVENANCE_FILE, SHIPPED_CHECKPOINT
-
-DEMO_ALGORITHM: dict[str, Any] = {
-    "rollout_decisions": 512,
-    "minibatch_size": 128,
-    "update_epochs": 4,
-    "actor_lr": 5e-5,
-    "value_lr": 1e-3,
-    "noise_lr": 1e-3,
-    "value_hidden_dims": [64, 64],
-    "noise_hidden_dim": 32,
-    "target_kl": 0.02,
-    "critic_warmup_updates": 1,
-    "envs_per_actor": 4,
-    "torch_threads": 1,
-}
-"""πRL settings for the tiny XVLA (the paper's are for 3B models: larger lrs, smaller heads); the
-lever study behind them is in the README ("Learning benchmark") and ``benchmarks/results/ablation/``."""
-
-DEMO_ENV: dict[str, Any] = {
-    "episode_length": 50,
-    "physics_dt": 0.005,
-    "shaping_coef": 1.0,
-}
-"""`PickCubeEnvConfig` fields of the demo's training env (evaluations use the same episode length and
-physics, and count gym-hil's sparse success)."""
-
-
-class DemoError(RuntimeError):
-    """A demo that cannot start or whose processes failed; the message names the log to read."""
+from lerobot_pirl.demo.processes import (
+    TRAINING_NICENESS,
+    DemoError,
+    recorded_evaluation,
+    spawn,
+    supervise,
+    terminate,
+)
+from lerobot_pirl.envs.pick_cube import PickCubeEnvConfig
+from lerobot_pirl.recipes.pi_rl.config import NOISE_METHODS
+from lerobot_pirl.tasks.machine import free_port, machine_info
+from lerobot_pirl.tasks.pick_cube.configs import ENV_SETTINGS, PI_RL_SETTINGS, pretrained_pi_rl_config
+from lerobot_pirl.tasks.pick_cube.sft import PROVENANCE_FILE, SHIPPED_CHECKPOINT
 
 
 @dataclass
@@ -81,9 +57,9 @@ class DemoConfig:
     checkpoint: Path = SHIPPED_CHECKPOINT
     """The starting policy: a stock XVLA ``pretrained_model`` folder."""
     algorithm: dict[str, Any] = field(default_factory=dict)
-    """Overrides of ``DEMO_ALGORITHM`` / any ``PiRLConfig`` field."""
+    """Overrides of ``PI_RL_SETTINGS`` / any ``PiRLConfig`` field."""
     env: dict[str, Any] = field(default_factory=dict)
-    """Overrides of ``DEMO_ENV`` / any `PickCubeEnvConfig` field."""
+    """Overrides of ``ENV_SETTINGS`` / any `PickCubeEnvConfig` field."""
     progress: bool = True
 
     def validate(self) -> None:
@@ -103,49 +79,9 @@ class DemoConfig:
             raise DemoError("invalid demo settings: " + "; ".join(problems))
 
 
-def _child_env() -> dict[str, str]:
-    return {
-        **os.environ,
-        "OMP_NUM_THREADS": "1",
-        "LEROBOT_PIRL_TORCH_THREADS": "1",
-        "MUJOCO_GL": os.environ.get("MUJOCO_GL", "osmesa"),
-        "PYOPENGL_PLATFORM": os.environ.get("PYOPENGL_PLATFORM", "osmesa"),
-        "HF_HUB_OFFLINE": "1",
-    }
-
-
-TRAINING_NICENESS = 5
-"""Learner and actors run this much nicer than the evaluator: on a machine with fewer cores than
-processes, an evaluation then takes about one core and its result shows soon after its checkpoint,
-instead of queueing behind training (the total work, hence the run's length, is the same)."""
-
-
-def _spawn(args: list[str], log_path: Path, niceness: int = 0) -> subprocess.Popen:
-    log = open(log_path, "w")  # noqa: SIM115 - the child owns it
-    return subprocess.Popen(
-        [sys.executable, *args],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=_child_env(),
-        preexec_fn=(lambda: os.nice(niceness)) if niceness else None,  # in the child, before exec
-    )
-
-
-def _terminate(processes: list[subprocess.Popen], timeout: float = 30.0) -> None:
-    for process in processes:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    for process in processes:
-        try:
-            process.wait(timeout=max(deadline - time.monotonic(), 0.1))
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 class _Evaluator:
-    """Evaluates checkpoints one at a time in a child process (``python -m lerobot_pirl.demo.evaluate``)."""
+    """Evaluates checkpoints one at a time in a child process
+    (``python -m lerobot_pirl.tasks.pick_cube.evaluate``)."""
 
     def __init__(self, config: DemoConfig, max_episode_steps: int, physics_dt: float, out_dir: Path):
         self.config, self.max_episode_steps, self.out_dir = config, max_episode_steps, out_dir
@@ -181,35 +117,19 @@ class _Evaluator:
             point = self.queue.pop(0)
             result_path = self.out_dir / f"eval_update_{point['update']:06d}.json"
             args = [
-                "-m", "lerobot_pirl.demo.evaluate",
+                "-m", "lerobot_pirl.tasks.pick_cube.evaluate",
                 f"--checkpoint={point['checkpoint']}",
                 f"--episodes={self.config.eval_episodes}",
                 f"--max-episode-steps={self.max_episode_steps}",
                 f"--physics-dt={self.physics_dt}",
                 f"--output={result_path}",
             ]  # fmt: skip
-            self._running = (_spawn(args, result_path.with_suffix(".log")), point, result_path)
+            self._running = (spawn(args, result_path.with_suffix(".log")), point, result_path)
         return finished
 
     def stop(self) -> None:
         if self._running is not None:
-            _terminate([self._running[0]])
-
-
-def _recorded_evaluation(
-    checkpoint: Path, episodes: int, max_episode_steps: int, physics_dt: float
-) -> dict[str, Any] | None:
-    """The checkpoint's provenance evaluation, if it is exactly the one the demo would run."""
-    path = checkpoint / PROVENANCE_FILE
-    if not path.is_file():
-        return None
-    evaluation = json.loads(path.read_text()).get("evaluation", {})
-    recorded = (
-        evaluation.get("episodes"),
-        evaluation.get("max_episode_steps"),
-        evaluation.get("physics_dt", PickCubeEnvConfig.physics_dt),
-    )
-    return evaluation if recorded == (episodes, max_episode_steps, physics_dt) else None
+            terminate([self._running[0]])
 
 
 def _new_checkpoints(learner_dir: Path, seen: set[str]) -> list[dict[str, Any]]:
@@ -251,8 +171,8 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     out = config.output_dir
     out.mkdir(parents=True, exist_ok=True)
     learner_dir = out / "learner"
-    algorithm = {**DEMO_ALGORITHM, "max_actors": config.actors, **config.algorithm}
-    env = {**DEMO_ENV, **config.env}
+    algorithm = {**PI_RL_SETTINGS, "max_actors": config.actors, **config.algorithm}
+    env = {**ENV_SETTINGS, **config.env}
     config_path = out / "train_config.json"
     config_path.write_text(json.dumps(_train_config(config, learner_dir, algorithm, env), indent=2))
     max_episode_steps = int(env.get("episode_length", PickCubeEnvConfig.episode_length))
@@ -263,7 +183,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     evaluator = _Evaluator(config, max_episode_steps, physics_dt, out)
     status = {"updates": 0, "train_success": "-", "eval_success": "-"}
     start = {"update": 0, "env_steps": 0, "checkpoint": str(config.checkpoint)}
-    recorded = _recorded_evaluation(config.checkpoint, config.eval_episodes, max_episode_steps, physics_dt)
+    recorded = recorded_evaluation(config.checkpoint, config.eval_episodes, max_episode_steps, physics_dt)
     if recorded is not None:  # the same deterministic evaluation, already run when it was built
         evaluator.results.append({**start, **recorded, "source": PROVENANCE_FILE, "finished_at_s": 0.0})
         status["eval_success"] = f"{recorded['success_rate']:.2f}@0"
@@ -291,14 +211,14 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
                 status["eval_success"] = f"{finished['success_rate']:.2f}@{finished['env_steps']}"
             bar.set_postfix(status, refresh=False)
             bar.refresh()
-            _supervise(learner, actors, out)
+            supervise(learner, actors, out)
             if learner_done and not evaluator.busy:
                 break
             time.sleep(0.5)
     finally:
         bar.close()
         evaluator.stop()
-        _terminate([learner, *actors])
+        terminate([learner, *actors])
 
     summary = summarize(config, algorithm, evaluator.results, training, time.monotonic() - started)
     (out / "learning_curve.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -330,13 +250,13 @@ def _spawn_training(
     config: DemoConfig, config_path: Path, out: Path
 ) -> tuple[subprocess.Popen, list[subprocess.Popen]]:
     """The learner and ``config.actors`` actors, niced so evaluations get a core."""
-    learner = _spawn(
+    learner = spawn(
         ["-m", "lerobot_pirl.runtime.learner", f"--config_path={config_path}"],
         out / "learner.log",
         TRAINING_NICENESS,
     )
     actors = [
-        _spawn(
+        spawn(
             ["-m", "lerobot_pirl.runtime.actor", f"--config_path={config_path}", f"--actor_id={i}"],
             out / f"actor_{i}.log",
             TRAINING_NICENESS,
@@ -344,17 +264,6 @@ def _spawn_training(
         for i in range(config.actors)
     ]
     return learner, actors
-
-
-def _supervise(learner: subprocess.Popen, actors: list[subprocess.Popen], out: Path) -> None:
-    """Stop the actors once the learner is done; raise if any process died on its own."""
-    if learner.poll() is not None and any(a.poll() is None for a in actors):
-        _terminate(actors)  # the learner reached its budget: stop acting
-    if learner.poll() not in (None, 0):
-        raise DemoError(f"the learner exited with code {learner.returncode}; see {out / 'learner.log'}")
-    for i, actor in enumerate(actors):
-        if learner.poll() is None and actor.poll() is not None:
-            raise DemoError(f"actor {i} exited with code {actor.returncode}; see {out / f'actor_{i}.log'}")
 
 
 class _EvaluationSchedule:

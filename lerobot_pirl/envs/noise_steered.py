@@ -197,13 +197,13 @@ class NoiseSteeredXVLAEnv(gym.Env):
     metadata = {"render_modes": []}
 
     def __init__(self, config: DSRLEnvConfig) -> None:
-        from ..demo.evaluate import load_for_evaluation
-        from ..runtime.envs import make_envs, task_description
+        from lerobot_pirl.runtime.envs import make_envs, task_description
+        from lerobot_pirl.runtime.flow_policy import load_flow_policy
 
         self.config = config
         checkpoint = Path(config.checkpoint)
         self.layout = noise_layout(checkpoint, config.noise_dims, config.noise_scale)
-        self.policy, self.io = load_for_evaluation(checkpoint, config.inner_env)
+        self.policy, self.io = load_flow_policy(checkpoint, config.inner_env)
         self.policy.to(config.xvla_device).requires_grad_(False)
         self.executed_steps = config.executed_steps or int(self.policy.config.n_action_steps)
         if self.executed_steps > self.layout.chunk_size:
@@ -252,7 +252,7 @@ class NoiseSteeredXVLAEnv(gym.Env):
         return self.io.env_actions(chunk[0, : self.executed_steps])
 
     def step(self, action: np.ndarray) -> tuple[Any, float, bool, bool, dict[str, Any]]:
-        from ..runtime.envs import step_env
+        from lerobot_pirl.runtime.envs import step_env
 
         if not np.all(np.abs(np.asarray(action)) <= 1.0 + 1e-6):
             raise ValueError("a DSRL noise action must lie in [-1, 1] (the agent's tanh-squashed action)")

@@ -17,7 +17,7 @@ from lerobot.rl.train_rl import TrainRLServerPipelineConfig
 
 from lerobot_pirl import discover
 from lerobot_pirl.runtime import seam
-from lerobot_pirl.runtime.adapter import RecipeAlgorithm
+from lerobot_pirl.runtime.algorithm_adapter import RecipeAlgorithm
 from lerobot_pirl.runtime.cli import select_recipe
 
 
@@ -172,7 +172,7 @@ def test_third_party_env_discovery_is_lerobots_function() -> None:
 
 
 def test_transport_pieces_the_learner_and_actor_build_on() -> None:
-    """`seam.start_learner_server` overrides these LearnerService methods, `seam.connect_actor`
+    """`transport.start_learner_server` overrides these LearnerService methods, `transport.connect_actor`
     streams through these generators and opens its (TLS) channel with LeRobot's options."""
     import inspect
 

@@ -44,13 +44,13 @@ from lerobot.utils.utils import init_logging
 from safetensors.torch import load_file
 from torch.multiprocessing import Queue
 
-from ..recipes.on_policy import OnPolicyRecipe, TransitionRejectedError
-from ..recipes.registry import RecipeError
-from . import seam
-from .envs import require_env_factory
-from .model_card import write_model_card
-from .processors import BUNDLED_TOKENIZER_DIR, PolicyIO, bundle_tokenizer
-from .security import learner_security
+from lerobot_pirl.errors import LerobotPirlError
+from lerobot_pirl.recipes.on_policy import OnPolicyRecipe, TransitionRejectedError
+from lerobot_pirl.runtime import seam, transport
+from lerobot_pirl.runtime.envs import require_env_factory
+from lerobot_pirl.runtime.model_card import write_model_card
+from lerobot_pirl.runtime.processors import BUNDLED_TOKENIZER_DIR, PolicyIO, bundle_tokenizer
+from lerobot_pirl.runtime.security import learner_security
 
 LOG_PREFIX = "[ON-POLICY LEARNER]"
 OPTIMIZATION_STEP = "Optimization step"
@@ -109,7 +109,7 @@ class _OnPolicyLearner:
         self.wandb = WandBLogger(cfg) if cfg.wandb.enable else None
         self.transitions: Queue = Queue()
         self.interactions: Queue = Queue()
-        self.weights = seam.LatestWeights()
+        self.weights = transport.LatestWeights()
         self.rejected = 0
         self.env_steps_total = _restored_env_steps(self.checkpoint_dir) if cfg.resume else 0
         self.episodes: list[dict[str, Any]] = []
@@ -120,7 +120,7 @@ class _OnPolicyLearner:
         """Start the gRPC service and publish the initial weights; returns the server."""
         algo_cfg = self.cfg.algorithm
         security = learner_security(algo_cfg)  # refuses an unsafe or unreadable setup first
-        server = seam.start_learner_server(
+        server = transport.start_learner_server(
             algo_cfg.learner_host,
             algo_cfg.learner_port,
             shutdown_event=shutdown,
@@ -328,7 +328,7 @@ def save_run_checkpoint(
     logging.info(f"{LOG_PREFIX} checkpoint {checkpoint_dir}")
 
 
-class CheckpointError(RecipeError, RuntimeError):
+class CheckpointError(LerobotPirlError, RuntimeError):
     """A checkpoint that cannot be resumed from; never silently restart from step 0."""
 
 

@@ -19,9 +19,10 @@ from typing import Any
 
 import torch
 
-from ..envs.pick_cube import PickCubeEnvConfig
-from ..runtime.envs import make_envs, step_env, task_description
-from ..runtime.processors import PolicyIO
+from lerobot_pirl.envs.pick_cube import PickCubeEnvConfig
+from lerobot_pirl.runtime.envs import make_envs, step_env, task_description
+from lerobot_pirl.runtime.flow_policy import load_flow_policy
+from lerobot_pirl.runtime.processors import PolicyIO
 
 EVAL_SEED_OFFSET = 1_000_000
 """Evaluation episode i is reset with seed ``EVAL_SEED_OFFSET + i`` (away from training seeds)."""
@@ -155,24 +156,13 @@ def load_noise_agent(pretrained_dir: Path | str) -> tuple[Any, Any, Any]:
     return agent, preprocessor, postprocessor
 
 
-def load_for_evaluation(pretrained_dir: Path | str, env_config: Any = None) -> tuple[Any, PolicyIO]:
-    """A stock XVLA checkpoint as a πRL-sampling policy (fresh heads: only the ODE sampler is used)
-    and its own LeRobot processors (from the checkpoint's pipeline files)."""
-    from ..policies import PiRLHeads, PiRLSampling, PiRLXVLAPolicy
-
-    policy = PiRLXVLAPolicy.from_pretrained(str(pretrained_dir))
-    policy.attach_pi_rl(PiRLHeads.for_policy(policy, noise_head=False), PiRLSampling(noise_method="flow_sde"))
-    policy.config.pretrained_path = Path(pretrained_dir)
-    return policy.eval(), PolicyIO.for_policy(policy.config, env_config)
-
-
 def evaluation_env(*, episode_length: int = 50, physics_dt: float = PickCubeEnvConfig.physics_dt) -> Any:
     """The PandaPickCube env of the evaluation set: gym-hil's sparse reward, blank image."""
     return PickCubeEnvConfig(episode_length=episode_length, physics_dt=physics_dt)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m lerobot_pirl.demo.evaluate --checkpoint DIR [...] --output FILE.json``."""
+    """``python -m lerobot_pirl.tasks.pick_cube.evaluate --checkpoint DIR [...] --output FILE.json``."""
     parser = argparse.ArgumentParser(description="Deterministic success rate of an XVLA checkpoint")
     parser.add_argument("--checkpoint", type=Path, required=True, help="a pretrained_model folder")
     parser.add_argument("--episodes", type=int, default=100)
@@ -184,7 +174,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("LEROBOT_PIRL_TORCH_THREADS", "1")))
     env_config = evaluation_env(episode_length=args.max_episode_steps, physics_dt=args.physics_dt)
-    policy, io = load_for_evaluation(args.checkpoint, env_config)
+    policy, io = load_flow_policy(args.checkpoint, env_config)
     result = evaluate_policy(policy, io, env_config, episodes=args.episodes).to_dict()
     text = json.dumps(result)
     if args.output is not None:

@@ -64,8 +64,8 @@ def test_policy_io_feeds_gym_manipulator_observations_without_reprocessing() -> 
 def _pi_rl_config(tmp_path, **top) -> dict:
     from helpers.configs import free_port
 
-    from lerobot_pirl.demo.configs import learner_config
     from lerobot_pirl.policies.tiny_xvla import tiny_xvla_config
+    from lerobot_pirl.tasks.pick_cube.configs import learner_config
 
     # gym-hil's wrapped task through gym_manipulator: 18-D state, two 128 px cameras, 4-D action.
     policy = tiny_xvla_config(

@@ -16,8 +16,9 @@ from lerobot.rl.algorithms.configs import RLAlgorithmConfig, TrainingStats
 from torch import nn
 from torch.optim import Optimizer
 
-from ..recipes.protocol import Batch, Recipe, to_training_stats
-from ..recipes.registry import RecipeEntry, RecipeError
+from lerobot_pirl.errors import RecipeError
+from lerobot_pirl.recipes.protocol import Batch, Recipe, to_training_stats
+from lerobot_pirl.recipes.registry import RecipeEntry
 
 
 class RecipeSetupError(RecipeError, ValueError):

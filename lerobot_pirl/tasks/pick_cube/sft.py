@@ -19,17 +19,17 @@ import torch
 from lerobot.configs import NormalizationMode
 from lerobot.utils.constants import ACTION, OBS_STATE
 
-from ..envs.pick_cube import (
+from lerobot_pirl.envs.pick_cube import (
     ACTION_DIM,
     STATE_DIM,
     TASK_DESCRIPTION,
     PickCubeEnvConfig,
     scripted_expert_action,
 )
-from ..policies.tiny_xvla import tiny_xvla_config
-from ..runtime.envs import make_envs, step_env
-from ..runtime.processors import BUNDLED_TOKENIZER_DIR, PolicyIO
-from .evaluate import evaluate_policy, evaluation_env
+from lerobot_pirl.policies.tiny_xvla import tiny_xvla_config
+from lerobot_pirl.runtime.envs import make_envs, step_env
+from lerobot_pirl.runtime.processors import BUNDLED_TOKENIZER_DIR, PolicyIO
+from lerobot_pirl.tasks.pick_cube.evaluate import evaluate_policy, evaluation_env
 
 PROVENANCE_FILE = "provenance.json"
 SHIPPED_CHECKPOINT = Path(__file__).parent / "assets" / "pick_cube_sft"
@@ -175,7 +175,7 @@ def dataset_stats(demos: Demonstrations) -> dict[str, dict[str, torch.Tensor]]:
 
 
 def make_sft_policy(config: SFTConfig) -> Any:
-    from ..policies.xvla_pi_rl import PiRLXVLAPolicy
+    from lerobot_pirl.policies.xvla_pi_rl import PiRLXVLAPolicy
 
     torch.manual_seed(config.seed)
     policy_config = tiny_xvla_config(STATE_DIM, ACTION_DIM, **config.policy)
@@ -236,7 +236,7 @@ def train_sft(
 
 def build_checkpoint(config: SFTConfig, output_dir: Path) -> dict[str, Any]:
     """Collect demos, SFT, evaluate, and write a stock XVLA checkpoint + ``provenance.json``."""
-    from ..policies import PiRLHeads, PiRLSampling
+    from lerobot_pirl.policies import PiRLHeads, PiRLSampling
 
     started = time.perf_counter()
     policy = make_sft_policy(config)
