@@ -54,19 +54,26 @@ from lerobot.transport.utils import bytes_to_transitions, transitions_to_bytes  
 from lerobot_pirl.envs.pick_cube import ACTION_DIM, STATE_DIM  # noqa: E402
 from lerobot_pirl.flow_rl import math as flow_math  # noqa: E402
 from lerobot_pirl.flow_rl.algorithm import score_chain  # noqa: E402
-from lerobot_pirl.policies.tiny_xvla import observation_batch, tiny_xvla_config  # noqa: E402
+from lerobot_pirl.policies.tiny_xvla import tiny_xvla_config  # noqa: E402
 from lerobot_pirl.recipes.pi_rl.config import PiRLConfig  # noqa: E402
 from lerobot_pirl.recipes.pi_rl.recipe import PiRLRecipe  # noqa: E402
 from lerobot_pirl.recipes.pi_rl.transitions import RECORD, RecordLayout  # noqa: E402
 from lerobot_pirl.runtime.on_policy_actor import packed_observation  # noqa: E402
 from lerobot_pirl.tasks.machine import machine_info  # noqa: E402
-from lerobot_pirl.tasks.pick_cube.configs import tiny_pi_rl_config  # noqa: E402
 
 torch.set_num_threads(1)
 RESULTS = Path(__file__).parent / "results"
-sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))  # the test helpers, reused by import
 
-# The demo's tiny XVLA (lerobot_pirl.tasks.pick_cube.configs.tiny_pi_rl_config's policy block).
+# A tiny XVLA and small πRL settings: the harness measures the recipe's overhead, not learning.
+TINY_ALGORITHM = dict(
+    rollout_decisions=8,
+    minibatch_size=4,
+    update_epochs=1,
+    actor_lr=1e-3,
+    value_hidden_dims=[32, 32],
+    noise_hidden_dim=16,
+    max_updates=3,
+)
 DEMO_POLICY = dict(chunk_size=4, n_action_steps=2, num_denoising_steps=3, hidden_size=32, depth=1)
 
 
@@ -191,8 +198,7 @@ def bench_sac(quick: bool) -> dict:
 
 def make_recipe(noise_method: str, **algorithm: object) -> PiRLRecipe:
     """The demo's tiny XVLA (a stock XVLAPolicy, as make_policy builds it) inside a pi-rl recipe."""
-    fields = tiny_pi_rl_config("unused", 0, noise_method=noise_method, **algorithm)["algorithm"]
-    fields.pop("type")
+    fields = {**TINY_ALGORITHM, "noise_method": noise_method, **algorithm}
     torch.manual_seed(0)
     policy = XVLAPolicy(tiny_xvla_config(STATE_DIM, ACTION_DIM, **DEMO_POLICY))
     recipe = PiRLRecipe(policy, PiRLConfig(policy_config=policy.config, **fields))
@@ -404,7 +410,11 @@ def bench_actor(quick: bool) -> dict:
     generator = torch.Generator().manual_seed(0)
     states = torch.rand(decisions_per_block, STATE_DIM, generator=generator) * 2 - 1
     observations = [
-        {k: v[0] for k, v in observation_batch(stock.config, states[i : i + 1]).items()}
+        {
+            "observation.state": states[i],
+            **{key: torch.zeros(ft.shape) for key, ft in stock.config.image_features.items()},
+            "observation.language.tokens": torch.arange(stock.config.tokenizer_max_length),
+        }
         for i in range(decisions_per_block)
     ]
     assert stock.config.num_denoising_steps == recipes["flow_sde"].policy.pi_rl_sampling.num_steps

@@ -120,15 +120,14 @@ def xvla_config(size: str, dtype: str, device: str = "cpu"):
 
 
 def _observation(config, generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """One preprocessed observation (no batch dim): state, image, token ids (a fixed instruction)."""
-    from lerobot_pirl.policies.tiny_xvla import language_tokens
-
+    """One preprocessed observation (no batch dim): state, image, token ids (a fixed instruction:
+    the ids do not change the cost)."""
     image_shape = config.input_features["observation.images.front"].shape
     vocab = config.florence_config["text_config"]["vocab_size"]
     return {
         "observation.state": torch.randn(STATE_DIM, generator=generator),
         "observation.images.front": torch.rand(*image_shape, generator=generator),
-        "observation.language.tokens": language_tokens(1, config.tokenizer_max_length, vocab)[0],
+        "observation.language.tokens": torch.arange(config.tokenizer_max_length) % vocab,
     }
 
 

@@ -28,29 +28,6 @@ class RecipeSelectionError(LerobotPirlError):
     pass
 
 
-MOVED_FIELDS = {
-    "algorithm.env_max_episode_steps": "env.episode_length",
-    "algorithm.env_render_images": "env.image_obs",
-    "algorithm.env_physics_dt": "env.physics_dt",
-    "algorithm.env_shaping_coef": "env.shaping_coef",
-    "algorithm.env_shaping_grasp_weight": "env.shaping_grasp_weight",
-}
-"""Fields that left the pi-rl algorithm block for the env config (``env.type="pirl_pick_cube"``)."""
-
-
-def check_moved_fields(argv: Sequence[str], data: dict | None) -> None:
-    """Name every moved field a config or command line still sets, and where it lives now."""
-    algorithm = data.get("algorithm") if isinstance(data, dict) else None
-    present = {f"algorithm.{key}" for key in algorithm} if isinstance(algorithm, dict) else set()
-    present |= {arg[2:].split("=", 1)[0] for arg in argv if arg.startswith("--algorithm.")}
-    moved = [f"{old} is now {new}" for old, new in MOVED_FIELDS.items() if old in present]
-    if moved:
-        raise RecipeSelectionError(
-            "env settings moved from the algorithm block to the env block (env.type='pirl_pick_cube'): "
-            + "; ".join(moved)
-        )
-
-
 def pop_option(argv: list[str], name: str) -> tuple[str | None, list[str]]:
     """Remove ``--name=value`` or ``--name value`` from ``argv``; return (value, rest)."""
     flag = f"--{name}"
@@ -93,7 +70,6 @@ def select_recipe(argv: Sequence[str], catalog: RecipeCatalog) -> tuple[RecipeEn
                 raise RecipeSelectionError(f"--config_path={config_path} is not valid JSON: {exc}") from exc
         elif not path.exists():
             raise RecipeSelectionError(f"--config_path={config_path} does not exist")
-    check_moved_fields(args, data)
     json_recipe = data.pop("recipe", None) if isinstance(data, dict) else None
     algorithm_block = data.get("algorithm") if isinstance(data, dict) else None
     json_algorithm = algorithm_block.get("type") if isinstance(algorithm_block, dict) else None

@@ -40,7 +40,7 @@ _registered = False
 def register_env_plugins() -> None:
     """Let LeRobot's config parser see every env type: LeRobot's own discovery of third-party
     ``lerobot_env_*`` packages, and the modules listed under our ``lerobot_pirl.envs`` entry points
-    (where ``pirl_pick_cube`` registers). Runs once per process, before a config is parsed."""
+    (this package's env types among them). Runs once per process, before a config is parsed."""
     global _registered
     if _registered:
         return
@@ -56,13 +56,16 @@ def register_env_plugins() -> None:
 def require_env_factory(env_cfg: EnvConfig | None) -> None:
     """Refuse, before anything starts, an env block that `make_envs` cannot build."""
     if env_cfg is None:
-        raise EnvConfigError("on-policy recipes need an env block (e.g. env.type='pirl_pick_cube')")
+        raise EnvConfigError(
+            "on-policy recipes need an env block: env.type names a LeRobot EnvConfig type (LeRobot's "
+            "own, an installed lerobot_env_* package's, or one under the lerobot_pirl.envs entry points)"
+        )
     if isinstance(env_cfg, HILSerlRobotEnvConfig):
         if env_cfg.name == "gym_hil" and str(env_cfg.task).endswith("Base-v0"):
             raise EnvConfigError(
                 f"env.type='gym_manipulator' with env.task={env_cfg.task!r}: LeRobot's make_robot_env passes "
                 "use_gripper/gripper_penalty, which only gym-hil's wrapped tasks accept (e.g. "
-                "'PandaPickCube-v0'); or use env.type='pirl_pick_cube' for the base PandaPickCube"
+                "'PandaPickCube-v0'), or an env type that builds the base task itself"
             )
         if env_cfg.name != "gym_hil" and (env_cfg.robot is None or env_cfg.teleop is None):
             raise EnvConfigError(

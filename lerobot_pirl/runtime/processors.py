@@ -11,8 +11,8 @@ from a config alone, from its config (``make_pre_post_processors(cfg, dataset_st
 
 Tokenizers: LeRobot saves a tokenizer step by its ``tokenizer_name`` only. `bundle_tokenizer`
 stores the tokenizer itself in the checkpoint (``<pretrained_model>/tokenizer/``) and points the
-saved step at it, so checkpoints load offline anywhere; `PolicyIO.from_pretrained` always loads the
-bundled copy when there is one.
+saved step at it, so checkpoints load offline anywhere; `load_policy_processors` (and so
+`PolicyIO.for_policy`) always loads the bundled copy when there is one.
 
 The env side: ``env_cfg.get_env_processors()``, the env type's own pipelines. LeRobot's
 ``make_env_pre_post_processors`` is not used because for every XVLA policy it returns LIBERO's
@@ -99,11 +99,10 @@ class PolicyIO:
 
     def save_pretrained(self, directory: Path | str, *, name_tokenizer_as: Path | str | None = None) -> None:
         """Write the policy's pipelines next to its weights, tokenizer bundled (`bundle_tokenizer`)."""
-        name_as = name_tokenizer_as
         directory = Path(directory)
         self.preprocessor.save_pretrained(directory)
         self.postprocessor.save_pretrained(directory)
-        bundle_tokenizer(directory, self.preprocessor, name_as=name_as)
+        bundle_tokenizer(directory, self.preprocessor, name_as=name_tokenizer_as)
 
 
 def load_policy_processors(policy_cfg: Any, pretrained: Path) -> tuple[Any, Any]:

@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 import torch
 from helpers.benchmarks import load_benchmark
+from helpers.xvla_batches import observation_batch
 from lerobot.transport.utils import bytes_to_transitions, transitions_to_bytes
 from lerobot.utils.constants import OBS_LANGUAGE_TOKENS
 
-from lerobot_pirl.policies.tiny_xvla import observation_batch
 from lerobot_pirl.recipes.pi_rl.transitions import encode_decision
 from lerobot_pirl.runtime.on_policy_actor import packed_observation
 

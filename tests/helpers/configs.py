@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
+
+from lerobot_pirl.envs import pick_cube
+from lerobot_pirl.policies.tiny_xvla import tiny_xvla_config
+from lerobot_pirl.tasks.machine import free_port
+from lerobot_pirl.tasks.pick_cube.configs import learner_config
+
+__all__ = ["free_port", "pi_rl_learner_config", "sac_learner_config", "write_json"]
 
 STATE_DIM = 4
 ACTION_DIM = 2
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def sac_learner_config(output_dir: Path, port: int, **overrides: object) -> dict:
@@ -75,12 +75,37 @@ def pi_rl_learner_config(
     state_dim: int = 3,
     action_dim: int = 2,
     policy: dict | None = None,
+    env: dict | None = None,
     **algorithm,
 ) -> dict:
-    """A LeRobot learner config for a tiny offline XVLA with ``recipe: pi-rl`` (3-D state by default;
-    ``policy`` overrides fields of the tiny XVLA config, e.g. its ``device``)."""
-    from lerobot_pirl.tasks.pick_cube.configs import tiny_pi_rl_config
+    """A complete learner/actor config for a tiny offline XVLA (3-D state by default) with
+    ``recipe: pi-rl``: tiny XVLA policy block, ``pi-rl`` algorithm block, ``pirl_pick_cube`` env block.
 
-    return tiny_pi_rl_config(
-        output_dir, port, state_dim=state_dim, action_dim=action_dim, policy=policy, **algorithm
-    )
+    ``policy`` overrides fields of `tiny_xvla_config`; ``env`` fields of `PickCubeEnvConfig`;
+    ``algorithm`` overrides `PiRLConfig` fields.
+    """
+    policy_kwargs: dict = {
+        "chunk_size": 4,
+        "n_action_steps": 2,
+        "num_denoising_steps": 3,
+        "hidden_size": 32,
+        "depth": 1,
+    }
+    policy_kwargs.update(policy or {})
+    policy_config = tiny_xvla_config(state_dim, action_dim, **policy_kwargs)
+    algorithm_block: dict = {
+        "rollout_decisions": 8,
+        "minibatch_size": 4,
+        "update_epochs": 1,
+        "actor_lr": 1e-3,
+        "value_hidden_dims": [32, 32],
+        "noise_hidden_dim": 16,
+        "max_updates": 3,
+    }
+    algorithm_block.update(algorithm)
+    pick_cube_dims = (pick_cube.STATE_DIM, pick_cube.ACTION_DIM)
+    if (state_dim, action_dim) != pick_cube_dims and not (env or {}).get("features"):
+        # A policy for another state/action size (learner-only tests): declare its action on the env
+        # block, as LeRobot's make_policy takes the policy's action feature from there.
+        env = {**(env or {}), "features": {"action": {"type": "ACTION", "shape": [action_dim]}}}
+    return learner_config(policy_config, output_dir, port, env=env, **algorithm_block)

@@ -23,7 +23,7 @@ def record_episode(
     seed: int = 0,
 ) -> list[Transition]:
     """One episode whose decision i starts from ``states[i]``; reward = −‖first action‖ per step."""
-    from lerobot_pirl.policies.tiny_xvla import observation_batch
+    from helpers.xvla_batches import observation_batch
 
     policy = recipe.policy
     device = next(policy.parameters()).device

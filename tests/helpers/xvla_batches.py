@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from lerobot.policies.xvla.configuration_xvla import XVLAConfig
+from lerobot.utils.constants import OBS_LANGUAGE_TOKENS, OBS_STATE
 from torch import Tensor
 
 from lerobot_pirl.policies import (
@@ -19,13 +21,46 @@ from lerobot_pirl.policies import (
     PiRLSampling,
     PiRLXVLAPolicy,
 )
-from lerobot_pirl.policies.tiny_xvla import observation_batch, tiny_xvla_config
+from lerobot_pirl.policies.tiny_xvla import LANGUAGE_LENGTH, TINY_VOCAB_SIZE, tiny_xvla_config
 
 STATE_DIM = 3
 ACTION_DIM = 2
 CHUNK = 4
 EXECUTED = 3
 STEPS = 3
+
+
+def language_tokens(
+    batch_size: int,
+    length: int = LANGUAGE_LENGTH,
+    vocab_size: int = TINY_VOCAB_SIZE,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """Fixed token ids, no tokenizer download: the same deterministic instruction for every row.
+
+    Stands in for ``observation.language.tokens`` that XVLA's pre-processor would produce with
+    the BART tokenizer; the ids are a fixed pattern below ``vocab_size``. Shape [B, length], long.
+    """
+    ids = (torch.arange(length, device=device) * 37 + 5) % vocab_size
+    return ids.unsqueeze(0).expand(batch_size, length).clone()
+
+
+def observation_batch(config: XVLAConfig, state: Tensor, images: dict[str, Tensor] | None = None) -> dict:
+    """An already-preprocessed observation batch for a tiny XVLA, from a [B, state_dim] state.
+
+    Every image feature of ``config`` gets the given tensor or a blank (zero) image, and the
+    language input is ``language_tokens`` with the config's text length and vocabulary.
+    """
+    batch_size = state.shape[0]
+    images = images or {}
+    batch: dict[str, Tensor] = {OBS_STATE: state}
+    for key, feature in config.image_features.items():
+        batch[key] = images.get(key, torch.zeros(batch_size, *feature.shape, device=state.device))
+    vocab_size = config.florence_config["text_config"]["vocab_size"]
+    batch[OBS_LANGUAGE_TOKENS] = language_tokens(
+        batch_size, config.tokenizer_max_length, vocab_size, device=state.device
+    )
+    return batch
 
 
 def make_pi_rl_policy(

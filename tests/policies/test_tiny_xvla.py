@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from helpers.xvla_batches import language_tokens, observation_batch
 from lerobot.policies.xvla.modeling_xvla import XVLAPolicy
 from lerobot.utils.constants import OBS_LANGUAGE_TOKENS, OBS_STATE
 
@@ -10,8 +11,6 @@ from lerobot_pirl.policies.tiny_xvla import (
     IMAGE_KEY,
     TINY_VOCAB_SIZE,
     image_token_count,
-    language_tokens,
-    observation_batch,
     tiny_xvla_config,
 )
 

@@ -15,11 +15,11 @@ import math
 
 import pytest
 import torch
-from helpers.xvla_batches import training_batch
+from helpers.xvla_batches import observation_batch, training_batch
 
 from lerobot_pirl.flow_rl import normalize_advantages
 from lerobot_pirl.policies import PiRLHeads, PiRLSampling, PiRLXVLAPolicy
-from lerobot_pirl.policies.tiny_xvla import observation_batch, tiny_xvla_config
+from lerobot_pirl.policies.tiny_xvla import tiny_xvla_config
 
 ITERATIONS = 25
 BATCH = 64

@@ -460,7 +460,7 @@ def test_bfloat16_xvla_trains_under_autocast_with_float32_log_probs() -> None:
 def test_actor_sampler_takes_cpu_observations_and_returns_records_the_wire_carries(device: str) -> None:
     """The actor keeps CPU observation rows; the sampler moves them to the policy's device and
     hands back CPU records, equal to sampling the same observations on that device directly."""
-    from lerobot_pirl.policies.tiny_xvla import observation_batch
+    from helpers.xvla_batches import observation_batch
 
     recipe = make_recipe("flow_sde", device=device)
     observations = observation_batch(recipe.policy.config, states(3, seed=5))

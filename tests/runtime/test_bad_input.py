@@ -105,19 +105,6 @@ def test_actor_refuses_a_policy_whose_action_dim_does_not_fit_the_env(tmp_path) 
     assert not (tmp_path / "out").exists()  # refused before connecting
 
 
-def test_env_settings_in_the_old_algorithm_fields_say_where_they_moved(tmp_path) -> None:
-    from helpers.configs import free_port, pi_rl_learner_config
-
-    config = pi_rl_learner_config(tmp_path / "out", free_port())
-    config["algorithm"]["env_physics_dt"] = 0.005
-    flag = "--algorithm.env_max_episode_steps=50"
-    result = _run_cli("lerobot_pirl.runtime.learner", config, tmp_path, flag)
-    assert result.returncode == 2
-    assert "algorithm.env_max_episode_steps is now env.episode_length" in result.stderr
-    assert "algorithm.env_physics_dt is now env.physics_dt" in result.stderr
-    assert not (tmp_path / "out").exists()
-
-
 def test_gym_manipulator_envs_make_robot_env_cannot_build_are_refused_before_starting(tmp_path) -> None:
     from helpers.configs import free_port, pi_rl_learner_config
 

@@ -10,9 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from helpers.configs import free_port, write_json
-
-from lerobot_pirl.tasks.pick_cube.configs import tiny_pi_rl_config
+from helpers.configs import free_port, pi_rl_learner_config, write_json
 
 PLUGIN = textwrap.dedent(
     '''
@@ -62,7 +60,7 @@ def _parse(config: dict, tmp_path: Path, pythonpath: str = "") -> subprocess.Com
 
 
 def test_our_env_type_parses_in_a_fresh_process_through_the_entry_point(tmp_path: Path) -> None:
-    config = tiny_pi_rl_config(
+    config = pi_rl_learner_config(
         tmp_path / "out", free_port(), state_dim=21, action_dim=4, env={"episode_length": 7}
     )
     result = _parse(config, tmp_path)
@@ -72,7 +70,7 @@ def test_our_env_type_parses_in_a_fresh_process_through_the_entry_point(tmp_path
 
 def test_a_third_party_lerobot_env_package_is_discovered_by_lerobots_plugin_loader(tmp_path: Path) -> None:
     _install_fake_plugin(tmp_path / "site")
-    config = tiny_pi_rl_config(tmp_path / "out", free_port(), state_dim=21, action_dim=4)
+    config = pi_rl_learner_config(tmp_path / "out", free_port(), state_dim=21, action_dim=4)
     config["env"] = {"type": "third_party_pick_cube", "episode_length": 9}
     unknown = _parse(config, tmp_path)
     assert unknown.returncode != 0  # not installed: LeRobot's parser does not know the type

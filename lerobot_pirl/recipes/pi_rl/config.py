@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ...flow_rl.settings import (
-    DEFAULT_NOISE_METHOD,
     NOISE_METHODS,
     PiRLLossConfig,
     PiRLSampling,
@@ -25,21 +24,23 @@ class PiRLConfig(OnPolicyConfig):
     """``algorithm`` block for ``recipe=pi-rl`` (also settable as ``--algorithm.<field>=...``).
 
     The runtime's fields (learner address, security, actors, stopping rule) are `OnPolicyConfig`'s.
+    The sampling and loss fields are `PiRLSampling`'s and `PiRLLossConfig`'s, flattened into the
+    block LeRobot's parser reads; their defaults are those classes' own (one source).
     """
 
     # --- likelihood -----------------------------------------------------------------------
-    noise_method: str = DEFAULT_NOISE_METHOD
+    noise_method: str = PiRLSampling.noise_method
     """"flow_sde" (one random SDE step per decision; the default: the steadier variant on the
     learning benchmark) or "flow_noise" (learned per-element std, every step stochastic)."""
-    num_steps: int | None = None
+    num_steps: int | None = PiRLSampling.num_steps
     """K denoising steps during RL; None uses the policy's ``num_denoising_steps``."""
-    executed_steps: int | None = None
+    executed_steps: int | None = PiRLSampling.executed_steps
     """H' env steps executed per decision (≤ chunk_size); None uses the policy's ``n_action_steps``."""
-    noise_level: float = 0.5
+    noise_level: float = PiRLSampling.noise_level
     """Flow-SDE noise level a (> 0; 0.3–0.8 works, 0.2 was unstable in the paper)."""
-    noise_std_min: float = 0.08
+    noise_std_min: float = PiRLSampling.noise_std_min
     """Flow-Noise lower std bound (π0: 0.08; π0.5: 0.04)."""
-    noise_std_max: float = 0.16
+    noise_std_max: float = PiRLSampling.noise_std_max
     """Flow-Noise upper std bound (π0: 0.16; π0.5: 0.10)."""
 
     # --- advantage estimation ---------------------------------------------------------------
@@ -49,17 +50,17 @@ class PiRLConfig(OnPolicyConfig):
     """GAE λ."""
 
     # --- PPO -----------------------------------------------------------------------------------
-    clip_eps: float = 0.2
+    clip_eps: float = PiRLLossConfig.clip_eps
     """PPO ratio clip ε."""
-    value_clip: float = 0.2
+    value_clip: float = PiRLLossConfig.value_clip
     """Clip of the value change around the rollout's old value."""
-    huber_delta: float = 10.0
+    huber_delta: float = PiRLLossConfig.huber_delta
     """Huber δ of the value loss."""
-    entropy_coef: float = 0.005
+    entropy_coef: float = PiRLLossConfig.entropy_coef
     """Entropy bonus coefficient (Flow-Noise only; Flow-SDE has no entropy term)."""
-    value_coef: float = 1.0
+    value_coef: float = PiRLLossConfig.value_coef
     """Weight of the value loss in the total loss."""
-    ratio_granularity: str = "decision"
+    ratio_granularity: str = PiRLLossConfig.ratio_granularity
     """PPO ratio per "decision" (the chunk's likelihood, the πRL paper's choice) or per "token"
     (one clipped ratio per executed action step, each with the decision's advantage)."""
     update_epochs: int = 2

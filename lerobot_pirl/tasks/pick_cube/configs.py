@@ -9,9 +9,6 @@ from typing import Any
 import draccus
 from lerobot.configs.policies import PreTrainedConfig
 
-from lerobot_pirl.envs.pick_cube import ACTION_DIM, STATE_DIM
-from lerobot_pirl.policies.tiny_xvla import tiny_xvla_config
-
 PICK_CUBE_ENV_TYPE = "pirl_pick_cube"
 """The registered ``EnvConfig`` type of gym-hil PandaPickCube (`lerobot_pirl.envs.PickCubeEnvConfig`)."""
 
@@ -53,47 +50,6 @@ DSRL_SETTINGS: dict[str, Any] = {"temperature_init": 0.01, "discount": 0.9}
   episode that goes on can be worth more than a success, which ends it. 0.9 is a horizon of about
   ten decisions, the length of a pick.
 """
-
-
-def tiny_pi_rl_config(
-    output_dir: Path | str,
-    port: int,
-    *,
-    state_dim: int = STATE_DIM,
-    action_dim: int = ACTION_DIM,
-    policy: dict[str, Any] | None = None,
-    env: dict[str, Any] | None = None,
-    **algorithm: Any,
-) -> dict[str, Any]:
-    """A complete learner/actor config: tiny XVLA policy block, ``pi-rl`` algorithm block, env block.
-
-    ``policy`` overrides fields of `tiny_xvla_config`; ``env`` fields of `PickCubeEnvConfig`;
-    ``algorithm`` overrides `PiRLConfig` fields.
-    """
-    policy_kwargs: dict[str, Any] = {
-        "chunk_size": 4,
-        "n_action_steps": 2,
-        "num_denoising_steps": 3,
-        "hidden_size": 32,
-        "depth": 1,
-    }
-    policy_kwargs.update(policy or {})
-    policy_config = tiny_xvla_config(state_dim, action_dim, **policy_kwargs)
-    algorithm_block: dict[str, Any] = {
-        "rollout_decisions": 8,
-        "minibatch_size": 4,
-        "update_epochs": 1,
-        "actor_lr": 1e-3,
-        "value_hidden_dims": [32, 32],
-        "noise_hidden_dim": 16,
-        "max_updates": 3,
-    }
-    algorithm_block.update(algorithm)
-    if (state_dim, action_dim) != (STATE_DIM, ACTION_DIM) and not (env or {}).get("features"):
-        # A policy for another state/action size (learner-only tests): declare its action on the env
-        # block, as LeRobot's make_policy takes the policy's action feature from there.
-        env = {**(env or {}), "features": {"action": {"type": "ACTION", "shape": [action_dim]}}}
-    return learner_config(policy_config, output_dir, port, env=env, **algorithm_block)
 
 
 def pretrained_pi_rl_config(

@@ -64,7 +64,8 @@ class SFTConfig:
     the lever study's normalisation row)."""
     eval_physics_dt: float = 0.005
     """gym-hil physics substep of that evaluation: the one the demo trains and evaluates with
-    (``env_physics_dt``). The demonstrations are collected at gym-hil's default (0.002)."""
+    (``ENV_SETTINGS["physics_dt"]`` in ``tasks.pick_cube.configs``). The demonstrations are
+    collected at gym-hil's default (0.002)."""
     policy: dict[str, Any] = field(
         default_factory=lambda: {
             "chunk_size": 4,
