@@ -1,4 +1,9 @@
-"""Developer sessions: `nox` (tests), `nox -s lint`, `nox -s typecheck`."""
+"""Developer sessions: `nox` (tests), `nox -s unit`, `nox -s lint`, `nox -s typecheck`.
+
+`unit` runs every test not marked ``integration`` (nothing that starts a learner, an actor, the
+demo or a CLI) in the project's own `.venv`, without installing anything:
+``.venv/bin/nox -s unit``. CI runs the whole suite (`bash scripts/test.sh`).
+"""
 
 import sys
 
@@ -17,6 +22,14 @@ def tests(session: nox.Session) -> None:
     session.install("-e", ".[test]")
     session.env.update({"OMP_NUM_THREADS": "1", "MUJOCO_GL": "osmesa", "PYOPENGL_PLATFORM": "osmesa"})
     session.run("pytest", "tests", "-q", *session.posargs)
+
+
+@nox.session(venv_backend="none")
+def unit(session: nox.Session) -> None:
+    session.env.update(
+        {"OMP_NUM_THREADS": "1", "MUJOCO_GL": "osmesa", "PYOPENGL_PLATFORM": "osmesa", "HF_HUB_OFFLINE": "1"}
+    )
+    session.run(sys.executable, "-m", "pytest", "tests", "-q", "-m", "not integration", *session.posargs)
 
 
 @nox.session(python=PYTHON)

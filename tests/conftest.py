@@ -38,3 +38,37 @@ NO_CUDA = "no CUDA device (torch.cuda.is_available() is False): this test's CUDA
 def device(request: pytest.FixtureRequest) -> str:
     """Each test that takes ``device`` runs on CPU and, where a GPU is present, again on CUDA."""
     return request.param
+
+
+PROGRAM_MARKS = ("lerobot", "benchmarks/", "scripts/", "lint-imports")
+"""Substrings of a command line that make it one of the programs integration tests start."""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "integration: starts processes (learners, actors, the demo, CLIs); `nox -s unit` runs the rest",
+    )
+
+
+@pytest.fixture(autouse=True)
+def _processes_only_in_integration_tests(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch):
+    """A test that starts one of this project's or LeRobot's programs (learner, actor, demo, a CLI,
+    a benchmark or script) must carry the ``integration`` marker, so the unit tier stays free of
+    them (and fast): starting one from an unmarked test fails it, naming the marker. Libraries'
+    own helper processes (e.g. glfw's version probe at import) are let through."""
+    if request.node.get_closest_marker("integration") is not None:
+        return
+    import subprocess
+
+    popen_init = subprocess.Popen.__init__
+
+    def guarded(self, args, *rest, **kwargs):
+        words = [args] if isinstance(args, str | bytes) else list(args)
+        if any(mark in str(word) for word in words for mark in PROGRAM_MARKS):
+            raise AssertionError(
+                f"{request.node.nodeid} starts a process ({args!r}): mark it @pytest.mark.integration"
+            )
+        popen_init(self, args, *rest, **kwargs)
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", guarded)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 
+import pytest
 from helpers.benchmarks import load_benchmark
 
 from lerobot_pirl.tasks.pick_cube.configs import DSRL_SETTINGS
@@ -44,6 +45,7 @@ def test_tiny_dsrl_run_records_diagnostics_and_the_demo_settings() -> None:
     json.dumps(result)
 
 
+@pytest.mark.integration
 def test_a_lever_runs_through_the_benchmark_command_line(tmp_path) -> None:
     levers = load_benchmark("dsrl_levers")
     command = levers.command("discount0.99_scale1.0_sparse_reward")

@@ -89,6 +89,7 @@ def _demo(tmp_path, *args):
     )
 
 
+@pytest.mark.integration
 @pytest.mark.timeout(720)
 def test_demo_runs_learner_and_actor_and_writes_a_learning_curve(tmp_path):
     out = tmp_path / "run"
@@ -177,6 +178,7 @@ def _check_lerobot_loads_the_fine_tuned_checkpoint(pretrained):
     )
 
 
+@pytest.mark.integration
 def test_demo_refuses_bad_settings_before_starting(tmp_path):
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "keep.txt").write_text("user data")

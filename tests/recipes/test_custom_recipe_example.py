@@ -43,6 +43,7 @@ def installed_example(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return site
 
 
+@pytest.mark.integration
 def test_example_is_discovered_and_selected_from_a_learner_config(
     installed_example: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -57,6 +58,7 @@ def test_example_is_discovered_and_selected_from_a_learner_config(
     assert selected is entry and "--algorithm.type=bc" in args
 
 
+@pytest.mark.integration
 @pytest.mark.timeout(240)
 def test_learner_runs_the_example_update_step(installed_example: Path, tmp_path: Path) -> None:
     port = free_port()

@@ -146,6 +146,7 @@ def _digest(directory: Path) -> str:
     return hashlib.sha256(b"".join(p.read_bytes() for p in files)).hexdigest()
 
 
+@pytest.mark.integration
 @pytest.mark.timeout(600)
 def test_demo_trains_the_noise_agent_with_lerobots_learner_and_actor_and_leaves_the_xvla_untouched(
     tmp_path: Path,

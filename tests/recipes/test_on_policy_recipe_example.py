@@ -163,6 +163,7 @@ def test_malformed_and_stale_transitions_are_rejected_or_dropped(example) -> Non
     assert not recipe.accept(stale) and recipe.data_counters()["dropped"] == 1
 
 
+@pytest.mark.integration
 @pytest.mark.timeout(600)
 def test_the_example_trains_in_the_real_learner_and_actor_processes(
     example_site: Path, tmp_path: Path

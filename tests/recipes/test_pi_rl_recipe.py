@@ -225,6 +225,7 @@ def feed_list(recipe: PiRLRecipe, seed: int) -> list:
     return [*a, *b]
 
 
+@pytest.mark.integration
 def test_executed_steps_longer_than_the_chunk_fails_before_training(tmp_path) -> None:
     from helpers.configs import free_port, pi_rl_learner_config, write_json
     from helpers.learner_process import run_shim

@@ -12,6 +12,7 @@ from helpers.grpc_client import LearnerClient, random_episode
 from helpers.learner_process import checkpoint_steps, start_learner, stop, wait_for
 
 
+@pytest.mark.integration
 @pytest.mark.timeout(240)
 def test_learner_trains_sac_over_grpc(tmp_path: Path) -> None:
     port = free_port()
@@ -48,6 +49,7 @@ def test_learner_trains_sac_over_grpc(tmp_path: Path) -> None:
     assert "Number of optimization step: 8" in log
 
 
+@pytest.mark.integration
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("noise_method", ["flow_noise", "flow_sde"])
 def test_pi_rl_learner_trains_xvla_from_actor_decisions_over_grpc(

@@ -92,6 +92,7 @@ def _run_cli(module: str, config: dict, tmp_path, *args: str):
     return run_shim(module, path, *args)
 
 
+@pytest.mark.integration
 def test_actor_refuses_a_policy_whose_action_dim_does_not_fit_the_env(tmp_path) -> None:
     from helpers.configs import free_port, pi_rl_learner_config
 
@@ -105,6 +106,7 @@ def test_actor_refuses_a_policy_whose_action_dim_does_not_fit_the_env(tmp_path) 
     assert not (tmp_path / "out").exists()  # refused before connecting
 
 
+@pytest.mark.integration
 def test_gym_manipulator_envs_make_robot_env_cannot_build_are_refused_before_starting(tmp_path) -> None:
     from helpers.configs import free_port, pi_rl_learner_config
 
@@ -125,6 +127,7 @@ def test_gym_manipulator_envs_make_robot_env_cannot_build_are_refused_before_sta
             assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.integration
 def test_unknown_noise_method_on_the_command_line_is_one_clear_error(tmp_path) -> None:
     from helpers.configs import free_port, pi_rl_learner_config
 

@@ -66,6 +66,7 @@ def test_unknown_recipe_is_reported_with_the_installed_ones(tmp_path, catalog, c
         select_recipe([f"--config_path={path}", "--recipe=sack"], catalog)
 
 
+@pytest.mark.integration
 def test_learner_command_fails_fast_and_clearly_on_a_bad_recipe(tmp_path, config) -> None:
     path = write_json(tmp_path / "c.json", config)
     result = run_shim("lerobot_pirl.runtime.learner", path, "--recipe=sack", timeout=120)

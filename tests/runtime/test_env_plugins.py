@@ -10,6 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 from helpers.configs import free_port, pi_rl_learner_config, write_json
 
 PLUGIN = textwrap.dedent(
@@ -59,6 +60,7 @@ def _parse(config: dict, tmp_path: Path, pythonpath: str = "") -> subprocess.Com
     )
 
 
+@pytest.mark.integration
 def test_our_env_type_parses_in_a_fresh_process_through_the_entry_point(tmp_path: Path) -> None:
     config = pi_rl_learner_config(
         tmp_path / "out", free_port(), state_dim=21, action_dim=4, env={"episode_length": 7}
@@ -68,6 +70,7 @@ def test_our_env_type_parses_in_a_fresh_process_through_the_entry_point(tmp_path
     assert result.stdout.split() == ["lerobot_pirl.envs.pick_cube", "pirl_pick_cube", "7"]
 
 
+@pytest.mark.integration
 def test_a_third_party_lerobot_env_package_is_discovered_by_lerobots_plugin_loader(tmp_path: Path) -> None:
     _install_fake_plugin(tmp_path / "site")
     config = pi_rl_learner_config(tmp_path / "out", free_port(), state_dim=21, action_dim=4)

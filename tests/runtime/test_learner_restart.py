@@ -54,6 +54,7 @@ def _drive(port: int, local: PiRLRecipe, updates: int, log: Path, first_episode:
     return versions
 
 
+@pytest.mark.integration
 @pytest.mark.timeout(400)
 def test_learner_killed_and_resumed_continues_from_its_checkpoint(tmp_path: Path) -> None:
     output_dir = tmp_path / "out"
@@ -92,6 +93,7 @@ def test_learner_killed_and_resumed_continues_from_its_checkpoint(tmp_path: Path
     # Bitwise equality of the resumed update itself: tests/recipes/test_pi_rl_recipe.py.
 
 
+@pytest.mark.integration
 @pytest.mark.timeout(120)
 def test_resume_without_a_checkpoint_is_refused(tmp_path: Path) -> None:
     data = pi_rl_learner_config(tmp_path / "out", free_port())

@@ -67,6 +67,7 @@ def test_lerobots_eval_policy_agrees_with_our_evaluator_on_the_shipped_checkpoin
     assert_same_success_rate(stock, ours, episodes)
 
 
+@pytest.mark.integration
 @pytest.mark.timeout(600)
 def test_lerobot_pirl_eval_is_lerobot_eval_on_our_env_types(tmp_path) -> None:
     """The command line LeRobot documents, through ``lerobot-pirl eval``: eval_info.json as LeRobot

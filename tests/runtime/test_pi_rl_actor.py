@@ -43,6 +43,7 @@ def _pick_cube_config(output_dir: Path, env: dict | None = None, **algorithm) ->
     )
 
 
+@pytest.mark.integration
 @pytest.mark.timeout(600)
 def test_pi_rl_two_actors_feed_one_learner_and_stop_cleanly(tmp_path: Path) -> None:
     """Two actors of three envs each (batched sampling, shaped reward, 20 controller substeps)."""
@@ -105,6 +106,7 @@ def _last_queued(text: str) -> int:
     return int(found[-1]) if found else 0
 
 
+@pytest.mark.integration
 @pytest.mark.timeout(600)
 def test_actor_killed_mid_episode_restarts_and_the_learner_keeps_serving(tmp_path: Path) -> None:
     data = _pick_cube_config(tmp_path / "out")
@@ -153,6 +155,7 @@ def test_actor_killed_mid_episode_restarts_and_the_learner_keeps_serving(tmp_pat
     assert min(versions) >= 2  # the restarted actor got current weights, not version 0
 
 
+@pytest.mark.integration
 @pytest.mark.timeout(600)
 def test_an_actor_beyond_max_actors_is_refused_with_a_clear_error(tmp_path: Path) -> None:
     data = _pick_cube_config(tmp_path / "out", max_actors=1)
@@ -184,6 +187,7 @@ def test_an_actor_beyond_max_actors_is_refused_with_a_clear_error(tmp_path: Path
     assert refused_log.strip().splitlines()[-1].startswith("lerobot-pirl-actor: error: the learner at")
 
 
+@pytest.mark.integration
 @pytest.mark.timeout(600)
 def test_tls_and_token_train_and_an_actor_with_the_wrong_token_is_refused(tmp_path: Path) -> None:
     """Learner and actor processes on TLS with a shared token (a certificate made by
@@ -232,6 +236,7 @@ def test_tls_and_token_train_and_an_actor_with_the_wrong_token_is_refused(tmp_pa
     assert all(token not in text for text in [*logs.values(), *saved])
 
 
+@pytest.mark.integration
 @pytest.mark.timeout(900)
 def test_actors_reconnect_to_a_restarted_learner_and_training_continues(tmp_path: Path) -> None:
     """SIGKILL the learner under two live actors and restart it with resume=true: the actors

@@ -93,6 +93,7 @@ def _pi_rl_config(tmp_path, **top) -> dict:
     return {**data, **top}
 
 
+@pytest.mark.integration
 def test_a_config_lerobot_cannot_save_is_refused_before_the_learner_starts(tmp_path) -> None:
     from helpers.configs import write_json
     from helpers.learner_process import run_shim
@@ -103,6 +104,7 @@ def test_a_config_lerobot_cannot_save_is_refused_before_the_learner_starts(tmp_p
     assert "cannot save env.processor.reset" in result.stderr and "save_checkpoint=false" in result.stderr
 
 
+@pytest.mark.integration
 @pytest.mark.timeout(600)
 def test_pi_rl_trains_on_a_gym_manipulator_env(tmp_path) -> None:
     import re

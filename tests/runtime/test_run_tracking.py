@@ -71,6 +71,7 @@ def tracked_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return output_dir
 
 
+@pytest.mark.integration
 @pytest.mark.timeout(600)
 def test_pi_rl_run_logs_lerobots_keys_to_an_offline_wandb_run(tracked_run: Path) -> None:
     [run_file] = (tracked_run / "wandb").glob("offline-run-*/run-*.wandb")
@@ -98,6 +99,7 @@ PUSHED = ("*.safetensors", "*.json", "*.yaml", "*.md")
 """The file patterns LeRobot's ``PreTrainedPolicy.push_model_to_hub`` uploads."""
 
 
+@pytest.mark.integration
 @pytest.mark.timeout(600)
 def test_a_checkpoint_holds_what_lerobots_push_to_hub_uploads_with_a_model_card(tracked_run: Path) -> None:
     from lerobot.configs.policies import PreTrainedConfig
@@ -125,6 +127,7 @@ def test_a_checkpoint_holds_what_lerobots_push_to_hub_uploads_with_a_model_card(
     assert f"env steps: {int(update_2['env_steps_total'])}" in card
 
 
+@pytest.mark.integration
 def test_wandb_enabled_without_the_package_is_one_clear_error(tmp_path: Path, monkeypatch) -> None:
     config, _ = _config(tmp_path)
     monkeypatch.setitem(sys.modules, "wandb", None)  # as if `pip install lerobot-pirl[wandb]` never ran

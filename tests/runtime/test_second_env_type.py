@@ -43,6 +43,7 @@ def test_the_arrange_boxes_env_is_built_by_lerobots_factory() -> None:
         assert np.abs(observation["observation.state"][15:18].numpy() - tcp).max() < 5e-3
 
 
+@pytest.mark.integration
 @pytest.mark.timeout(600)
 def test_pi_rl_trains_on_a_second_env_type(tmp_path: Path) -> None:
     output_dir = tmp_path / "out"
