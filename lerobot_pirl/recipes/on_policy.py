@@ -66,6 +66,9 @@ class OnPolicyConfig(RecipeConfig):
     max_actors: int = 16
     """Most actors the learner serves at once (its gRPC worker pool holds three streams for each);
     one more is refused at connect with an error naming this field, never left waiting."""
+    success_key: str | None = None
+    """The env's info key that reports an episode's success; None reads ``is_success`` (LeRobot's),
+    then ``success``, then ``succeed`` (gym-hil). An env with none of them gets one warning."""
     max_updates: int = 100
     """The learner stops after this many updates (LeRobot's ``online_steps`` for SAC)."""
     max_env_steps: int | None = None

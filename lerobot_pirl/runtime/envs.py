@@ -30,6 +30,12 @@ ENV_ENTRY_POINT_GROUP = "lerobot_pirl.envs"
 """Entry-point group of modules that register ``EnvConfig`` types (this package's own among them)."""
 
 
+SUCCESS_KEYS = ("is_success", "success", "succeed")
+"""Info keys envs report success under, in the order they are read: LeRobot's own envs and
+``lerobot-eval`` (``is_success``), gym-style envs (``success``), gym-hil (``succeed``). An env with
+another key names it in the algorithm block (``success_key``)."""
+
+
 class EnvConfigError(LerobotPirlError, ValueError):
     """The config's ``env`` block cannot drive this recipe; the message says what to change."""
 
@@ -224,10 +230,18 @@ class EnvStep:
 
     @property
     def success(self) -> bool:
-        """The env's success flag: ``info["success"]`` (gym-hil) or ``info["is_success"]`` (LeRobot's
-        other envs, as ``lerobot-eval`` reads it)."""
-        flag = self.info.get("success", self.info.get("is_success", False))
-        return bool(np.asarray(flag).reshape(-1)[0])
+        """The env's success flag under the first of `SUCCESS_KEYS` its info has (False if none)."""
+        return self.success_under(None)
+
+    def success_key(self, key: str | None) -> str | None:
+        """``key`` if this step's info has it (None: the first of `SUCCESS_KEYS` it has), else None."""
+        keys = SUCCESS_KEYS if key is None else (key,)
+        return next((k for k in keys if k in self.info), None)
+
+    def success_under(self, key: str | None) -> bool:
+        """The success flag under ``key`` (None: the first of `SUCCESS_KEYS` present); False if absent."""
+        found = self.success_key(key)
+        return found is not None and bool(np.asarray(self.info[found]).reshape(-1)[0])
 
 
 def step_env(env: Any, action: np.ndarray) -> EnvStep:

@@ -36,7 +36,7 @@ from lerobot.utils.utils import init_logging
 
 from ..recipes.on_policy import ActorDecision, OnPolicyRecipe
 from . import seam, transport
-from .envs import EnvConfigError, make_envs, require_env_factory, step_env, task_description
+from .envs import SUCCESS_KEYS, EnvConfigError, make_envs, require_env_factory, step_env, task_description
 from .processors import PolicyIO
 from .security import actor_security
 
@@ -82,7 +82,7 @@ def run_on_policy_actor(cfg: seam.RecipeTrainConfig, actor_id: int) -> dict[str,
             raise TimeoutError(f"no weights from the learner within {algo_cfg.actor_weights_timeout_s}s")
         sender.counters["weights_loaded"] += 1
         seeds = [cfg.seed + actor_id + ENV_SEED_STRIDE * index for index in range(len(envs))]
-        runner = BatchedEpisodes(envs, io, recipe, actor_id, seeds=seeds)
+        runner = BatchedEpisodes(envs, io, recipe, actor_id, seeds=seeds, success_key=algo_cfg.success_key)
         while not shutdown.is_set():
             if sender.link.broken():  # the learner went away: reconnect, resend what is queued
                 try:
@@ -330,8 +330,12 @@ class BatchedEpisodes:
         *,
         seeds: list[int],
         first_episode_id: int = 0,
+        success_key: str | None = None,
     ) -> None:
         self.envs, self.io, self.recipe, self.actor_id = envs, io, recipe, actor_id
+        self.success_key = success_key
+        self._success_reported = False  # any step's info had the success key
+        self._warned_no_success = False
         self.tasks = [task_description(env) for env in envs]
         self.episodes: list[_Episode | None] = [None] * len(envs)
         # The first raw observation of each env's next episode (after its autoreset), if known.
@@ -460,15 +464,31 @@ class BatchedEpisodes:
         for h in range(executed_steps):
             result = step_env(env, env_actions[h])
             rewards.append(result.reward)
-            episode.success = episode.success or result.success
+            episode.success = episode.success or result.success_under(self.success_key)
+            self._success_reported = (
+                self._success_reported or result.success_key(self.success_key) is not None
+            )
             episode.env_steps += 1
             if result.done:
+                self._warn_if_success_is_never_reported()
                 break
         if result.done:
             self._next_start[index] = result.observation
         last_raw = result.final_observation if result.done else result.observation
         assert last_raw is not None
         return _Steps(rewards, result.terminated, result.truncated, last_raw)
+
+    def _warn_if_success_is_never_reported(self) -> None:
+        """One warning, at the first episode end, for an env whose info has no success key."""
+        if self._success_reported or self._warned_no_success:
+            return
+        self._warned_no_success = True
+        looked_for = repr(self.success_key) if self.success_key else ", ".join(SUCCESS_KEYS)
+        logging.warning(
+            f"{LOG_PREFIX} actor {self.actor_id}: the env's info reports no success (looked for "
+            f"{looked_for}), so every episode counts as a failure; set algorithm.success_key to the "
+            "info key your env reports success under"
+        )
 
 
 @dataclass

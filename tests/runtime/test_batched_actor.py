@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 os.environ.setdefault("MUJOCO_GL", "osmesa")
 os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
@@ -185,3 +187,31 @@ def test_observations_preprocessed_together_equal_one_env_at_a_time_and_own_thei
             )
     states = torch.stack([together[i]["observation.state"] for i in raws])
     assert len({tuple(s.tolist()) for s in states}) == 3  # three different resets, three rows
+
+
+def test_success_is_read_under_lerobots_and_gym_keys_or_the_configured_one() -> None:
+    from lerobot_pirl.runtime.envs import EnvStep
+
+    def step(info: dict) -> EnvStep:
+        return EnvStep({}, 0.0, True, False, info, None)
+
+    assert step({"is_success": np.array([True])}).success  # LeRobot's key
+    assert step({"success": True, "is_success": np.array([False])}).success is False  # LeRobot's first
+    assert step({"succeed": np.array([True])}).success  # gym-hil's
+    assert not step({"solved": True}).success and step({"solved": True}).success_key(None) is None
+    assert step({"solved": np.array([True]), "is_success": False}).success_under("solved")
+    assert not step({"is_success": True}).success_under("solved")  # the named key only
+
+
+def test_an_env_without_a_success_key_gets_one_warning(envs, caplog) -> None:
+    recipe = _recipe()
+    io = PolicyIO.for_policy(recipe.policy.config, ENV)
+    runner = BatchedEpisodes(envs, io, recipe, 0, seeds=[0, 1, 2], success_key="solved")
+    finished = []
+    with caplog.at_level(logging.WARNING):
+        for _ in range(8):
+            finished += runner.step()
+    warnings = [r.getMessage() for r in caplog.records if "reports no success" in r.getMessage()]
+    assert len(finished) == 6 and not any(e.success for e in finished)
+    assert len(warnings) == 1 and "looked for 'solved'" in warnings[0]
+    assert "algorithm.success_key" in warnings[0]
