@@ -2,7 +2,9 @@
 
 * ``demo``: the embedded PandaPickCube demo (``lerobot_pirl.demo``);
 * ``eval``: LeRobot's ``lerobot-eval`` with this package's env types (``runtime.lerobot_eval``);
-* ``tls-keygen``: a self-signed certificate for the learner's TLS (``runtime.cli.tls_keygen``).
+* ``tls-keygen``: a self-signed certificate for the learner's TLS (``runtime.cli.tls_keygen``);
+* ``random-checkpoint``: a random tiny XVLA shaped for an env, a plumbing check
+  (``runtime.random_checkpoint``).
 """
 
 from __future__ import annotations
@@ -78,6 +80,13 @@ def _parser() -> argparse.ArgumentParser:
         help="LeRobot's lerobot-eval with this package's env types: same flags, same eval_info.json "
         "(e.g. --policy.path=CKPT --env.type=pirl_pick_cube --eval.n_episodes=50)",
     )
+    commands.add_parser(
+        "random-checkpoint",
+        add_help=False,
+        help="a random tiny XVLA pretrained_model folder shaped for an env's features, to check an env "
+        "with the learner and actors (--env.type=NAME [--env.FIELD=...] or --config_path=train_config.json; "
+        "--output_dir=DIR)",
+    )
     keygen = commands.add_parser(
         "tls-keygen",
         help="write a self-signed certificate and key for the learner's TLS (learner.crt, learner.key)",
@@ -95,6 +104,21 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _random_checkpoint(argv: list[str]) -> None:
+    import torch
+
+    from lerobot_pirl.errors import LerobotPirlError
+    from lerobot_pirl.runtime.random_checkpoint import main as random_checkpoint
+
+    torch.set_num_threads(1)
+    try:
+        folder = random_checkpoint(argv)
+    except LerobotPirlError as exc:
+        print(f"lerobot-pirl random-checkpoint: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    print(f"a random tiny XVLA for this env: {folder} (use it as --policy.path)")
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -105,6 +129,9 @@ def main(argv: list[str] | None = None) -> None:
         from lerobot_pirl.runtime.lerobot_eval import main as lerobot_eval
 
         lerobot_eval(argv[1:])
+        return
+    if argv[:1] == ["random-checkpoint"]:  # LeRobot-style --env.* flags, parsed by draccus
+        _random_checkpoint(argv[1:])
         return
     args = _parser().parse_args(argv)
     if args.command == "tls-keygen":

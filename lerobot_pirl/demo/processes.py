@@ -83,6 +83,6 @@ def supervise(learner: subprocess.Popen, actors: list[subprocess.Popen], out: Pa
         terminate(actors)  # the learner reached its budget: stop acting
     if learner.poll() not in (None, 0):
         raise DemoError(f"the learner exited with code {learner.returncode}; see {out / 'learner.log'}")
-    for i, actor in enumerate(actors):
-        if learner.poll() is None and actor.poll() is not None:
+    for i, actor in enumerate(actors):  # an actor exits 0 by itself once the learner announces the end
+        if learner.poll() is None and actor.poll() not in (None, 0):
             raise DemoError(f"actor {i} exited with code {actor.returncode}; see {out / f'actor_{i}.log'}")

@@ -52,7 +52,7 @@ def image_token_count(image_size: int) -> int:
 
 
 def tiny_florence_config(
-    *, image_size: int = 16, language_length: int = LANGUAGE_LENGTH, d_model: int = 32
+    *, image_size: int = 16, language_length: int = LANGUAGE_LENGTH, d_model: int = 32, image_views: int = 1
 ) -> dict[str, Any]:
     """A random two-stage DaViT + one-layer BART config, in the native ``transformers`` format.
 
@@ -87,7 +87,7 @@ def tiny_florence_config(
             "decoder_attention_heads": 2,
             "encoder_ffn_dim": 2 * d_model,
             "decoder_ffn_dim": 2 * d_model,
-            "max_position_embeddings": image_token_count(image_size) + language_length,
+            "max_position_embeddings": image_views * image_token_count(image_size) + language_length,
         },
     }
 
@@ -106,6 +106,7 @@ def tiny_xvla_config(
     num_heads: int = 4,
     d_model: int = 32,
     language_length: int = LANGUAGE_LENGTH,
+    image_views: int = 1,
     dtype: str = "float32",
     device: str = "cpu",
     **overrides: Any,
@@ -116,7 +117,8 @@ def tiny_xvla_config(
     (VISUAL, 3×image_size×image_size); output ``action`` (``action_dim``). With
     ``action_mode="ee6d"`` the action must be 20-D (the ee6d layout). ``max_len_seq`` is sized to
     chunk + image tokens + text tokens, ``max_state_dim`` to the state (at least 20 outside
-    ``"auto"``). ``overrides`` go to
+    ``"auto"``). ``image_views`` sizes the sequence for that many cameras (each resized to
+    ``image_size``, e.g. by ``resize_imgs_with_padding`` in ``overrides``). ``overrides`` go to
     ``XVLAConfig`` as they are (e.g. ``freeze_vision_encoder=True``).
     """
     fields: dict[str, Any] = {
@@ -132,14 +134,14 @@ def tiny_xvla_config(
         "num_domains": 1,
         "len_soft_prompts": 4,
         "dim_time": 16,
-        "max_len_seq": chunk_size + image_token_count(image_size) + language_length,
+        "max_len_seq": chunk_size + image_views * image_token_count(image_size) + language_length,
         # Non-auto action spaces (ee6d, joint, ...) zero gripper indices of the proprio in their
         # 20-D action layout, so the padded proprio must be at least that wide.
         "max_state_dim": state_dim if action_mode == "auto" else max(state_dim, 20),
         "tokenizer_max_length": language_length,
         "tokenizer_name": str(TINY_TOKENIZER_DIR),
         "florence_config": tiny_florence_config(
-            image_size=image_size, language_length=language_length, d_model=d_model
+            image_size=image_size, language_length=language_length, d_model=d_model, image_views=image_views
         ),
         "input_features": {
             OBS_STATE: PolicyFeature(type=FeatureType.STATE, shape=(state_dim,)),

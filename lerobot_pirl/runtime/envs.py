@@ -11,6 +11,7 @@ hold the end of this one (`EnvStep`).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import logging
 import time
@@ -81,10 +82,14 @@ def require_env_factory(env_cfg: EnvConfig | None) -> None:
             )
 
 
-def make_envs(env_cfg: EnvConfig, count: int) -> list[Any]:
+def make_envs(env_cfg: EnvConfig, count: int, first_index: int = 0) -> list[Any]:
     """``count`` independent single-env vector envs of ``env_cfg``: from LeRobot's ``make_env`` for
     ``EnvConfig`` types, from LeRobot's ``make_robot_env`` + ``make_processors`` for
-    ``gym_manipulator`` (`RobotEnvAdapter`)."""
+    ``gym_manipulator`` (`RobotEnvAdapter`).
+
+    A multi-task env type whose config has a ``task_offset`` field (``pirl_metaworld``) gives env
+    k the offset ``task_offset + first_index + k``, so the tasks spread over an actor's envs and,
+    with ``first_index = actor_id * count``, over the actors."""
     require_env_factory(env_cfg)
     if isinstance(env_cfg, HILSerlRobotEnvConfig):
         if count > 1 and env_cfg.name != "gym_hil":
@@ -95,8 +100,11 @@ def make_envs(env_cfg: EnvConfig, count: int) -> list[Any]:
         return [RobotEnvAdapter.make(env_cfg) for _ in range(count)]
     envs = []
     try:
-        for _ in range(count):
-            suites = make_env(env_cfg, n_envs=1)
+        for k in range(count):
+            one_cfg = env_cfg
+            if hasattr(env_cfg, "task_offset"):
+                one_cfg = dataclasses.replace(env_cfg, task_offset=env_cfg.task_offset + first_index + k)
+            suites = make_env(one_cfg, n_envs=1)
             vector_envs = [env for tasks in suites.values() for env in tasks.values()]
             if len(vector_envs) != 1:
                 for env in vector_envs:

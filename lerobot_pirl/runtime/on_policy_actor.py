@@ -53,7 +53,7 @@ def run_on_policy_actor(cfg: seam.RecipeTrainConfig, actor_id: int) -> dict[str,
         torch.set_num_threads(algo_cfg.torch_threads)
     init_logging()
     security = actor_security(algo_cfg)
-    recipe, io, envs = _build_actor_parts(cfg)  # a config that cannot run fails before connecting
+    recipe, io, envs = _build_actor_parts(cfg, actor_id)  # a config that cannot run fails before connecting
     device = str(cfg.policy.device)
     shutdown = ProcessSignalHandler(use_threads=True).shutdown_event
 
@@ -75,6 +75,7 @@ def run_on_policy_actor(cfg: seam.RecipeTrainConfig, actor_id: int) -> dict[str,
     init_logging(log_file=str(log_dir / f"actor_{actor_id}.log"))
 
     sender = _EpisodeSender(link, actor_id, algo_cfg.max_message_bytes)
+    finished: TrainingOver | None = None
     try:
         if not _load_weights(
             link, recipe, shutdown, device=device, block=True, timeout=algo_cfg.actor_weights_timeout_s
@@ -85,6 +86,7 @@ def run_on_policy_actor(cfg: seam.RecipeTrainConfig, actor_id: int) -> dict[str,
         runner = BatchedEpisodes(envs, io, recipe, actor_id, seeds=seeds, success_key=algo_cfg.success_key)
         while not shutdown.is_set():
             if sender.link.broken():  # the learner went away: reconnect, resend what is queued
+                _newest_state(sender.link)  # ...unless its last word was that training is over (raises)
                 try:
                     sender.reconnect(connect)
                 except transport.LearnerUnavailableError:
@@ -102,22 +104,35 @@ def run_on_policy_actor(cfg: seam.RecipeTrainConfig, actor_id: int) -> dict[str,
                 sender.counters["weights_loaded"] += 1
             for episode in runner.step():
                 sender.send(episode)
+    except TrainingOver as over:
+        finished = over
     finally:
         shutdown.set()
         sender.close(algo_cfg.actor_drain_timeout_s)
         for env in envs:
             env.close()
         logging.info(f"{LOG_PREFIX} actor {actor_id} stopped: {sender.counters}")
+    if finished is not None:
+        counters = sender.counters
+        print(
+            f"lerobot-pirl-actor: {finished}; actor {actor_id} stops after {counters['episodes_queued']} "
+            f"episodes, {counters['env_steps']} env steps, {counters['weights_loaded']} weight loads",
+            flush=True,
+        )
     return sender.counters
 
 
-def _build_actor_parts(cfg: seam.RecipeTrainConfig) -> tuple[OnPolicyRecipe, PolicyIO, list[Any]]:
+def _build_actor_parts(
+    cfg: seam.RecipeTrainConfig, actor_id: int = 0
+) -> tuple[OnPolicyRecipe, PolicyIO, list[Any]]:
     """The recipe (with its policy), the checkpoint's processors and the envs, checked to fit."""
     require_env_factory(cfg.env)
     policy = make_policy(cfg=cfg.policy, env_cfg=cfg.env)
     recipe = make_algorithm(cfg=cfg.algorithm, policy=policy).recipe  # type: ignore[attr-defined]
     io = PolicyIO.for_policy(cfg.policy, cfg.env)
-    envs = make_envs(cfg.env, cfg.algorithm.envs_per_actor)
+    envs = make_envs(
+        cfg.env, cfg.algorithm.envs_per_actor, first_index=actor_id * cfg.algorithm.envs_per_actor
+    )
     try:
         check_env_feeds_policy(envs[0], io, cfg.policy, seed=cfg.seed, env_type=cfg.env.type)
     except BaseException:
@@ -177,6 +192,7 @@ class _EpisodeSender:
                     "Interaction step": counters["env_steps"],
                     "episode_env_steps": episode.env_steps,
                     "success": float(episode.success),
+                    "task": episode.task,
                     "actor_id": self.actor_id,
                     "policy_version": episode.policy_version,
                     "decisions": len(episode.decisions),
@@ -308,6 +324,8 @@ class _Episode:
     total_reward: float = 0.0
     env_steps: int = 0
     success: bool = False
+    task: str = ""
+    """The env's instruction (a multi-task env type gives each env its own)."""
 
 
 class BatchedEpisodes:
@@ -399,6 +417,7 @@ class BatchedEpisodes:
                 policy_version=self.recipe.policy_version,
                 sampler=self.recipe.sampler(),
                 observation=observations[index],
+                task=self.tasks[index],
             )
             self._next_start[index] = None
             self._next_episode_id += 1
@@ -531,15 +550,35 @@ def _load_weights(
     while True:
         if link.refusal is not None:
             raise transport.LearnerRefusedError(link.refusal)
-        payload = get_last_item_from_queue(link.parameters, block=False)
-        if payload is not None:
+        state = _newest_state(link)
+        if state is not None:
             if before_load is not None:
                 before_load()
-            recipe.load_actor_weights(bytes_to_state_dict(payload), device=device)
+            recipe.load_actor_weights(state, device=device)
             return True
         if not block or shutdown.is_set() or time.monotonic() > deadline:
             return False
         time.sleep(0.05)
+
+
+def _newest_state(link: transport.ActorLink) -> dict[str, Any] | None:
+    """The newest pushed state dict (older ones are skipped), or None; raises `TrainingOver` when it is
+    the learner's end notice, which is always the last payload a learner sends."""
+    payload = get_last_item_from_queue(link.parameters, block=False)
+    if payload is None:
+        return None
+    state = bytes_to_state_dict(payload)
+    if transport.TRAINING_OVER in state:
+        raise TrainingOver(int(state[transport.TRAINING_OVER].item()))
+    return state
+
+
+class TrainingOver(Exception):
+    """The learner finished training (`transport.TRAINING_OVER`): no more weights will come."""
+
+    def __init__(self, updates: int) -> None:
+        super().__init__(f"the learner finished training after {updates} updates")
+        self.updates = updates
 
 
 def _drain(link: transport.ActorLink, *, episodes: int, timeout: float) -> None:

@@ -14,6 +14,7 @@ import logging
 import os
 import queue
 import shutil
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,8 @@ from lerobot_pirl.runtime.processors import BUNDLED_TOKENIZER_DIR, PolicyIO, bun
 from lerobot_pirl.runtime.security import learner_security
 
 LOG_PREFIX = "[ON-POLICY LEARNER]"
+END_NOTICE_TIMEOUT_S = 10.0
+"""How long a finishing learner waits for its actors' parameter streams to send the end notice."""
 OPTIMIZATION_STEP = "Optimization step"
 INTERACTION_STEP = "Interaction step"
 """LeRobot's learner's Weights & Biases step keys (training stats; actors' episode messages)."""
@@ -74,11 +77,14 @@ def run_on_policy_learner(cfg: seam.RecipeTrainConfig) -> None:
     if cfg.algorithm.torch_threads is not None:
         torch.set_num_threads(cfg.algorithm.torch_threads)
     shutdown = ProcessSignalHandler(use_threads=True).shutdown_event
+    streams_stop = threading.Event()  # parameter streams outlive `shutdown` to send the last word
     learner = _OnPolicyLearner(cfg)
-    server = learner.serve(shutdown)
+    server = learner.serve(shutdown, streams_stop)
     try:
-        learner.train(shutdown)
+        if learner.train(shutdown):  # the budget is spent; a stopped learner may be resumed instead
+            learner.announce_end()
     finally:
+        streams_stop.set()
         shutdown.set()
         server.stop(grace=2).wait(timeout=10)
         learner.close()
@@ -116,7 +122,7 @@ class _OnPolicyLearner:
         self.metrics_file = Path(cfg.output_dir) / "logs" / METRICS_FILE
         self.started_at = time.monotonic()
 
-    def serve(self, shutdown: Any) -> Any:
+    def serve(self, shutdown: Any, streams_stop: Any = None) -> Any:
         """Start the gRPC service and publish the initial weights; returns the server."""
         algo_cfg = self.cfg.algorithm
         security = learner_security(algo_cfg)  # refuses an unsafe or unreadable setup first
@@ -130,13 +136,29 @@ class _OnPolicyLearner:
             queue_get_timeout=algo_cfg.queue_get_timeout,
             max_actors=algo_cfg.max_actors,
             security=security,
+            streams_stop=streams_stop,
         )
         logging.info(f"{LOG_PREFIX} serving on {algo_cfg.learner_host}:{algo_cfg.learner_port} ({security})")
         self.weights.publish(state_to_bytes(self.algorithm.get_weights()))
         return server
 
-    def train(self, shutdown: Any) -> None:
-        """Ingest what arrives and update whenever a rollout is complete; never blocks on data."""
+    def announce_end(self) -> None:
+        """Tell every connected actor that training is over (`transport.TRAINING_OVER`), and wait a
+        bounded time for each open parameter stream to have sent it. The last weights go out first:
+        a stream serves only the newest payload, and the notice must not overtake them."""
+        updates = self.algorithm.optimization_step
+        self.weights.wait_delivered(self.weights.version, timeout=END_NOTICE_TIMEOUT_S)
+        version = self.weights.publish(
+            state_to_bytes({transport.TRAINING_OVER: torch.tensor(float(updates))})
+        )
+        if not self.weights.wait_delivered(version, timeout=END_NOTICE_TIMEOUT_S):
+            logging.warning(
+                f"{LOG_PREFIX} not every actor took the end-of-training notice within {END_NOTICE_TIMEOUT_S}s"
+            )
+
+    def train(self, shutdown: Any) -> bool:
+        """Ingest what arrives and update whenever a rollout is complete; never blocks on data.
+        True when the budget (``max_updates`` / ``max_env_steps``) is spent, False on a stop signal."""
         while not shutdown.is_set() and self.algorithm.optimization_step < self.cfg.algorithm.max_updates:
             self.rejected += _drain_transitions(self.transitions, self.recipe)
             self.episodes.extend(_drain_interactions(self.interactions))
@@ -144,7 +166,8 @@ class _OnPolicyLearner:
                 time.sleep(0.01)
                 continue
             if self._update():
-                break
+                return True
+        return self.algorithm.optimization_step >= self.cfg.algorithm.max_updates
 
     def _update(self) -> bool:
         """One update on the ready rollout, then push, log and checkpoint; True after the last."""
@@ -277,6 +300,11 @@ def _episode_summary(messages: list[dict[str, Any]]) -> dict[str, float]:
         summary["episodes"] = float(len(returns))
     if successes:
         summary["success_rate"] = sum(successes) / len(successes)
+    tasks = sorted({str(m["task"]) for m in messages if m.get("task") and "success" in m})
+    if len(tasks) > 1:  # a multi-task env: the sampled success of each instruction
+        for task in tasks:
+            rates = [float(m["success"]) for m in messages if m.get("task") == task and "success" in m]
+            summary[f"success_rate/{task}"] = sum(rates) / len(rates)
     return summary
 
 

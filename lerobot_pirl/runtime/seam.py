@@ -9,6 +9,10 @@ pins each point so a LeRobot upgrade breaks loudly here and nowhere else:
 - ``TrainPipelineConfig.validate`` dereferences ``dataset.repo_id`` although RL configs may omit
   the dataset; `RecipeTrainConfig` keeps that crash away from users.
 - ``lerobot.configs.parser.wrap`` reads ``sys.argv``; `parse_train_config` feeds it ours.
+- ``TrainPipelineConfig.validate`` resolves ``--policy.path`` in ``_resolve_pretrained_from_cli``
+  from ``sys.argv`` at validation time; `parse_train_config` resolves the policy at parse time
+  instead (`policy_from_checkpoint`, also for ``policy.pretrained_path`` alone), and
+  `RecipeTrainConfig` skips LeRobot's second resolution of it.
 - ``lerobot.rl.actor`` builds its env through ``make_robot_env`` / ``make_processors`` looked up in
   its module at call time; `install_actor_env_path` answers for env types other than
   ``gym_manipulator`` there.
@@ -23,13 +27,16 @@ The gRPC transport (``runtime.transport``) builds on LeRobot's ``LearnerService`
 message-size limits and chunked streams; `tests/runtime/test_seam.py` pins those too.
 """
 
+import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from lerobot.configs import parser
 from lerobot.configs.default import DatasetConfig
+from lerobot.configs.policies import PreTrainedConfig
 from lerobot.envs.configs import HILSerlRobotEnvConfig
 from lerobot.rl.algorithms import factory
 from lerobot.rl.algorithms.base import RLAlgorithm
@@ -113,9 +120,34 @@ def model_card_context(policy_cfg: Any) -> dict[str, Any]:
 
 @dataclass(kw_only=True)
 class RecipeTrainConfig(TrainRLServerPipelineConfig):
-    """LeRobot's RL pipeline config, unchanged on disk, whose ``validate`` accepts ``dataset: null``."""
+    """LeRobot's RL pipeline config, unchanged on disk, whose ``validate`` accepts ``dataset: null``,
+    an output folder left by a start that failed before its first checkpoint, and a policy
+    already resolved from its checkpoint by `parse_train_config`."""
+
+    def _resolve_pretrained_from_cli(self) -> None:
+        # Not a dataclass field: the saved train_config.json stays one stock LeRobot parses.
+        if getattr(self, "_policy_resolved", False):  # `policy_from_checkpoint` did it already
+            return
+        super()._resolve_pretrained_from_cli()
 
     def validate(self) -> None:
+        output_dir = self.output_dir
+        leftover = not self.resume and isinstance(output_dir, Path) and output_dir.is_dir()
+        if leftover and checkpoint_steps_in(output_dir):
+            raise InvalidConfigError(
+                f"output_dir={output_dir} holds a run with checkpoints (last at step "
+                f"{max(checkpoint_steps_in(output_dir))}) and resume is false: set resume=true to "
+                "continue it, or choose another output_dir"
+            )
+        if leftover:  # only what a failed start wrote (logs): start over in it
+            self.output_dir = None
+        try:
+            self._validate_without_dataset()
+        finally:
+            if leftover:
+                self.output_dir = output_dir
+
+    def _validate_without_dataset(self) -> None:
         if self.dataset is not None:  # type: ignore[has-type]
             super().validate()
             return
@@ -126,6 +158,89 @@ class RecipeTrainConfig(TrainRLServerPipelineConfig):
             super().validate()
         finally:
             self.dataset = None
+
+
+def checkpoint_steps_in(output_dir: Path) -> list[int]:
+    """Steps of the checkpoints LeRobot's layout holds under ``output_dir/checkpoints``."""
+    folder = output_dir / "checkpoints"
+    if not folder.is_dir():
+        return []
+    return [int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit()]
+
+
+DEPLOYMENT_FIELDS = frozenset({"device", "use_amp", "push_to_hub", "repo_id", "private", "tags", "license"})
+"""Policy fields a config may set apart from its checkpoint: where the policy runs and where it is
+published, not what it is."""
+
+
+def policy_from_checkpoint(cfg: RecipeTrainConfig, argv: Sequence[str]) -> None:
+    """Build ``cfg.policy`` from its checkpoint's own ``config.json``, as LeRobot's ``--policy.path``
+    does: for ``--policy.path=CKPT`` (or ``policy.path`` in the JSON) and for
+    ``policy.pretrained_path`` alone. ``--policy.FIELD=...`` overrides apply on top, as in LeRobot.
+    The config file's policy block may repeat the checkpoint's values and set
+    `DEPLOYMENT_FIELDS`; any other field that differs is refused, named, before anything starts (a
+    block of another architecture would build that architecture and fail on the weights)."""
+    if cfg.resume:
+        return  # LeRobot's resume route: the run's own checkpoint holds the policy
+    path = parser.get_path_arg("policy", argv)
+    source = "--policy.path" if path else "policy.pretrained_path"
+    path = path or (
+        str(cfg.policy.pretrained_path) if cfg.policy is not None and cfg.policy.pretrained_path else None
+    )
+    if path is None:
+        return
+    if not (Path(path) / "config.json").is_file():
+        if parser.get_path_arg("policy", argv):
+            return  # not a local folder (a Hub id): LeRobot's own resolution handles it
+        raise InvalidConfigError(
+            f"{source}={path} is not a policy checkpoint folder (no config.json in it); give a "
+            "pretrained_model folder saved by LeRobot or by this learner"
+        )
+    overrides = parser.get_yaml_overrides("policy") + (parser.get_cli_overrides("policy", argv) or [])
+    checkpoint = PreTrainedConfig.from_pretrained(path, cli_overrides=overrides)
+    block = _config_policy_block(argv)
+    if cfg.policy is not None and block:
+        if block.get("type", checkpoint.type) != checkpoint.type:
+            raise InvalidConfigError(
+                f"the config's policy block is type '{block['type']}' but {source}={path} is a "
+                f"'{checkpoint.type}' checkpoint: drop the policy block's fields, or fix the path"
+            )
+        differing = []
+        for name in sorted(set(block) - {"type", "pretrained_path", "path"}):
+            if not hasattr(checkpoint, name):
+                continue  # draccus already refused unknown fields
+            ours = getattr(cfg.policy, name)
+            if name in DEPLOYMENT_FIELDS:
+                setattr(checkpoint, name, ours)
+            elif _plain(ours) != _plain(getattr(checkpoint, name)):
+                differing.append(name)
+        if differing:
+            raise InvalidConfigError(
+                f"the config's policy block contradicts the checkpoint {source}={path} in "
+                f"{', '.join(differing)}: the checkpoint's own config builds the policy, so drop these "
+                "fields from the block (or override them with --policy.FIELD=..., as with --policy.path)"
+            )
+    checkpoint.pretrained_path = Path(path)
+    cfg.policy = checkpoint
+    cfg._policy_resolved = True  # type: ignore[attr-defined]
+
+
+def _config_policy_block(argv: Sequence[str]) -> dict[str, Any]:
+    config_path = parser.parse_arg("config_path", argv)
+    if not config_path or not config_path.endswith(".json") or not Path(config_path).is_file():
+        return {}
+    block = json.loads(Path(config_path).read_text()).get("policy")
+    return block if isinstance(block, dict) else {}
+
+
+def _plain(value: Any) -> Any:
+    """A value as JSON would hold it, so a decoded block and a checkpoint compare field by field."""
+    import draccus
+
+    try:
+        return json.loads(json.dumps(draccus.encode(value), default=str))
+    except Exception:  # noqa: BLE001 - a value draccus cannot encode compares as itself
+        return value
 
 
 def validate_for_actor(cfg: RecipeTrainConfig) -> None:
@@ -158,6 +273,7 @@ def parse_train_config(argv: Sequence[str]) -> RecipeTrainConfig:
     sys.argv = [saved[0] if saved else "lerobot-pirl", *argv]
     try:
         cfg = capture()
+        policy_from_checkpoint(cfg, argv)
         validate_algorithm = getattr(cfg.algorithm, "validate", None)
         if callable(validate_algorithm):
             validate_algorithm()  # e.g. PiRLConfig: every bad field, before anything starts

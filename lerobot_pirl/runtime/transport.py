@@ -13,20 +13,49 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import LerobotPirlError
 
+TRAINING_OVER = "lerobot_pirl.training_over"
+"""Key of the last payload a learner publishes: no more weights will come (its value: the updates)."""
+
 
 class LatestWeights:
-    """The newest serialized weights and their version, for every actor stream to pick up."""
+    """The newest serialized weights and their version, for every actor stream to pick up, and
+    which version each open stream has sent (so a learner can wait until its last word is out)."""
 
     def __init__(self) -> None:
         self._condition = threading.Condition()
         self._version = -1
         self._payload: bytes | None = None
+        self._sent: dict[int, int] = {}  # open stream -> last version it handed to gRPC
+
+    @property
+    def version(self) -> int:
+        """The newest published version (-1 before the first)."""
+        with self._condition:
+            return self._version
+
+    def stream_sent(self, stream: int, version: int) -> None:
+        with self._condition:
+            self._sent[stream] = version
+            self._condition.notify_all()
+
+    def stream_closed(self, stream: int) -> None:
+        with self._condition:
+            self._sent.pop(stream, None)
+            self._condition.notify_all()
+
+    def wait_delivered(self, version: int, timeout: float) -> bool:
+        """Wait (at most ``timeout`` s) until every open stream has sent ``version``."""
+        with self._condition:
+            return self._condition.wait_for(
+                lambda: all(sent >= version for sent in self._sent.values()), timeout=timeout
+            )
 
     def publish(self, payload: bytes) -> int:
         with self._condition:
@@ -89,6 +118,7 @@ def start_learner_server(
     queue_get_timeout: float,
     max_actors: int,
     security: Any = None,
+    streams_stop: Any = None,
 ) -> Any:
     """LeRobot's gRPC ``LearnerService`` on ``host:port``, pushing every weight update to every actor.
 
@@ -100,9 +130,13 @@ def start_learner_server(
     admission: once ``max_actors`` are open, ``Ready`` and further parameter streams are refused
     with RESOURCE_EXHAUSTED and a message naming ``algorithm.max_actors``; a stream's slot is
     released when its RPC ends (the actor stopped, died or disconnected). ``security``
-    (`runtime.security.TransportSecurity`) adds TLS and the token check.
+    (`runtime.security.TransportSecurity`) adds TLS and the token check. Parameter streams end on
+    ``streams_stop`` (default: ``shutdown_event``), so a learner that stops taking data can still
+    send its last payload (`TRAINING_OVER`).
     """
     from .security import TokenInterceptor, TransportSecurity, server_credentials
+
+    streams_stop = streams_stop if streams_stop is not None else shutdown_event
 
     security = security or TransportSecurity()
     import grpc
@@ -127,13 +161,17 @@ def start_learner_server(
             if not admission.admit():
                 context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, refusal)
             context.add_callback(admission.release)  # runs once, when the RPC ends for any reason
-            sent = -1
-            while not self.shutdown_event.is_set() and context.is_active():
+            stream, sent = id(context), -1
+            weights.stream_sent(stream, sent)
+            context.add_callback(lambda: weights.stream_closed(stream))
+            while not streams_stop.is_set() and context.is_active():
                 version, payload = weights.newer_than(sent, timeout=self.queue_get_timeout)
                 if payload is None:
                     continue
                 yield from send_bytes_in_chunks(payload, services_pb2.Parameters, silent=True)
                 sent = version
+                weights.stream_sent(stream, sent)
+            weights.stream_closed(stream)
             return services_pb2.Empty()
 
     service = BroadcastLearnerService(
@@ -188,6 +226,9 @@ class ActorLink:
     transitions_handed_over: int = 0
     refusal: str | None = None
     """Set when the learner refused this actor's parameter stream (e.g. ``max_actors`` reached)."""
+    streams_busy: list[Any] = field(default_factory=list)
+    """Per sending stream, set while gRPC's request thread is inside the stream's queue read."""
+    queue_get_timeout: float = 1.0
 
     @property
     def sender_threads(self) -> list[Any]:
@@ -216,7 +257,12 @@ class ActorLink:
         return unsent
 
     def stop_senders(self) -> None:
+        """Stop the sending streams and wait (bounded) until no gRPC thread reads their queues any
+        more: a read still waiting would take a payload meant for a new link, or find the queue
+        closed under it at exit."""
         self.senders_stop.set()
+        for busy in self.streams_busy:
+            _wait_clear(busy, self.queue_get_timeout + 1.0)
 
 
 def connect_actor(
@@ -234,8 +280,6 @@ def connect_actor(
     options; TLS and the token when ``security`` has them) and the streams are opened here from
     the same building blocks.
     """
-    import threading
-
     import grpc
     from lerobot.rl import actor as stock_actor
     from lerobot.transport import services_pb2, services_pb2_grpc
@@ -247,8 +291,10 @@ def connect_actor(
     security = security or TransportSecurity()
     metadata = security.metadata()
     stub = services_pb2_grpc.LearnerServiceStub(actor_channel(host, port, security))
-    _await_learner(stub, shutdown_event, attempts, f"{host}:{port}", metadata)
-    link = ActorLink(Queue(), Queue(), Queue(), [], senders_stop=threading.Event())
+    _await_learner(stub, shutdown_event, attempts, f"{host}:{port}", metadata, tls=security.tls)
+    link = ActorLink(
+        Queue(), Queue(), Queue(), [], senders_stop=threading.Event(), queue_get_timeout=queue_get_timeout
+    )
 
     def receive() -> None:
         try:
@@ -267,18 +313,12 @@ def connect_actor(
                 link.transitions_handed_over += 1
 
     def send_transitions() -> None:
-        stub.SendTransitions(
-            count_handed_over(
-                stock_actor.transitions_stream(link.senders_stop, link.transitions, queue_get_timeout)
-            ),
-            metadata=metadata,
-        )
+        stream = stock_actor.transitions_stream(link.senders_stop, link.transitions, queue_get_timeout)
+        stub.SendTransitions(count_handed_over(_tracked(stream, link)), metadata=metadata)
 
     def send_interactions() -> None:
-        stub.SendInteractions(
-            stock_actor.interactions_stream(link.senders_stop, link.interactions, queue_get_timeout),
-            metadata=metadata,
-        )
+        stream = stock_actor.interactions_stream(link.senders_stop, link.interactions, queue_get_timeout)
+        stub.SendInteractions(_tracked(stream, link), metadata=metadata)
 
     for target in (receive, send_transitions, send_interactions):  # order: see sender_threads
         thread = threading.Thread(target=_ignore_rpc_shutdown(target), daemon=True)
@@ -287,8 +327,36 @@ def connect_actor(
     return link
 
 
+def _tracked(messages: Any, link: ActorLink) -> Any:
+    """``messages`` with a flag on ``link`` that is set while the next one is being read (gRPC
+    reads request streams on a thread of its own, which `ActorLink.stop_senders` waits for)."""
+    busy = threading.Event()
+    link.streams_busy.append(busy)
+    while True:
+        busy.set()
+        try:
+            message = next(messages)
+        except StopIteration:
+            return
+        finally:
+            busy.clear()
+        yield message
+
+
+def _wait_clear(event: Any, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while event.is_set() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def _await_learner(
-    stub: Any, shutdown_event: Any, attempts: int, address: str, metadata: tuple[tuple[str, str], ...]
+    stub: Any,
+    shutdown_event: Any,
+    attempts: int,
+    address: str,
+    metadata: tuple[tuple[str, str], ...],
+    *,
+    tls: bool = False,
 ) -> None:
     """LeRobot's ``Ready`` handshake, retried while the learner is not up yet; a refusal
     (RESOURCE_EXHAUSTED: the learner is at ``max_actors``; UNAUTHENTICATED: a missing or wrong
@@ -300,6 +368,7 @@ def _await_learner(
     import grpc
     from lerobot.transport import services_pb2
 
+    last_error = ""
     for attempt in range(attempts):
         if shutdown_event.is_set():
             raise LearnerUnavailableError(f"shut down while waiting for the learner at {address}")
@@ -307,6 +376,7 @@ def _await_learner(
             stub.Ready(services_pb2.Empty(), metadata=metadata, timeout=10)
             return
         except grpc.RpcError as exc:
+            last_error = str(exc.details())
             if exc.code() in (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAUTHENTICATED):
                 raise LearnerRefusedError(
                     f"the learner at {address} refused this actor: {exc.details()}"
@@ -317,9 +387,23 @@ def _await_learner(
                 f"{exc.code()}); next try in {wait:.1f}s"
             )
             shutdown_event.wait(wait)
+    causes = [
+        "no learner is running there (not started yet, crashed, or already finished training: see its log)",
+        "algorithm.learner_host / learner_port differ between the learner's config and the actor's",
+    ]
+    if tls:
+        causes.append(
+            "the learner serves plaintext (no algorithm.tls_cert_path on the learner), or a "
+            "certificate that does not name this host or is not signed by the actor's tls_ca_path"
+        )
+    elif "refused" not in last_error.lower():  # something listens there but the connection broke
+        causes = [
+            "the learner serves TLS: this actor needs algorithm.tls_ca_path (or tls_cert_path for "
+            "a self-signed certificate)",
+            *causes,
+        ]
     raise LearnerUnavailableError(
-        f"no learner answered at {address} after {attempts} attempts (a learner serving TLS needs "
-        "algorithm.tls_ca_path or tls_cert_path on the actor)"
+        f"no learner answered at {address} after {attempts} attempts; likely: " + "; or ".join(causes)
     )
 
 

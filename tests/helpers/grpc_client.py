@@ -57,13 +57,18 @@ class LearnerClient:
         stock_actor.push_transitions_to_transport_queue(transitions, self.transitions)
 
     def next_parameters(self, timeout: float) -> dict:
-        """The next pushed state dict, waiting at most ``timeout`` seconds."""
+        """The next pushed state dict, waiting at most ``timeout`` seconds (a finishing learner's
+        end-of-training notice is not one: it is skipped)."""
+        from lerobot_pirl.runtime.transport import TRAINING_OVER
+
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                return bytes_to_state_dict(self.parameters.get(timeout=0.2))
+                state = bytes_to_state_dict(self.parameters.get(timeout=0.2))
             except queue.Empty:
                 continue
+            if TRAINING_OVER not in state:
+                return state
         raise TimeoutError(f"no parameters pushed within {timeout}s")
 
     def close(self) -> None:

@@ -147,3 +147,24 @@ def assert_counts_conserved(learner_text: str, actor_text: str) -> tuple[int, ..
     assert received == consumed + dropped + pending
     assert actor_counter(actor_text, "weights_loaded") >= 2  # pushed weights reached the actor
     return counters
+
+
+def wait_all(processes: list[subprocess.Popen], timeout: float) -> list[int]:
+    """Each process's exit code, waiting at most ``timeout`` s for each; any still running after
+    that (or after a failure here) is killed, so no test leaves a process behind."""
+    try:
+        return [process.wait(timeout=timeout) for process in processes]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+
+
+def install_distribution(site: Path, name: str, source: str) -> None:
+    """Module ``name`` with ``source`` and its dist-info metadata under ``site``, as ``pip install``
+    leaves a distribution (put ``site`` on PYTHONPATH): what LeRobot's plugin discovery finds."""
+    (site / name).mkdir(parents=True)
+    (site / name / "__init__.py").write_text(source)
+    dist = site / f"{name}-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")

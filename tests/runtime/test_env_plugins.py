@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from helpers.configs import free_port, pi_rl_learner_config, write_json
+from helpers.learner_process import install_distribution
 
 PLUGIN = textwrap.dedent(
     '''
@@ -39,11 +40,7 @@ PARSE = (  # what the learner and actor shims do before they run anything
 
 def _install_fake_plugin(root: Path) -> None:
     """A ``lerobot_env_*`` distribution on PYTHONPATH, as ``pip install`` would leave it."""
-    (root / "lerobot_env_pirl_fake").mkdir(parents=True)
-    (root / "lerobot_env_pirl_fake" / "__init__.py").write_text(PLUGIN)
-    dist = root / "lerobot_env_pirl_fake-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: lerobot_env_pirl_fake\nVersion: 0.1\n")
+    install_distribution(root, "lerobot_env_pirl_fake", PLUGIN)
 
 
 def _parse(config: dict, tmp_path: Path, pythonpath: str = "") -> subprocess.CompletedProcess:

@@ -116,3 +116,19 @@ def test_env_step_counter_resumes_from_the_checkpoint_metrics(tmp_path: Path) ->
     assert _restored_env_steps(tmp_path) == 1234
     (state_dir / "training_step.json").write_text(json.dumps({"step": 3, "metrics": {}}))
     assert _restored_env_steps(tmp_path) == 0  # checkpoints written before the counter existed
+
+
+def test_the_update_log_has_each_instructions_sampled_success_for_a_multi_task_env() -> None:
+    from lerobot_pirl.runtime.on_policy_learner import _episode_summary
+
+    messages = [
+        {"Episodic reward": 1.0, "success": 1.0, "task": "reach"},
+        {"Episodic reward": 0.0, "success": 0.0, "task": "reach"},
+        {"Episodic reward": 0.0, "success": 0.0, "task": "reach"},
+        {"Episodic reward": 1.0, "success": 1.0, "task": "push"},
+    ]
+    summary = _episode_summary(messages)
+    assert summary["success_rate"] == 0.5 and summary["episodes"] == 4.0
+    assert summary["success_rate/reach"] == pytest.approx(1 / 3) and summary["success_rate/push"] == 1.0
+    single = _episode_summary([{**m, "task": "reach"} for m in messages])
+    assert not [key for key in single if key.startswith("success_rate/")]  # one task: no split

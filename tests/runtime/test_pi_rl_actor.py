@@ -18,6 +18,7 @@ from helpers.learner_process import (
     start_actor,
     start_learner,
     stop,
+    wait_all,
     wait_for,
 )
 
@@ -94,6 +95,26 @@ def test_pi_rl_two_actors_feed_one_learner_and_stop_cleanly(tmp_path: Path) -> N
         assert _counter(log, "weights_loaded") >= 2  # pushed weights reached every actor
         versions = [int(v) for v in re.findall(r"version=(\d+)", log)]
         assert max(versions) >= 1  # policy versions advanced on the actor side
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(600)
+def test_actors_stop_by_themselves_when_the_learner_finishes_training(tmp_path: Path) -> None:
+    """At max_updates the learner sends its last weights and then the end-of-training notice; each
+    actor prints one line and exits 0, with nothing sending it a signal."""
+    data = _pick_cube_config(tmp_path / "out")
+    data["algorithm"]["max_updates"] = 2
+    config = write_json(tmp_path / "train_config.json", data)
+    learner = start_learner(config, tmp_path / "learner.log")
+    actors = [start_actor(config, i, tmp_path / f"actor{i}.log") for i in range(2)]
+    codes = wait_all([learner, *actors], timeout=420)
+    logs = [(tmp_path / name).read_text() for name in ("learner.log", "actor0.log", "actor1.log")]
+    assert codes == [0, 0, 0], "\n\n".join(log[-2000:] for log in logs)
+    assert 2 in checkpoint_steps(tmp_path / "out")
+    for actor_log in logs[1:]:
+        assert "lerobot-pirl-actor: the learner finished training after 2 updates; actor" in actor_log
+        assert "Traceback" not in actor_log and "no learner answered" not in actor_log
+        assert _counter(actor_log, "weights_loaded") >= 1
 
 
 def _updates(log: Path) -> int:

@@ -6,6 +6,7 @@ If one of these fails after a LeRobot upgrade, the seam (and only the seam) need
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -97,8 +98,8 @@ def _parsed_config(tmp_path: Path, data: dict | None = None) -> seam.RecipeTrain
 
 def test_actor_validation_accepts_the_learners_existing_output_dir(tmp_path: Path) -> None:
     cfg = _parsed_config(tmp_path)
-    Path(cfg.output_dir).mkdir(parents=True)
-    with pytest.raises(FileExistsError):  # what a stock validate() does to every actor
+    (Path(cfg.output_dir) / "checkpoints" / "000001").mkdir(parents=True)
+    with pytest.raises(seam.InvalidConfigError, match="resume=true"):  # as a stock validate() would
         _parsed_config(tmp_path).validate()
     seam.validate_for_actor(cfg)
     assert Path(cfg.output_dir) == tmp_path / "out" and cfg.algorithm.policy_config is cfg.policy
@@ -277,3 +278,38 @@ def test_lerobot_eval_looks_its_processor_factories_up_in_its_module_at_call_tim
     finally:
         seam.uninstall_eval_processors()
     assert (lerobot_eval.make_pre_post_processors, lerobot_eval.make_env_pre_post_processors) == stock
+
+
+def test_lerobot_resolves_policy_path_in_validate_through_the_method_we_override() -> None:
+    """`RecipeTrainConfig` skips ``_resolve_pretrained_from_cli`` once `policy_from_checkpoint` has
+    built the policy; `policy_from_checkpoint` reads the path and overrides as LeRobot does."""
+    import inspect
+
+    from lerobot.configs import parser
+    from lerobot.configs.train import TrainPipelineConfig
+
+    assert "self._resolve_pretrained_from_cli()" in inspect.getsource(TrainPipelineConfig.validate)
+    source = inspect.getsource(TrainPipelineConfig._resolve_pretrained_from_cli)
+    assert 'parser.get_path_arg("policy")' in source and 'parser.get_yaml_overrides("policy")' in source
+    assert parser.get_path_arg("policy", ["--policy.path=/x"]) == "/x"
+    assert parser.get_cli_overrides("policy", ["--policy.path=/x", "--policy.device=cpu"]) == ["--device=cpu"]
+
+
+def test_lerobots_metaworld_env_parts_our_env_type_builds_on() -> None:
+    """`lerobot_pirl.envs.metaworld` subclasses LeRobot's ``MetaworldEnv``: its constructor, its
+    ``_ensure_env`` (per-seed positions), its ``reset`` (which formats through
+    ``_format_raw_obs``) and its ``render`` (the corner2 flip, reading ``_ensure_env``, ``_env``
+    and ``camera_name`` only) are used as they are."""
+    import inspect
+
+    from lerobot.envs.metaworld import MetaworldEnv
+
+    parameters = inspect.signature(MetaworldEnv.__init__).parameters
+    assert {"task", "camera_name", "obs_type", "observation_width", "observation_height"} <= set(parameters)
+    ensure = inspect.getsource(MetaworldEnv._ensure_env)
+    assert "_freeze_rand_vec = False" in ensure and "seeded_rand_vec = True" in ensure
+    reset = inspect.getsource(MetaworldEnv.reset)
+    assert "self._env.seed(seed)" in reset and "self._format_raw_obs(raw_obs)" in reset
+    render = inspect.getsource(MetaworldEnv.render)
+    reads = set(re.findall(r"self\.(\w+)", render))
+    assert reads == {"_ensure_env", "_env", "camera_name"} and "np.flip(image, (0, 1))" in render

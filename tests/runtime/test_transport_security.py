@@ -148,7 +148,10 @@ def test_a_plaintext_actor_cannot_talk_to_a_tls_learner(certificate) -> None:
     cert, key = certificate
     learner = _Learner(TransportSecurity(cert.read_bytes(), key.read_bytes(), None, None))
     try:
-        with pytest.raises(ConnectionError, match=r"no learner answered .* needs algorithm.tls_ca_path"):
+        with pytest.raises(
+            ConnectionError,
+            match=r"no learner answered .* the learner serves TLS: this actor needs algorithm.tls_ca_path",
+        ):
             transport.connect_actor("127.0.0.1", learner.port, threading.Event(), 0.1, attempts=1)
     finally:
         learner.close()
@@ -207,3 +210,14 @@ def test_the_token_comes_from_a_file_and_never_shows_in_a_repr_or_log(tmp_path, 
         logging.getLogger().info(f"security: {security}")
     assert security.token == TOKEN and security.metadata() == (("authorization", f"Bearer {TOKEN}"),)
     assert TOKEN not in repr(security) and TOKEN not in caplog.text
+
+
+@pytest.mark.timeout(120)
+def test_a_plaintext_actor_with_no_learner_gets_no_tls_hint() -> None:
+    from helpers.configs import free_port
+
+    with pytest.raises(ConnectionError) as refused:
+        transport.connect_actor("127.0.0.1", free_port(), threading.Event(), 0.1, attempts=1)
+    message = str(refused.value)
+    assert "no learner is running there" in message and "learner_port differ" in message
+    assert "TLS" not in message and "tls" not in message
