@@ -11,6 +11,7 @@ nothing here ever downloads. The policy itself is the stock ``XVLAPolicy`` (or a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -153,15 +154,15 @@ def tiny_xvla_config(
     return XVLAConfig(**fields)
 
 
-def build_tiny_tokenizer(output_dir: Path | str) -> Path:
+def build_tiny_tokenizer(output_dir: Path | str, words: Sequence[str] = INSTRUCTION_WORDS) -> Path:
     """Write a word-level ``PreTrainedTokenizerFast`` (lower-case, whitespace split, ``<s> … </s>``)
-    to ``output_dir``: a stand-in for XVLA's BART tokenizer that is built offline and small enough
-    for the tiny Florence-2 vocabulary. Deterministic: the same files every time."""
+    over ``words`` to ``output_dir``: a stand-in for XVLA's BART tokenizer that is built offline and
+    small enough for the tiny Florence-2 vocabulary. Deterministic: the same files every time."""
     from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
     from tokenizers.models import WordLevel
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {token: index for index, token in enumerate((*SPECIAL_TOKENS, *INSTRUCTION_WORDS))}
+    vocab = {token: index for index, token in enumerate((*SPECIAL_TOKENS, *words))}
     if len(vocab) > TINY_VOCAB_SIZE:
         raise ValueError(f"{len(vocab)} tokens do not fit the tiny vocabulary of {TINY_VOCAB_SIZE}")
     tokenizer = Tokenizer(WordLevel(vocab, unk_token="<unk>"))

@@ -12,14 +12,12 @@ rebuilds the shipped checkpoint (``assets/mt10_sft``).
 
 The policy must *read* the instruction, and that does not come for free: MetaWorld's 39-D state
 (hand, object poses, goal) nearly identifies the task by itself, since each task has its own
-scene. Trained on clean states, the tiny XVLA ignored the instruction (3 demonstrations per task,
-10 episodes per task, 2026-12-05: own instruction 0.63, next task's 0.47; 2 per task: 0.62 vs
-0.64; 1 per task: 0.51 vs 0.60). Gaussian noise on the normalised state of every SFT minibatch
-(``state_noise``, a standard BC augmentation) blurs the scene cues, and the instruction becomes
-the reliable cue of which task to do: σ = 0.5 gave 0.51 vs 0.20, σ = 1.0 gave 0.24 vs 0.02 (600
-steps, 3 per task). The shipped checkpoint uses σ = 0.75; its 50-episode figures are in its
-provenance. The image is blank (``obs_type="state"``), so the vision tower is frozen; the language
-encoder trains.
+scene, and a tiny XVLA trained on clean states ignores the instruction. Gaussian noise on the
+normalised state of every SFT minibatch (``state_noise``, a standard BC augmentation) blurs the
+scene cues, so the instruction becomes the reliable cue of which task to do. The measured sweep
+and the shipped checkpoint's figures: ``benchmarks/README.md`` (MetaWorld MT10 SFT checkpoint) and
+the checkpoint's provenance. The image is blank (``obs_type="state"``), so the vision tower is
+frozen; the language encoder trains.
 """
 
 from __future__ import annotations

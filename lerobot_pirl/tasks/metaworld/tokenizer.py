@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from lerobot_pirl.policies.tiny_xvla import SPECIAL_TOKENS, TINY_VOCAB_SIZE
+from lerobot_pirl.policies.tiny_xvla import build_tiny_tokenizer
 
 
 def instruction_words(instructions: Iterable[str]) -> list[str]:
@@ -27,28 +27,10 @@ def instruction_words(instructions: Iterable[str]) -> list[str]:
 
 
 def build_instruction_tokenizer(output_dir: Path | str, instructions: Iterable[str]) -> Path:
-    """Write a word-level ``PreTrainedTokenizerFast`` whose vocabulary covers every word of
-    ``instructions`` to ``output_dir`` (the same files for the same set of instructions)."""
-    from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
-    from tokenizers.models import WordLevel
-    from transformers import PreTrainedTokenizerFast
-
-    tokens = (*SPECIAL_TOKENS, *instruction_words(instructions))
-    vocab = {token: index for index, token in enumerate(tokens)}
-    if len(vocab) > TINY_VOCAB_SIZE:
-        raise ValueError(f"{len(vocab)} tokens do not fit the tiny vocabulary of {TINY_VOCAB_SIZE}")
-    tokenizer = Tokenizer(WordLevel(vocab, unk_token="<unk>"))
-    tokenizer.normalizer = normalizers.Lowercase()
-    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single="<s> $A </s>", special_tokens=[("<s>", vocab["<s>"]), ("</s>", vocab["</s>"])]
-    )
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
-    )
-    output_dir = Path(output_dir)
-    fast.save_pretrained(str(output_dir))
-    return output_dir
+    """Write a word-level tokenizer whose vocabulary covers every word of ``instructions`` to
+    ``output_dir`` (`build_tiny_tokenizer` over `instruction_words`: the same files for the same
+    set of instructions)."""
+    return build_tiny_tokenizer(output_dir, instruction_words(instructions))
 
 
 def token_length(tokenizer_dir: Path | str, instructions: Iterable[str]) -> int:
