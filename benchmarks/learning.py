@@ -82,7 +82,7 @@ def run_one(method: str, seed: int, env_steps: int, eval_points: int, eval_episo
             output_dir=workdir / "run",
             progress=False,
         )
-        if env_steps != DemoConfig.env_steps:
+        if env_steps != DemoConfig().env_steps:
             config.eval_every_updates = max(1, _expected_updates(config) // eval_points)
         result = run_demo(config)
         final = config.output_dir / "learner" / "checkpoints" / "last" / "pretrained_model"

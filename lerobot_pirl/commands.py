@@ -1,6 +1,7 @@
 """``lerobot-pirl``: the project's own commands.
 
-* ``demo``: the embedded PandaPickCube demo (``lerobot_pirl.demo``);
+* ``demo``: RL from a shipped SFT checkpoint on an embedded task, PandaPickCube or MetaWorld MT10
+  (``lerobot_pirl.demo``);
 * ``eval``: LeRobot's ``lerobot-eval`` with this package's env types (``runtime.lerobot_eval``);
 * ``tls-keygen``: a self-signed certificate for the learner's TLS (``runtime.cli.tls_keygen``);
 * ``random-checkpoint``: a random tiny XVLA shaped for an env, a plumbing check
@@ -19,7 +20,7 @@ from pathlib import Path
 from lerobot_pirl.demo.pi_rl_demo import DemoConfig, run_demo
 from lerobot_pirl.demo.processes import DemoError
 from lerobot_pirl.flow_rl.settings import NOISE_METHODS
-from lerobot_pirl.tasks.pick_cube.sft import SHIPPED_CHECKPOINT
+from lerobot_pirl.tasks.embedded import EMBEDDED_TASKS
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -27,11 +28,19 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser(
         "demo",
-        help="πRL-fine-tune the shipped tiny XVLA SFT checkpoint on PandaPickCube (learner + actors)",
+        help="πRL-fine-tune a shipped tiny XVLA SFT checkpoint on PandaPickCube or MetaWorld MT10 "
+        "(learner + actors)",
         description="Start a pi-rl learner and actors on localhost from the shipped SFT checkpoint, "
         "evaluate its checkpoints with the deterministic sampler and write learning_curve.{json,png}.",
     )
     defaults = DemoConfig()
+    demo.add_argument(
+        "--env",
+        choices=list(EMBEDDED_TASKS),
+        default=defaults.task,
+        help="pick_cube: gym-hil PandaPickCube; metaworld: MetaWorld MT10, ten tasks told apart by "
+        "their instructions (each from its own shipped checkpoint)",
+    )
     demo.add_argument(
         "--recipe",
         choices=["pi-rl", "dsrl"],
@@ -43,22 +52,40 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--env-steps",
         type=int,
-        default=defaults.env_steps,
-        help="training budget in env steps, summed over actors",
+        default=None,
+        help="training budget in env steps, summed over actors (default: "
+        + ", ".join(f"{t.name} {t.demo_env_steps}" for t in EMBEDDED_TASKS.values())
+        + ")",
     )
     demo.add_argument("--actors", type=int, default=defaults.actors)
-    demo.add_argument("--eval-every-updates", type=int, default=defaults.eval_every_updates)
+    demo.add_argument(
+        "--eval-every-updates",
+        type=int,
+        default=None,
+        help="default: "
+        + ", ".join(f"{t.name} {t.demo_eval_every_updates}" for t in EMBEDDED_TASKS.values()),
+    )
     demo.add_argument(
         "--first-eval-update",
         type=int,
         default=defaults.first_eval_update,
         help="also evaluate this early update's checkpoint",
     )
-    demo.add_argument("--eval-episodes", type=int, default=defaults.eval_episodes)
+    demo.add_argument(
+        "--eval-episodes",
+        type=int,
+        default=None,
+        help="deterministic episodes per evaluation, per task on MT10 (default: "
+        + ", ".join(f"{t.name} {t.eval_episodes}" for t in EMBEDDED_TASKS.values())
+        + ")",
+    )
     demo.add_argument("--seed", type=int, default=defaults.seed)
     demo.add_argument("--output-dir", type=Path, default=defaults.output_dir)
     demo.add_argument(
-        "--checkpoint", type=Path, default=SHIPPED_CHECKPOINT, help="an XVLA pretrained_model folder"
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="an XVLA pretrained_model folder (default: the task's shipped SFT checkpoint)",
     )
     demo.add_argument(
         "--algorithm",
@@ -68,10 +95,11 @@ def _parser() -> argparse.ArgumentParser:
         "SACAlgorithmConfig fields)",
     )
     demo.add_argument(
-        "--env",
+        "--env-overrides",
         type=json.loads,
         default={},
-        help="env overrides (PickCubeEnvConfig fields) as JSON, e.g. '{\"physics_dt\": 0.002}'",
+        help="training env overrides (fields of the task's env config) as JSON, e.g. "
+        "'{\"physics_dt\": 0.002}'",
     )
     demo.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     commands.add_parser(
@@ -144,6 +172,7 @@ def main(argv: list[str] | None = None) -> None:
 
     torch.set_num_threads(1)  # this process only follows files and plots
     config = DemoConfig(
+        task=args.env,
         noise_method=args.noise_method,
         env_steps=args.env_steps,
         actors=args.actors,
@@ -154,7 +183,7 @@ def main(argv: list[str] | None = None) -> None:
         output_dir=args.output_dir,
         checkpoint=args.checkpoint,
         algorithm=args.algorithm,
-        env=args.env,
+        env=args.env_overrides,
         progress=not args.no_progress,
     )
     # SIGTERM unwinds like Ctrl-C, so the learner, actors and evaluator are stopped too.

@@ -19,31 +19,61 @@ from typing import Any
 from lerobot.utils.constants import CHECKPOINTS_DIR, TRAINING_STATE_DIR, TRAINING_STEP
 
 from lerobot_pirl.demo.pi_rl_demo import DemoConfig
-from lerobot_pirl.demo.processes import DemoError, recorded_evaluation, spawn, supervise, terminate
+from lerobot_pirl.demo.processes import DemoError, spawn, supervise, terminate
 from lerobot_pirl.tasks.machine import free_port, machine_info
-from lerobot_pirl.tasks.pick_cube.configs import DSRL_SETTINGS, ENV_SETTINGS, dsrl_config
+from lerobot_pirl.tasks.pick_cube.configs import dsrl_config
 
 SAVE_EVERY_UPDATES = 100
 
 
 def _latest_checkpoint_step(learner_dir: Path) -> int:
-    steps = [
-        json.loads(path.read_text())["step"]
-        for path in (learner_dir / CHECKPOINTS_DIR).glob(f"*/{TRAINING_STATE_DIR}/{TRAINING_STEP}")
-        if not path.parents[1].name.endswith(".partial") and path.parents[1].name != "last"
-    ]
-    return max(steps, default=-1)
+    return max(_checkpoints_by_step(learner_dir), default=-1)
 
 
-def run_dsrl_demo(config: DemoConfig) -> dict[str, Any]:
+def _checkpoints_by_step(learner_dir: Path) -> dict[int, Path]:
+    """The learner's numbered checkpoints (their ``pretrained_model`` folders) by update step."""
+    folders = {}
+    for path in (learner_dir / CHECKPOINTS_DIR).glob(f"*/{TRAINING_STATE_DIR}/{TRAINING_STEP}"):
+        folder = path.parents[1]
+        if not folder.name.endswith(".partial") and folder.name != "last":
+            folders[int(json.loads(path.read_text())["step"])] = folder / "pretrained_model"
+    return folders
+
+
+def evaluate_agent(config: DemoConfig, agent_dir: Path, inner: dict[str, Any]) -> dict[str, Any]:
+    """The agent at ``agent_dir`` on the task's evaluation set: its mean noise through the frozen
+    checkpoint, success counted without the training shaping."""
     from lerobot_pirl.envs.noise_steered import DSRLEnvConfig, NoiseSteeredXVLAEnv
     from lerobot_pirl.tasks.pick_cube.evaluate import evaluate_noise_agent, load_noise_agent
 
+    eval_inner = {k: v for k, v in inner.items() if k != "shaping_coef"}
+    eval_env = NoiseSteeredXVLAEnv(DSRLEnvConfig(checkpoint=str(config.checkpoint), inner=eval_inner))
+    try:
+        agent, preprocessor, postprocessor = load_noise_agent(agent_dir)
+        if config.embedded_task.per_task_episodes:
+            from lerobot_pirl.tasks.metaworld.evaluate import evaluate_noise_agent_tasks, with_summary
+
+            return with_summary(
+                evaluate_noise_agent_tasks(
+                    agent, preprocessor, postprocessor, eval_env, episodes_per_task=config.eval_episodes
+                )
+            )
+        return evaluate_noise_agent(
+            agent, preprocessor, postprocessor, eval_env, episodes=config.eval_episodes
+        ).to_dict()
+    finally:
+        eval_env.close()
+
+
+def run_dsrl_demo(config: DemoConfig, eval_points: int = 1) -> dict[str, Any]:
+    """Train, then evaluate the final agent (and ``eval_points - 1`` earlier checkpoints, evenly
+    spread) into ``learning_curve.json``; returns the summary."""
     config.validate()
+    task = config.embedded_task
     out = config.output_dir
     out.mkdir(parents=True, exist_ok=True)
     learner_dir = out / "learner"
-    inner = {**ENV_SETTINGS, **config.env}
+    inner = config.env_block
     executed = json.loads((config.checkpoint / "config.json").read_text())["n_action_steps"]
     decisions = math.ceil(config.env_steps / executed)
     train_config = dsrl_config(
@@ -53,7 +83,7 @@ def run_dsrl_demo(config: DemoConfig) -> dict[str, Any]:
         inner_env=inner,
         policy={"online_steps": decisions},
         seed=config.seed,
-        **{**DSRL_SETTINGS, **config.algorithm},
+        **{**task.dsrl, **config.algorithm},
     )
     # LeRobot's learner checkpoints every save_freq updates (not when stopped): often enough that
     # one lands soon after the actor's last episode.
@@ -100,34 +130,46 @@ def run_dsrl_demo(config: DemoConfig) -> dict[str, Any]:
     if not final.is_dir():
         raise DemoError(f"the learner wrote no checkpoint; see {out / 'learner.log'}")
 
-    # Evaluations count gym-hil's sparse success: the inner env without the training shaping.
-    eval_inner = {"type": "pirl_pick_cube", **{k: v for k, v in inner.items() if k != "shaping_coef"}}
-    eval_config = DSRLEnvConfig(checkpoint=str(config.checkpoint), inner=eval_inner)
-    eval_env = NoiseSteeredXVLAEnv(eval_config)
-    try:
-        agent, preprocessor, postprocessor = load_noise_agent(final)
-        result = evaluate_noise_agent(
-            agent, preprocessor, postprocessor, eval_env, episodes=config.eval_episodes
-        )
-    finally:
-        eval_env.close()
-    recorded = recorded_evaluation(
-        config.checkpoint, config.eval_episodes, int(inner["episode_length"]), float(inner["physics_dt"])
-    )
+    recorded = task.recorded_evaluation(config.checkpoint, inner, config.eval_episodes)
     evaluations = [
-        {"env_steps": 0, "policy": "frozen SFT checkpoint, its own start noise", **(recorded or {})},
-        {"env_steps": decisions * executed, "policy": "DSRL agent's mean noise", **result.to_dict()},
+        {"env_steps": 0, "policy": "frozen SFT checkpoint, its own start noise", **(recorded or {})}
     ]
+    by_step = _checkpoints_by_step(learner_dir)
+    last_step = max(by_step, default=0)
+    earlier = sorted(
+        {min(by_step, key=lambda s: abs(s - last_step * i / eval_points)) for i in range(1, eval_points)}
+    )
+    for step in [s for s in earlier if s != last_step]:
+        state = json.loads((by_step[step].parent / TRAINING_STATE_DIR / TRAINING_STEP).read_text())
+        point = evaluate_agent(config, by_step[step], inner)
+        evaluations.append(
+            {
+                "update": step,
+                "env_steps": _env_steps(state, executed),
+                "policy": "DSRL agent's mean noise",
+                **point,
+            }
+        )
+    result = evaluate_agent(config, final, inner)
+    evaluations.append({"env_steps": decisions * executed, "policy": "DSRL agent's mean noise", **result})
     summary = {
         "recipe": "dsrl",
+        "task": config.task,
+        "seed": config.seed,
         "sft_success_rate": recorded["success_rate"] if recorded else None,
-        "final_success_rate": result.success_rate,
+        "final_success_rate": result["success_rate"],
         "evaluations": evaluations,
         "decisions": decisions,
         "train_s": round(train_s, 1),
         "wall_s": round(time.monotonic() - started, 1),
         "machine": machine_info(),
-        "settings": {"sac": {**DSRL_SETTINGS, **config.algorithm}, "env": inner, "seed": config.seed},
+        "settings": {"sac": {**task.dsrl, **config.algorithm}, "env": inner, "seed": config.seed},
     }
     (out / "learning_curve.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _env_steps(training_state: dict[str, Any], executed: int) -> int | None:
+    """Env steps behind a LeRobot SAC checkpoint: its interaction step (decisions) × H'."""
+    step = training_state.get("interaction_step")
+    return None if step is None else int(step) * executed

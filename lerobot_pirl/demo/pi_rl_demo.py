@@ -26,41 +26,63 @@ from lerobot.utils.constants import CHECKPOINTS_DIR, PRETRAINED_MODEL_DIR, TRAIN
 from lerobot_pirl.demo.processes import (
     TRAINING_NICENESS,
     DemoError,
-    recorded_evaluation,
     spawn,
     supervise,
     terminate,
 )
-from lerobot_pirl.envs.pick_cube import PickCubeEnvConfig
 from lerobot_pirl.recipes.pi_rl.config import NOISE_METHODS
+from lerobot_pirl.tasks.embedded import EMBEDDED_TASKS, PROVENANCE_FILE, EmbeddedTask
 from lerobot_pirl.tasks.machine import free_port, machine_info
-from lerobot_pirl.tasks.pick_cube.configs import ENV_SETTINGS, PI_RL_SETTINGS, pretrained_pi_rl_config
-from lerobot_pirl.tasks.pick_cube.sft import PROVENANCE_FILE, SHIPPED_CHECKPOINT
+from lerobot_pirl.tasks.pick_cube.configs import pretrained_pi_rl_config
 
 
 @dataclass
 class DemoConfig:
+    task: str = "pick_cube"
+    """The embedded task (`EMBEDDED_TASKS`): ``pick_cube`` or ``metaworld`` (MT10)."""
     noise_method: str = "flow_sde"
     """``flow_sde`` or ``flow_noise`` (flow_sde was the steadier of the two in benchmarks/learning.py)."""
-    env_steps: int = 40_000
-    """Training budget in env steps, summed over actors."""
+    env_steps: int | None = None
+    """Training budget in env steps, summed over actors (None: the task's ``demo_env_steps``)."""
     actors: int = 2
     """Actor processes (each steps ``envs_per_actor`` envs of the algorithm settings)."""
-    eval_every_updates: int = 6
-    """Evaluate every this many πRL updates; the final checkpoint is always evaluated."""
+    eval_every_updates: int | None = None
+    """Evaluate every this many πRL updates (None: the task's); the final checkpoint is always evaluated."""
     first_eval_update: int = 2
     """Evaluate this update's checkpoint too, so the first trained point shows within minutes."""
-    eval_episodes: int = 100
-    """Deterministic evaluation episodes per point."""
+    eval_episodes: int | None = None
+    """Deterministic evaluation episodes per point, per task on MT10 (None: the task's, as its
+    checkpoint's recorded rate was measured)."""
     seed: int = 0
     output_dir: Path = Path("outputs/pi_rl_demo")
-    checkpoint: Path = SHIPPED_CHECKPOINT
-    """The starting policy: a stock XVLA ``pretrained_model`` folder."""
+    checkpoint: Path | None = None
+    """The starting policy: a stock XVLA ``pretrained_model`` folder (None: the task's shipped one)."""
     algorithm: dict[str, Any] = field(default_factory=dict)
-    """Overrides of ``PI_RL_SETTINGS`` / any ``PiRLConfig`` field."""
+    """Overrides of the task's πRL settings / any ``PiRLConfig`` field."""
     env: dict[str, Any] = field(default_factory=dict)
-    """Overrides of ``ENV_SETTINGS`` / any `PickCubeEnvConfig` field."""
+    """Overrides of the task's training env block (its env config's fields)."""
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.task not in EMBEDDED_TASKS:
+            raise DemoError(
+                f"invalid demo settings: task={self.task!r} (accepted: {', '.join(EMBEDDED_TASKS)})"
+            )
+        task = EMBEDDED_TASKS[self.task]
+        self.env_steps = task.demo_env_steps if self.env_steps is None else self.env_steps
+        if self.eval_every_updates is None:
+            self.eval_every_updates = task.demo_eval_every_updates
+        self.eval_episodes = task.eval_episodes if self.eval_episodes is None else self.eval_episodes
+        self.checkpoint = task.checkpoint if self.checkpoint is None else Path(self.checkpoint)
+
+    @property
+    def embedded_task(self) -> EmbeddedTask:
+        return EMBEDDED_TASKS[self.task]
+
+    @property
+    def env_block(self) -> dict[str, Any]:
+        """The training env block: the task's, with `env`'s overrides."""
+        return {**self.embedded_task.env, **self.env}
 
     def validate(self) -> None:
         problems = []
@@ -80,12 +102,10 @@ class DemoConfig:
 
 
 class _Evaluator:
-    """Evaluates checkpoints one at a time in a child process
-    (``python -m lerobot_pirl.tasks.pick_cube.evaluate``)."""
+    """Evaluates checkpoints one at a time in a child process (the task's evaluation module)."""
 
-    def __init__(self, config: DemoConfig, max_episode_steps: int, physics_dt: float, out_dir: Path):
-        self.config, self.max_episode_steps, self.out_dir = config, max_episode_steps, out_dir
-        self.physics_dt = physics_dt
+    def __init__(self, config: DemoConfig, out_dir: Path):
+        self.config, self.out_dir = config, out_dir
         self.started = time.monotonic()
         self.queue: list[dict[str, Any]] = []
         self.results: list[dict[str, Any]] = []
@@ -116,12 +136,11 @@ class _Evaluator:
         if self.queue:
             point = self.queue.pop(0)
             result_path = self.out_dir / f"eval_update_{point['update']:06d}.json"
+            task = self.config.embedded_task
             args = [
-                "-m", "lerobot_pirl.tasks.pick_cube.evaluate",
+                "-m", task.evaluate_module,
                 f"--checkpoint={point['checkpoint']}",
-                f"--episodes={self.config.eval_episodes}",
-                f"--max-episode-steps={self.max_episode_steps}",
-                f"--physics-dt={self.physics_dt}",
+                *task.evaluation_args(self.config.env_block, self.config.eval_episodes),
                 f"--output={result_path}",
             ]  # fmt: skip
             self._running = (spawn(args, result_path.with_suffix(".log")), point, result_path)
@@ -171,19 +190,18 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     out = config.output_dir
     out.mkdir(parents=True, exist_ok=True)
     learner_dir = out / "learner"
-    algorithm = {**PI_RL_SETTINGS, "max_actors": config.actors, **config.algorithm}
-    env = {**ENV_SETTINGS, **config.env}
+    task = config.embedded_task
+    algorithm = {**task.pi_rl, "max_actors": config.actors, **config.algorithm}
+    env = config.env_block
     config_path = out / "train_config.json"
     config_path.write_text(json.dumps(_train_config(config, learner_dir, algorithm, env), indent=2))
-    max_episode_steps = int(env.get("episode_length", PickCubeEnvConfig.episode_length))
-    physics_dt = float(env.get("physics_dt", PickCubeEnvConfig.physics_dt))
 
     started = time.monotonic()
     learner, actors = _spawn_training(config, config_path, out)
-    evaluator = _Evaluator(config, max_episode_steps, physics_dt, out)
+    evaluator = _Evaluator(config, out)
     status = {"updates": 0, "train_success": "-", "eval_success": "-"}
     start = {"update": 0, "env_steps": 0, "checkpoint": str(config.checkpoint)}
-    recorded = recorded_evaluation(config.checkpoint, config.eval_episodes, max_episode_steps, physics_dt)
+    recorded = task.recorded_evaluation(config.checkpoint, env, config.eval_episodes)
     if recorded is not None:  # the same deterministic evaluation, already run when it was built
         evaluator.results.append({**start, **recorded, "source": PROVENANCE_FILE, "finished_at_s": 0.0})
         status["eval_success"] = f"{recorded['success_rate']:.2f}@0"
@@ -266,6 +284,10 @@ def _spawn_training(
     return learner, actors
 
 
+TRAINING_LOG_KEYS = ("update", "env_steps_total", "wall_s", "success_rate", "approx_kl", "explained_variance")
+"""The learner's logged diagnostics the demo's summary keeps per update (plus per-task success)."""
+
+
 class _EvaluationSchedule:
     """Which new learner checkpoints to evaluate: ``first`` update, every ``every``-th, the final."""
 
@@ -300,6 +322,7 @@ def summarize(
     provenance_file = config.checkpoint / PROVENANCE_FILE
     return {
         "method": f"pi-rl/{config.noise_method}",
+        "task": config.task,
         "seed": config.seed,
         "env_step_budget": config.env_steps,
         "sft_success_rate": start,
@@ -315,6 +338,8 @@ def summarize(
                     "stderr",
                     "episodes",
                     "mean_episode_steps",
+                    "per_task",
+                    "episodes_per_task",
                     "finished_at_s",
                 )
                 if k in p
@@ -322,7 +347,7 @@ def summarize(
             for p in points
         ],
         "training": [
-            {k: t[k] for k in ("update", "env_steps_total", "wall_s", "success_rate", "approx_kl") if k in t}
+            {k: v for k, v in t.items() if k in TRAINING_LOG_KEYS or k.startswith("success_rate/")}
             for t in training
         ],
         "wall_s": round(wall_s, 1),
@@ -340,28 +365,40 @@ def summarize(
 
 
 def plot_learning_curve(summary: dict[str, Any], path: Path) -> None:
-    """Evaluation success rate (± binomial s.e.) vs env steps."""
+    """Evaluation success rate (± binomial s.e.) vs env steps; on a multi-task suite, the mean over
+    tasks and one thinner line per task."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     points = summary["evaluations"]
-    figure, axis = plt.subplots(figsize=(7, 4.5))
+    steps = [p["env_steps"] for p in points]
+    figure, axis = plt.subplots(figsize=(9.5, 5) if points[0].get("per_task") else (7, 4.5))
+    tasks = list(points[0].get("per_task", {}))
+    for task in tasks:
+        axis.plot(steps, [p["per_task"][task] for p in points], linewidth=1, alpha=0.6, label=task)
     axis.errorbar(
-        [p["env_steps"] for p in points],
+        steps,
         [p["success_rate"] for p in points],
         yerr=[p["stderr"] for p in points],
         marker="o",
         capsize=3,
-        label=summary["method"],
+        color="black",
+        linewidth=2.5,
+        label=f"{summary['method']} (mean)" if tasks else summary["method"],
     )
     axis.set_xlabel("env steps")
-    axis.set_ylabel(f"success rate ({points[-1]['episodes']} deterministic episodes)")
+    per = f"{points[-1]['episodes_per_task']} per task" if tasks else f"{points[-1]['episodes']}"
+    axis.set_ylabel(f"success rate ({per} deterministic episodes)")
     axis.set_ylim(0, 1.02)
     axis.grid(alpha=0.3)
-    axis.set_title("lerobot-pirl demo: πRL from the SFT checkpoint on PandaPickCube")
-    axis.legend(loc="lower right")
+    title = EMBEDDED_TASKS[summary.get("task", "pick_cube")].title
+    axis.set_title(f"lerobot-pirl demo: πRL from the SFT checkpoint on {title}")
+    if tasks:
+        axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    else:
+        axis.legend(loc="lower right")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)

@@ -58,7 +58,11 @@ it every step, as LeRobot's MetaWorld env does and ``lerobot-eval`` reads it (al
 env's ``final_info``). As in LeRobot's env, success terminates the episode. ``reward_type="sparse"``
 (default) returns 1.0 on the success step and 0 otherwise (the binary success reward πRL trains
 on); ``"dense"`` returns MetaWorld's shaped reward (what LeRobot passes on), which is always in
-``info["dense_reward"]``. ``episode_length`` (gymnasium's ``TimeLimit``) defaults to 200 rather than
+``info["dense_reward"]``. ``shaping_coef`` > 0 adds to the sparse reward the change of a potential,
+c·(Φ(s') − Φ(s)) with Φ = MetaWorld's shaped reward / 10 (it lies in [0, 1]; Φ of the start is taken
+as Φ after the first step): over an episode the shaping sums to c·(Φ_last − Φ_first), so it points
+the way to the goal yet never pays for lingering, and success still ends the episode.
+``episode_length`` (gymnasium's ``TimeLimit``) defaults to 200 rather than
 MetaWorld's 500-step horizon (the limit LeRobot's env reports to ``lerobot-eval``; its config's
 ``episode_length`` is never passed on): MetaWorld's scripted experts, even with action noise, finish
 MT10 tasks well inside 200 steps, and on a CPU box a failed episode's tail is pure cost. Set 500 for
@@ -105,6 +109,8 @@ STATE_DIM = 39
 ACTION_DIM = 4
 GOAL_SLICE = slice(36, 39)
 REWARD_TYPES = ("sparse", "dense")
+DENSE_REWARD_MAX = 10.0
+"""MetaWorld v3's shaped rewards lie in [0, 10] (10 at the goal)."""
 OBS_TYPES = ("state", "pixels_agent_pos")
 BENCHMARKS = ("MT10", "MT50")
 
@@ -195,6 +201,8 @@ class MetaWorldEnvConfig(EnvConfig):
     """MetaWorld camera for the image and for ``render()`` (LeRobot's default, with its fixes)."""
     reward_type: str = "sparse"
     """``sparse``: 1.0 on the success step (which ends the episode), else 0; ``dense``: MetaWorld's."""
+    shaping_coef: float = 0.0
+    """With ``reward_type="sparse"``: weight of the potential-based shaping (module docstring); 0: none."""
     task_offset: int = 0
     """Sub-env ``i`` runs task ``(task_offset + i) mod T``: give each of several single-env builds
     its own offset to spread the tasks over them."""
@@ -210,6 +218,11 @@ class MetaWorldEnvConfig(EnvConfig):
             raise ValueError(f"env.reward_type must be one of {REWARD_TYPES}, got {self.reward_type!r}")
         if self.image_size < 1:
             raise ValueError(f"env.image_size must be >= 1, got {self.image_size}")
+        if self.shaping_coef < 0 or (self.shaping_coef > 0 and self.reward_type != "sparse"):
+            raise ValueError(
+                f"env.shaping_coef must be >= 0 and is added to the sparse reward only, got "
+                f"shaping_coef={self.shaping_coef} with reward_type={self.reward_type!r}"
+            )
         if self.task_offset < 0:
             raise ValueError(f"env.task_offset must be >= 0, got {self.task_offset}")
         horizon = max_episode_length()
@@ -249,6 +262,7 @@ class MetaWorldEnvConfig(EnvConfig):
             "image_size": self.image_size,
             "camera_name": self.camera_name,
             "reward_type": self.reward_type,
+            "shaping_coef": self.shaping_coef,
         }
 
     def create_envs(
@@ -333,6 +347,7 @@ class MetaWorldEnvMixin:
         image_size: int = 64,
         camera_name: str = "corner2",
         reward_type: str = "sparse",
+        shaping_coef: float = 0.0,
         episode_length: int = 200,
     ):
         # LeRobot's constructor: task name, task_description, expert_policy, camera. Its own
@@ -349,6 +364,8 @@ class MetaWorldEnvMixin:
         if reward_type not in REWARD_TYPES:
             raise ValueError(f"reward_type must be one of {REWARD_TYPES}, got {reward_type!r}")
         self.obs_type, self.reward_type, self.image_size = obs_type, reward_type, image_size
+        self.shaping_coef = shaping_coef
+        self._potential: float | None = None  # Φ of the last step (None: none yet this episode)
         self._max_episode_steps = episode_length  # lerobot-eval reads it (TimeLimit's, through env.call)
         self._renderer: LeanCameraRenderer | None = None
         self._video_renderer: LeanCameraRenderer | None = None
@@ -393,8 +410,15 @@ class MetaWorldEnvMixin:
         success = bool(info.get("success", 0))
         info = {**info, "task": self.task, "is_success": success, "dense_reward": float(reward)}  # type: ignore[attr-defined]
         if self.reward_type == "sparse":
-            reward = float(success)
+            potential = float(reward) / DENSE_REWARD_MAX
+            shaping = 0.0 if self._potential is None else potential - self._potential
+            self._potential = potential
+            reward = float(success) + self.shaping_coef * shaping
         return self._format_raw_obs(raw), float(reward), bool(terminated) or success, bool(truncated), info
+
+    def reset(self, seed: int | None = None, **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        self._potential = None
+        return super().reset(seed=seed, **kwargs)  # type: ignore[misc]
 
     def render(self) -> np.ndarray:
         """The ``camera_name`` camera at ``VIDEO_SIZE`` px, lean and upright (uint8 [S, S, 3]): the

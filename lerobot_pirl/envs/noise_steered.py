@@ -25,6 +25,12 @@ checkpoint with LeRobot's pipeline files) and run on ``xvla_device``.
 **What the agent observes** is the inner env's raw ``agent_pos`` state (the policy's
 ``observation.state`` before its normaliser). The agent's discount applies per decision, i.e.
 per H' env steps.
+
+**Multi-task inner envs** (an env config with ``task_names``, e.g. ``pirl_metaworld`` on MT10):
+the env holds one inner env per task and runs its episodes round robin over the tasks (or the
+task a reset's ``options={"task": name}`` names). The frozen XVLA gets each task's own
+instruction; the agent, which reads no language, gets the task as a one-hot vector appended to
+the state (T values after the state's), so one agent learns a noise policy per task.
 """
 
 from __future__ import annotations
@@ -109,18 +115,27 @@ def noise_layout(checkpoint: Path, noise_dims: str, noise_scale: float) -> Noise
     return NoiseLayout(int(config.chunk_size), model_action_dim, controlled, noise_scale)
 
 
-def agent_dataset_stats(checkpoint: Path, layout: NoiseLayout) -> dict[str, dict[str, list[float]]]:
+def task_count(inner_env: EnvConfig) -> int:
+    """How many tasks the inner env config runs (``task_names``; 1 for single-task env types)."""
+    return len(getattr(inner_env, "task_names", None) or [None])
+
+
+def agent_dataset_stats(
+    checkpoint: Path, layout: NoiseLayout, tasks: int = 1
+) -> dict[str, dict[str, list[float]]]:
     """The agent's normaliser stats: the checkpoint's own min/max of ``observation.state`` (what the
-    XVLA was trained with) and [-1, 1] for the noise action, which makes LeRobot's MIN_MAX action
-    (un)normaliser the identity on the tanh-squashed action."""
+    XVLA was trained with), [0, 1] for the task one-hot of a multi-task env (``tasks`` > 1), and
+    [-1, 1] for the noise action, which makes LeRobot's MIN_MAX action (un)normaliser the identity
+    on the tanh-squashed action."""
     from safetensors.torch import load_file
 
     [stats_file] = checkpoint.glob("policy_preprocessor_step_*_normalizer_processor.safetensors")
     stats = load_file(str(stats_file))
+    one_hot = tasks if tasks > 1 else 0
     return {
         "observation.state": {
-            "min": stats["observation.state.min"].tolist(),
-            "max": stats["observation.state.max"].tolist(),
+            "min": stats["observation.state.min"].tolist() + [0.0] * one_hot,
+            "max": stats["observation.state.max"].tolist() + [1.0] * one_hot,
         },
         "action": {"min": [-1.0] * layout.action_dim, "max": [1.0] * layout.action_dim},
     }
@@ -172,7 +187,8 @@ class DSRLEnvConfig(EnvConfig):
         if not self.features:
             layout = noise_layout(Path(self.checkpoint), self.noise_dims, self.noise_scale)
             inputs = _checkpoint_config(Path(self.checkpoint))["input_features"]
-            state_dim = int(inputs["observation.state"]["shape"][0])
+            tasks = task_count(self.inner_env)
+            state_dim = int(inputs["observation.state"]["shape"][0]) + (tasks if tasks > 1 else 0)
             self.features = {
                 "action": PolicyFeature(type=FeatureType.ACTION, shape=(layout.action_dim,)),
                 STATE_KEY: PolicyFeature(type=FeatureType.STATE, shape=(state_dim,)),
@@ -211,31 +227,58 @@ class NoiseSteeredXVLAEnv(gym.Env):
                 f"env.executed_steps={self.executed_steps} exceeds the checkpoint's chunk_size "
                 f"{self.layout.chunk_size}"
             )
-        [self.inner] = make_envs(config.inner_env, 1)
-        self.task = self.task_description = task_description(self.inner)  # as LeRobot's envs
+        self.tasks = task_count(config.inner_env)
+        self.inners = make_envs(config.inner_env, self.tasks)  # inner env k runs task k
+        self.instructions = [task_description(env) for env in self.inners]
+        self.task_names = list(getattr(config.inner_env, "task_names", None) or self.instructions)
+        self.current = 0
+        self.task = self.task_description = self.instructions[0]  # as LeRobot's envs
         state_dim = config.features[STATE_KEY].shape[0]
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(self.layout.action_dim,), dtype=np.float32)
         self.observation_space = gym.spaces.Dict(
             {STATE_KEY: gym.spaces.Box(-np.inf, np.inf, shape=(state_dim,), dtype=np.float32)}
         )
-        self._raw: dict[str, Any] | None = None  # the inner env's observation, batched
-        self._next_seed: int | None = config.seed
+        self._raws: list[dict[str, Any] | None] = [None] * self.tasks  # each inner env's observation
+        self._episodes = 0
+
+    @property
+    def inner(self) -> Any:
+        """The inner env of the current episode's task."""
+        return self.inners[self.current]
+
+    @property
+    def _raw(self) -> dict[str, Any] | None:
+        return self._raws[self.current]
+
+    @_raw.setter
+    def _raw(self, raw: dict[str, Any] | None) -> None:
+        self._raws[self.current] = raw
 
     def _agent_observation(self, raw: dict[str, Any]) -> dict[str, np.ndarray]:
-        return {STATE_KEY: np.asarray(raw[STATE_KEY][0], dtype=np.float32)}
+        state = np.asarray(raw[STATE_KEY][0], dtype=np.float32)
+        if self.tasks > 1:
+            state = np.concatenate([state, np.eye(self.tasks, dtype=np.float32)[self.current]])
+        return {STATE_KEY: state}
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
-        """A new inner episode: seeded by ``seed``, else by ``config.seed`` the first time; after an
-        episode end the inner env has already reset itself (same-step autoreset) and that start
-        is used, so the inner env's own seed sequence is kept."""
+        """A new inner episode: of the task ``options["task"]`` names, else of the next task round
+        robin; seeded by ``seed``, else by ``config.seed`` (plus the task's index) the first time
+        that task runs. After an episode end the inner env has already reset itself (same-step
+        autoreset) and that start is used, so each inner env keeps its own seed sequence."""
         super().reset(seed=seed)
+        if options and "task" in options:
+            if options["task"] not in self.task_names:
+                raise ValueError(f"unknown task {options['task']!r} (this env runs {self.task_names})")
+            self.current = self.task_names.index(options["task"])
+        else:
+            self.current = self._episodes % self.tasks
+        self._episodes += 1
+        self.task = self.task_description = self.instructions[self.current]
+        if seed is None and self._raw is None:
+            seed = self.config.seed + self.current
         if seed is not None:
-            self._next_seed = seed
-        if self._raw is None or self._next_seed is not None:
-            reset_seed = None if self._next_seed is None else [self._next_seed]
-            self._raw, _ = self.inner.reset(seed=reset_seed)
-            self._next_seed = None
-        return self._agent_observation(self._raw), {}
+            self._raw, _ = self.inner.reset(seed=[seed])
+        return self._agent_observation(self._raw), {"task": self.task}
 
     @torch.no_grad()
     def chunk_actions(self, action: np.ndarray) -> np.ndarray:
@@ -284,7 +327,8 @@ class NoiseSteeredXVLAEnv(gym.Env):
         )
 
     def close(self) -> None:
-        self.inner.close()
+        for env in self.inners:
+            env.close()
 
 
 if GYM_ID not in gym.registry:

@@ -179,6 +179,43 @@ def _check_lerobot_loads_the_fine_tuned_checkpoint(pretrained):
 
 
 @pytest.mark.integration
+@pytest.mark.timeout(600)
+def test_metaworld_demo_trains_and_plots_a_curve_per_task(tmp_path):
+    """``--env metaworld``: the MT10 checkpoint, the tasks spread over the actor's envs, every
+    evaluation per task (here two tasks, one episode each), the per-task lines in the PNG."""
+    out = tmp_path / "run"
+    algorithm = {"rollout_decisions": 16, "minibatch_size": 8, "update_epochs": 1, "envs_per_actor": 2}
+    env = {"task": "reach-v3,window-close-v3", "episode_length": 24}
+    done = _demo(
+        tmp_path,
+        "--env=metaworld",
+        "--env-steps=200",
+        "--actors=1",
+        "--eval-every-updates=2",
+        "--eval-episodes=1",
+        f"--output-dir={out}",
+        f"--algorithm={json.dumps(algorithm)}",
+        f"--env-overrides={json.dumps(env)}",
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = json.loads((out / "learning_curve.json").read_text())
+    assert summary["task"] == "metaworld"
+    points = summary["evaluations"]
+    assert len(points) >= 2 and points[0]["env_steps"] == 0 and points[-1]["env_steps"] >= 200
+    for point in points:
+        assert set(point["per_task"]) == {"reach-v3", "window-close-v3"}
+        assert point["episodes"] == 2 and point["episodes_per_task"] == 1
+        assert point["success_rate"] == sum(point["per_task"].values()) / 2
+    train_config = json.loads((out / "train_config.json").read_text())
+    assert train_config["env"]["type"] == "pirl_metaworld" and train_config["env"]["shaping_coef"] == 1.0
+    assert train_config["algorithm"]["envs_per_actor"] == 2
+    assert json.loads(
+        (out / "learner" / "checkpoints" / "last" / "pretrained_model" / "config.json").read_text()
+    )["input_features"]["observation.state"]["shape"] == [39]
+    assert (out / "learning_curve.png").stat().st_size > 10_000
+
+
+@pytest.mark.integration
 def test_demo_refuses_bad_settings_before_starting(tmp_path):
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "keep.txt").write_text("user data")
@@ -188,6 +225,8 @@ def test_demo_refuses_bad_settings_before_starting(tmp_path):
     assert (tmp_path / "taken" / "keep.txt").read_text() == "user data"
     bad = _demo(tmp_path, "--noise-method=flow_magic")
     assert bad.returncode == 2 and "flow_noise" in bad.stderr
+    unknown = _demo(tmp_path, "--env=libero")
+    assert unknown.returncode == 2 and "metaworld" in unknown.stderr and "pick_cube" in unknown.stderr
 
 
 @pytest.mark.timeout(300)

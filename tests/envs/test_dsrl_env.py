@@ -140,3 +140,47 @@ def test_bad_dsrl_env_fields_are_named_with_what_is_accepted(tmp_path) -> None:
         DSRLEnvConfig(checkpoint=str(tmp_path))
     with pytest.raises(ValueError, match="itself a pirl_dsrl env"):
         DSRLEnvConfig(checkpoint=str(SHIPPED_CHECKPOINT), inner={"type": "pirl_dsrl"})
+
+
+def test_multi_task_inner_env_runs_tasks_round_robin_with_a_one_hot_and_each_instruction() -> None:
+    """MT10 inside: one inner env per task, episodes round robin over the tasks (or the one a
+    reset names), the agent's state = the inner 39-D state ⊕ one-hot(task), and the zero-noise
+    decision is the frozen XVLA's deterministic chunk under that task's own instruction."""
+    from lerobot.envs.metaworld import TASK_DESCRIPTIONS
+
+    from lerobot_pirl.tasks.metaworld.configs import SHIPPED_CHECKPOINT as MT10
+    from lerobot_pirl.tasks.metaworld.configs import mt10_env_config
+
+    inner = {"type": "pirl_metaworld", "task": "reach-v3,push-v3,drawer-close-v3", "image_size": 16}
+    config = DSRLEnvConfig(checkpoint=str(MT10), inner=inner, seed=7)
+    assert config.features["agent_pos"].shape == (39 + 3,)
+    [vector_env] = make_env(config, n_envs=1)[config.type].values()
+    env = vector_env.envs[0].unwrapped
+    seen = []
+    for episode in range(4):
+        observation, info = env.reset()
+        seen.append(info["task"])
+        assert observation["agent_pos"].shape == (42,)
+        np.testing.assert_array_equal(observation["agent_pos"][39:], np.eye(3)[episode % 3])
+    names = ["reach-v3", "push-v3", "drawer-close-v3"]
+    assert seen == [TASK_DESCRIPTIONS[n] for n in [*names, names[0]]]
+
+    observation, info = env.reset(options={"task": "push-v3"})
+    assert info["task"] == TASK_DESCRIPTIONS["push-v3"]
+    # The first push-v3 episode started from reset seed 7 + 1 (its task index); the env still
+    # holds that start, so this episode's state is it.
+    task_config = mt10_env_config(task="push-v3")
+    [push] = make_envs(task_config, 1)
+    raw, _ = push.reset(seed=[8])
+    np.testing.assert_array_equal(observation["agent_pos"][:39], raw["agent_pos"][0])
+    policy, io = load_flow_policy(MT10, task_config)
+    with torch.no_grad():
+        zeros = torch.zeros(1, policy.config.chunk_size, policy.model.dim_action)
+        observed = io.observation(raw, TASK_DESCRIPTIONS["push-v3"])
+        chunk, _ = policy.sample_actions(observed, mode="deterministic", initial_noise=zeros)
+    expected = io.env_actions(chunk[0, : policy.config.n_action_steps])
+    np.testing.assert_array_equal(env.chunk_actions(np.zeros(env.layout.action_dim)), expected)
+    with pytest.raises(ValueError, match="unknown task 'pick-place-v3'"):
+        env.reset(options={"task": "pick-place-v3"})
+    push.close()
+    env.close()

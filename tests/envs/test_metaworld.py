@@ -23,6 +23,7 @@ from lerobot_pirl.envs.metaworld import (  # noqa: E402
     lerobot_metaworld,
 )
 from lerobot_pirl.envs.pick_cube import IMAGE_KEY, STATE_KEY, VIDEO_SIZE  # noqa: E402
+from lerobot_pirl.runtime.envs import make_envs, step_env  # noqa: E402
 
 pytestmark = [
     pytest.mark.timeout(120),
@@ -286,7 +287,7 @@ def test_render_gives_a_video_frame(pixel_env):
 def test_the_runtimes_envs_spread_the_tasks_over_envs_and_actors():
     from lerobot.envs.metaworld import TASK_DESCRIPTIONS
 
-    from lerobot_pirl.runtime.envs import make_envs, task_description
+    from lerobot_pirl.runtime.envs import task_description
 
     config = MetaWorldEnvConfig(task="reach-v3,push-v3,pick-place-v3")
     first_actor = make_envs(config, 2, first_index=0)
@@ -298,3 +299,30 @@ def test_the_runtimes_envs_spread_the_tasks_over_envs_and_actors():
             env.close()
     names = ["reach-v3", "push-v3", "pick-place-v3", "reach-v3"]  # env k of actor a: task (2a + k) mod 3
     assert tasks == [TASK_DESCRIPTIONS[name] for name in names]
+
+
+def test_shaping_adds_the_change_of_metaworlds_reward_over_10_and_telescopes():
+    """reward = success + c·(Φ(s') − Φ(s)), Φ = dense / 10, Φ of the start := Φ after step 1, so an
+    episode's shaping sums to c·(Φ_last − Φ_first): lingering near the goal earns nothing."""
+    config = MetaWorldEnvConfig(task="reach-v3", shaping_coef=0.5, episode_length=60)
+    [env] = make_envs(config, 1)
+    raw, _ = env.reset(seed=[3])
+    expert = env.envs[0].unwrapped.expert_policy
+    rewards, denses, success = [], [], False
+    for _ in range(60):
+        result = step_env(env, expert.get_action(raw["agent_pos"][0]))
+        rewards.append(result.reward)
+        denses.append(result.info["dense_reward"])
+        success = result.success
+        if result.done:
+            break
+        raw = result.observation
+    env.close()
+    assert success and len(rewards) > 5
+    shaping = [r - (i == len(rewards) - 1) for i, r in enumerate(rewards)]  # success only at the end
+    assert shaping[0] == 0.0
+    for t in range(1, len(rewards)):
+        assert shaping[t] == pytest.approx(0.5 * (denses[t] - denses[t - 1]) / 10, abs=1e-9)
+    assert sum(shaping) == pytest.approx(0.5 * (denses[-1] - denses[0]) / 10, abs=1e-9)
+    with pytest.raises(ValueError, match="shaping_coef must be >= 0 and is added to the sparse reward only"):
+        MetaWorldEnvConfig(task="reach-v3", shaping_coef=1.0, reward_type="dense")

@@ -33,7 +33,13 @@ from lerobot_pirl.envs.metaworld import MetaWorldEnvConfig, lerobot_metaworld
 from lerobot_pirl.runtime.envs import make_envs, step_env, task_description
 from lerobot_pirl.runtime.flow_policy import load_flow_policy
 from lerobot_pirl.runtime.processors import PolicyIO
-from lerobot_pirl.tasks.metaworld.configs import SHIPPED_CHECKPOINT, mt10_env_config, single_task_config
+from lerobot_pirl.tasks.metaworld.configs import (
+    ENV_SETTINGS,
+    EVAL_EPISODES_PER_TASK,
+    SHIPPED_CHECKPOINT,
+    mt10_env_config,
+    single_task_config,
+)
 from lerobot_pirl.tasks.pick_cube.evaluate import EVAL_SEED_OFFSET
 
 __all__ = [
@@ -41,14 +47,14 @@ __all__ = [
     "EVAL_EPISODES_PER_TASK",
     "evaluate_tasks",
     "evaluate_mt10",
+    "evaluate_noise_agent_tasks",
+    "with_summary",
     "instructions_for",
     "swapped_instructions",
     "load_mt10_policy",
     "policy_observation",
 ]
 
-EVAL_EPISODES_PER_TASK = 50
-"""Episodes per task of the recorded MT10 rates."""
 EVAL_ENVS_PER_TASK = 5
 """Envs per task stepped together (all tasks at once: 10 × 5 episodes per batched decision)."""
 
@@ -164,6 +170,54 @@ def evaluate_tasks(
     }
 
 
+def with_summary(evaluation: dict[str, Any]) -> dict[str, Any]:
+    """A multi-task evaluation (``per_task`` rates, ``episodes_per_task``) with the keys every
+    evaluation has: ``success_rate`` (the mean of the task rates), its ``stderr`` (binomial, over
+    all episodes; the tasks have equal counts) and ``episodes`` (all of them)."""
+    rates = evaluation["per_task"]
+    episodes = evaluation["episodes_per_task"] * len(rates)
+    mean = sum(rates.values()) / len(rates)
+    variance = sum(rate * (1 - rate) for rate in rates.values()) / len(rates) ** 2
+    return {
+        **evaluation,
+        "success_rate": mean,
+        "stderr": (variance / evaluation["episodes_per_task"]) ** 0.5,
+        "episodes": episodes,
+    }
+
+
+@torch.no_grad()
+def evaluate_noise_agent_tasks(
+    agent: Any,
+    preprocessor: Any,
+    postprocessor: Any,
+    env: Any,
+    *,
+    episodes_per_task: int = EVAL_EPISODES_PER_TASK,
+) -> dict[str, Any]:
+    """A DSRL agent on every task's evaluation set: `evaluate_noise_agent` per task, the multi-task
+    `NoiseSteeredXVLAEnv` ``env`` reset onto each task in turn (``options={"task": name}``) with
+    seed ``EVAL_SEED_OFFSET + i`` for episode i. Returns `evaluate_tasks`'s keys."""
+    from lerobot_pirl.tasks.pick_cube.evaluate import evaluate_noise_agent
+
+    per_task, successes, steps = {}, {}, {}
+    for task in env.task_names:
+        result = evaluate_noise_agent(
+            agent, preprocessor, postprocessor, env, episodes=episodes_per_task, reset_options={"task": task}
+        )
+        per_task[task], successes[task] = result.success_rate, result.successes
+        steps[task] = result.mean_episode_steps
+    return {
+        "per_task": per_task,
+        "mean": sum(per_task.values()) / len(per_task),
+        "successes": successes,
+        "mean_episode_steps": steps,
+        "episodes_per_task": episodes_per_task,
+        "instructions": dict(zip(env.task_names, env.instructions, strict=True)),
+        "sampler": "deterministic from the agent's mean noise",
+    }
+
+
 def evaluate_mt10(
     policy: Any,
     io: PolicyIO,
@@ -196,13 +250,16 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Deterministic MT10 success rates of an XVLA checkpoint")
     parser.add_argument("--checkpoint", type=Path, default=SHIPPED_CHECKPOINT)
     parser.add_argument("--episodes-per-task", type=int, default=EVAL_EPISODES_PER_TASK)
+    parser.add_argument("--episode-length", type=int, default=ENV_SETTINGS["episode_length"])
+    parser.add_argument("--task", default=ENV_SETTINGS["task"], help="MT10 (default), a task or a comma list")
     parser.add_argument("--swap", action="store_true", help="give each task the next task's instruction")
     parser.add_argument("--output", type=Path, help="write the result here as JSON")
     args = parser.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("LEROBOT_PIRL_TORCH_THREADS", "1")))
-    policy, io = load_mt10_policy(args.checkpoint)
-    result = evaluate_mt10(policy, io, args.episodes_per_task, swap=args.swap)
-    text = json.dumps(result)
+    env_config = mt10_env_config(episode_length=args.episode_length, task=args.task)
+    policy, io = load_mt10_policy(args.checkpoint, env_config)
+    result = evaluate_mt10(policy, io, args.episodes_per_task, swap=args.swap, env_config=env_config)
+    text = json.dumps(with_summary(result))
     if args.output is not None:
         args.output.write_text(text + "\n")
     print(text)

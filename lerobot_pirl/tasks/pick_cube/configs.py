@@ -113,11 +113,13 @@ def dsrl_config(
 ) -> dict[str, Any]:
     """A stock LeRobot SAC learner/actor config with ``recipe: dsrl``: a small ``gaussian_actor``
     choosing the initial noise of the frozen XVLA at ``checkpoint`` (``env.type = pirl_dsrl``,
-    its ``inner`` env PandaPickCube with the given fields).
+    its ``inner`` env PandaPickCube with the given fields, or the env ``inner_env["type"]`` names).
 
     The agent's normaliser stats are `agent_dataset_stats`.
     """
-    from lerobot_pirl.envs.noise_steered import DSRLEnvConfig, agent_dataset_stats, noise_layout
+    from lerobot.envs.configs import EnvConfig
+
+    from lerobot_pirl.envs.noise_steered import DSRLEnvConfig, agent_dataset_stats, noise_layout, task_count
 
     checkpoint = Path(checkpoint)
     env_block: dict[str, Any] = {
@@ -141,7 +143,9 @@ def dsrl_config(
         "offline_buffer_capacity": 1,
         "latent_dim": 64,
         "actor_network_kwargs": {"hidden_dims": [256, 256]},
-        "dataset_stats": agent_dataset_stats(checkpoint, layout),
+        "dataset_stats": agent_dataset_stats(
+            checkpoint, layout, task_count(draccus.decode(EnvConfig, env_block["inner"]))
+        ),
         "actor_learner_config": {
             "learner_host": "127.0.0.1",
             "learner_port": port,

@@ -120,18 +120,25 @@ def evaluate_policy(
 
 @torch.no_grad()
 def evaluate_noise_agent(
-    agent: Any, preprocessor: Any, postprocessor: Any, env: Any, *, episodes: int = 100
+    agent: Any,
+    preprocessor: Any,
+    postprocessor: Any,
+    env: Any,
+    *,
+    episodes: int = 100,
+    reset_options: dict[str, Any] | None = None,
 ) -> EvalResult:
     """A DSRL agent (``gaussian_actor``) on the same evaluation set: its mean noise action (tanh of
     the Gaussian mean) through the frozen XVLA of ``env`` (a `NoiseSteeredXVLAEnv`), whose inner
     episode i resets with seed ``EVAL_SEED_OFFSET + i``. The actor's forward also draws a sample,
-    so this runs on a forked torch RNG and leaves the caller's stream as it was."""
+    so this runs on a forked torch RNG and leaves the caller's stream as it was. ``reset_options``
+    go to every reset (a multi-task env's ``{"task": name}``)."""
     from lerobot.utils.constants import OBS_STATE
 
     successes, total_return, total_steps = 0, 0.0, 0
     with torch.random.fork_rng(devices=[]):
         for episode in range(episodes):
-            observation, _ = env.reset(seed=EVAL_SEED_OFFSET + episode)
+            observation, _ = env.reset(seed=EVAL_SEED_OFFSET + episode, options=reset_options)
             done, success = False, False
             while not done:
                 state = {OBS_STATE: torch.as_tensor(observation["agent_pos"])}
