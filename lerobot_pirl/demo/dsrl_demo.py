@@ -71,7 +71,6 @@ def run_dsrl_demo(config: DemoConfig, eval_points: int = 1) -> dict[str, Any]:
     config.validate()
     task = config.embedded_task
     out = config.output_dir
-    out.mkdir(parents=True, exist_ok=True)
     learner_dir = out / "learner"
     inner = config.env_block
     executed = json.loads((config.checkpoint / "config.json").read_text())["n_action_steps"]
@@ -85,9 +84,17 @@ def run_dsrl_demo(config: DemoConfig, eval_points: int = 1) -> dict[str, Any]:
         seed=config.seed,
         **{**task.dsrl, **config.algorithm},
     )
+    warm_up = train_config["policy"]["online_step_before_learning"]
+    if decisions <= warm_up:
+        raise DemoError(
+            f"env_steps={config.env_steps} gives {decisions} decisions of {executed} env steps, but "
+            f"LeRobot's learner starts learning only after {warm_up} (online_step_before_learning); "
+            f"accepted: env_steps > {warm_up * executed}"
+        )
     # LeRobot's learner checkpoints every save_freq updates (not when stopped): often enough that
     # one lands soon after the actor's last episode.
     train_config["save_freq"] = SAVE_EVERY_UPDATES
+    out.mkdir(parents=True, exist_ok=True)
     config_path = out / "train_config.json"
     config_path.write_text(json.dumps(train_config, indent=2))
 

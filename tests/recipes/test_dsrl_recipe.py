@@ -182,3 +182,55 @@ def test_demo_trains_the_noise_agent_with_lerobots_learner_and_actor_and_leaves_
     step = json.loads((checkpoint / "training_state" / "training_step.json").read_text())["step"]
     assert step >= 100  # the demo waits for a checkpoint after the actor's last episode
     assert _digest(SHIPPED_CHECKPOINT) == frozen_before
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(600)
+def test_dsrl_demo_on_metaworld_tells_the_agent_the_task(tmp_path: Path) -> None:
+    """``--env metaworld``: the agent's state carries a task one-hot (its normaliser has [0, 1] for
+    it), the frozen MT10 checkpoint stays untouched, and the final agent is evaluated per task."""
+    from lerobot_pirl.tasks.metaworld.configs import SHIPPED_CHECKPOINT as MT10
+
+    frozen_before = _digest(MT10)
+    out = tmp_path / "demo"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MUJOCO_GL": "osmesa", "PYOPENGL_PLATFORM": "osmesa"}
+    overrides = json.dumps({"task": "reach-v3,window-close-v3", "episode_length": 24})
+    command = [
+        sys.executable,
+        "-m",
+        "lerobot_pirl.commands",
+        "demo",
+        "--recipe",
+        "dsrl",
+        "--env",
+        "metaworld",
+    ]
+    command += ["--env-steps", "600", "--eval-episodes", "2", "--env-overrides", overrides]
+    command += ["--output-dir", str(out), "--no-progress"]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=540)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((out / "learning_curve.json").read_text())
+    final = summary["evaluations"][-1]
+    assert set(final["per_task"]) == {"reach-v3", "window-close-v3"} and final["episodes"] == 4
+    assert final["success_rate"] == sum(final["per_task"].values()) / 2
+    saved = json.loads(
+        (out / "learner" / "checkpoints" / "last" / "pretrained_model" / "train_config.json").read_text()
+    )
+    assert saved["env"]["inner"]["type"] == "pirl_metaworld" and saved["env"]["inner"]["shaping_coef"] == 1.0
+    stats = saved["policy"]["dataset_stats"]["observation.state"]
+    assert len(stats["min"]) == 39 + 2 and stats["min"][39:] == [0.0, 0.0] and stats["max"][39:] == [1.0, 1.0]
+    assert saved["policy"]["input_features"]["observation.state"]["shape"] == [41]
+    assert _digest(MT10) == frozen_before
+
+
+def test_dsrl_demo_refuses_a_budget_that_ends_before_learning_starts(tmp_path: Path) -> None:
+    """MT10's checkpoint executes 4 env steps per decision and LeRobot's learner waits for 100
+    decisions: 400 env steps would train nothing, so the demo says so before starting anything."""
+    from lerobot_pirl.demo.dsrl_demo import run_dsrl_demo
+    from lerobot_pirl.demo.pi_rl_demo import DemoConfig
+    from lerobot_pirl.demo.processes import DemoError
+
+    config = DemoConfig(task="metaworld", env_steps=400, output_dir=tmp_path / "demo", progress=False)
+    with pytest.raises(DemoError, match=r"100 decisions of 4 env steps.*accepted: env_steps > 400"):
+        run_dsrl_demo(config)
+    assert not (tmp_path / "demo").exists()
