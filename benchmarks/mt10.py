@@ -88,8 +88,8 @@ def summarize() -> dict[str, Any]:
             [
                 np.interp(
                     grid,
-                    [p["env_steps"] for p in r["evaluations"]],
-                    [p["success_rate"] for p in r["evaluations"]],
+                    [p["env_steps"] for p in r["evaluations"] if p["env_steps"] is not None],
+                    [p["success_rate"] for p in r["evaluations"] if p["env_steps"] is not None],
                 )
                 for r in method_runs
             ]

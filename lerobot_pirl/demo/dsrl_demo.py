@@ -10,8 +10,10 @@ own recorded rate, into ``learning_curve.json``.
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -147,12 +149,11 @@ def run_dsrl_demo(config: DemoConfig, eval_points: int = 1) -> dict[str, Any]:
         {min(by_step, key=lambda s: abs(s - last_step * i / eval_points)) for i in range(1, eval_points)}
     )
     for step in [s for s in earlier if s != last_step]:
-        state = json.loads((by_step[step].parent / TRAINING_STATE_DIR / TRAINING_STEP).read_text())
         point = evaluate_agent(config, by_step[step], inner)
         evaluations.append(
             {
                 "update": step,
-                "env_steps": _env_steps(state, executed),
+                "env_steps": _env_steps(by_step[step], out / "actor_0.log", executed),
                 "policy": "DSRL agent's mean noise",
                 **point,
             }
@@ -176,7 +177,23 @@ def run_dsrl_demo(config: DemoConfig, eval_points: int = 1) -> dict[str, Any]:
     return summary
 
 
-def _env_steps(training_state: dict[str, Any], executed: int) -> int | None:
-    """Env steps behind a LeRobot SAC checkpoint: its interaction step (decisions) × H'."""
-    step = training_state.get("interaction_step")
-    return None if step is None else int(step) * executed
+ACTOR_EPISODE_LINE = re.compile(r"INFO (\S+ \S+) .*\[ACTOR\] Global step (\d+): Episode reward")
+"""LeRobot's actor logs each finished episode with its decision count ("Global step")."""
+
+
+def _env_steps(checkpoint: Path, actor_log: Path, executed: int) -> int | None:
+    """Env steps the actor had taken when the learner wrote ``checkpoint`` (a ``pretrained_model``
+    folder): decisions × H'. LeRobot's SAC learner stores ``interaction_step`` in a checkpoint only
+    when an interaction message arrived in the same loop pass (otherwise 0), so without one the
+    actor's log decides: the decision count of its last episode that finished before the checkpoint
+    was written (one episode of resolution)."""
+    step_file = checkpoint.parent / TRAINING_STATE_DIR / TRAINING_STEP
+    recorded = int(json.loads(step_file.read_text()).get("interaction_step") or 0)
+    if recorded > 0:
+        return recorded * executed
+    written = step_file.stat().st_mtime
+    decisions = None
+    for stamp, step in ACTOR_EPISODE_LINE.findall(actor_log.read_text() if actor_log.is_file() else ""):
+        if datetime.datetime.fromisoformat(stamp).timestamp() <= written:
+            decisions = int(step) + 1  # "Global step" counts from 0
+    return None if decisions is None else decisions * executed

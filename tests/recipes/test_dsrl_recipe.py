@@ -221,6 +221,40 @@ def test_dsrl_demo_on_metaworld_tells_the_agent_the_task(tmp_path: Path) -> None
     assert len(stats["min"]) == 39 + 2 and stats["min"][39:] == [0.0, 0.0] and stats["max"][39:] == [1.0, 1.0]
     assert saved["policy"]["input_features"]["observation.state"]["shape"] == [41]
     assert _digest(MT10) == frozen_before
+    # Seam: the demo dates earlier checkpoints by LeRobot's actor episode lines (6 decisions each).
+    from lerobot_pirl.demo.dsrl_demo import ACTOR_EPISODE_LINE
+
+    steps = [int(step) for _, step in ACTOR_EPISODE_LINE.findall((out / "actor_0.log").read_text())]
+    assert steps[:3] == [5, 11, 17]
+
+
+def test_dsrl_checkpoints_are_dated_by_the_actors_episodes_when_lerobot_left_interaction_step_0(
+    tmp_path: Path,
+) -> None:
+    import time
+
+    from lerobot_pirl.demo.dsrl_demo import _env_steps
+
+    def checkpoint(name: str, interaction_step: int, written: float) -> Path:
+        state = tmp_path / name / "training_state" / "training_step.json"
+        state.parent.mkdir(parents=True)
+        state.write_text(json.dumps({"step": 800, "interaction_step": interaction_step}))
+        os.utime(state, (written, written))
+        return tmp_path / name / "pretrained_model"
+
+    def stamp(seconds: float) -> str:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))
+
+    base = 1_800_000_000.0
+    log = tmp_path / "actor_0.log"
+    lines = [(base + 10, 49), (base + 20, 99), (base + 30, 149)]
+    log.write_text(
+        "".join(f"INFO {stamp(t)} rl/actor.py:385 [ACTOR] Global step {n}: Episode reward: 0.5\n" for t, n in lines)
+    )
+    # Written at base + 25: the last episode before it ended at decision 99, i.e. 100 decisions × 4.
+    assert _env_steps(checkpoint("a", 0, base + 25), log, executed=4) == 400
+    assert _env_steps(checkpoint("b", 0, base + 5), log, executed=4) is None  # before any episode
+    assert _env_steps(checkpoint("c", 37, base + 25), log, executed=4) == 148  # LeRobot's own count wins
 
 
 def test_dsrl_demo_refuses_a_budget_that_ends_before_learning_starts(tmp_path: Path) -> None:
