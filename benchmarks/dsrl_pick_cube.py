@@ -57,7 +57,7 @@ from sac_pick_cube import (  # noqa: E402
     eval_schedule,
 )
 
-from lerobot_pirl.envs.noise_steered import DSRLEnvConfig, NoiseSteeredXVLAEnv, agent_dataset_stats  # noqa: E402
+from lerobot_pirl.envs.noise_steered import DSRLEnvConfig, NoiseSteeredPolicyEnv, agent_dataset_stats  # noqa: E402
 from lerobot_pirl.tasks.machine import machine_info  # noqa: E402
 from lerobot_pirl.tasks.pick_cube.configs import DSRL_SETTINGS  # noqa: E402
 from lerobot_pirl.tasks.pick_cube.evaluate import EVAL_SEED_OFFSET, evaluate_noise_agent  # noqa: E402
@@ -107,7 +107,7 @@ def run_dsrl(
     env_fields = {"checkpoint": str(SHIPPED_CHECKPOINT), "noise_dims": noise_dims, "noise_scale": noise_scale}
     train_config = DSRLEnvConfig(inner={**inner, "shaping_coef": shaping_coef}, **env_fields)
     eval_config = DSRLEnvConfig(inner=inner, **env_fields)
-    env, eval_env = NoiseSteeredXVLAEnv(train_config), NoiseSteeredXVLAEnv(eval_config)
+    env, eval_env = NoiseSteeredPolicyEnv(train_config), NoiseSteeredPolicyEnv(eval_config)
     dataset_stats = agent_dataset_stats(SHIPPED_CHECKPOINT, env.layout)
 
     state_dim = train_config.features["agent_pos"].shape[0]

@@ -45,11 +45,11 @@ def _checkpoints_by_step(learner_dir: Path) -> dict[int, Path]:
 def evaluate_agent(config: DemoConfig, agent_dir: Path, inner: dict[str, Any]) -> dict[str, Any]:
     """The agent at ``agent_dir`` on the task's evaluation set: its mean noise through the frozen
     checkpoint, success counted without the training shaping."""
-    from lerobot_pirl.envs.noise_steered import DSRLEnvConfig, NoiseSteeredXVLAEnv
+    from lerobot_pirl.envs.noise_steered import DSRLEnvConfig, NoiseSteeredPolicyEnv
     from lerobot_pirl.tasks.pick_cube.evaluate import evaluate_noise_agent, load_noise_agent
 
     eval_inner = {k: v for k, v in inner.items() if k != "shaping_coef"}
-    eval_env = NoiseSteeredXVLAEnv(DSRLEnvConfig(checkpoint=str(config.checkpoint), inner=eval_inner))
+    eval_env = NoiseSteeredPolicyEnv(DSRLEnvConfig(checkpoint=str(config.checkpoint), inner=eval_inner))
     try:
         agent, preprocessor, postprocessor = load_noise_agent(agent_dir)
         if config.embedded_task.per_task_episodes:

@@ -1,11 +1,12 @@
-"""DSRL's env: a frozen XVLA steered through its initial noise (``env.type = "pirl_dsrl"``).
+"""DSRL's env: a frozen flow-matching policy steered through its initial noise (``env.type = "pirl_dsrl"``).
 
 DSRL (Wagenmaker et al., 2025) keeps a pretrained flow policy frozen and lets an RL agent choose
 the initial noise its deterministic sampler starts from. Seen from the agent, one env step is:
-the agent's action a ∈ [-1, 1]^m becomes the initial noise w, the frozen XVLA denoises a chunk
+the agent's action a ∈ [-1, 1]^m becomes the initial noise w, the frozen policy denoises a chunk
 from w, and H' of its actions run in the inner env with their rewards summed. So LeRobot's SAC
-and ``gaussian_actor`` train the agent unchanged (``recipe=dsrl``); the XVLA never leaves this env
-and never gets a gradient.
+and ``gaussian_actor`` train the agent unchanged (``recipe=dsrl``); the policy never leaves this
+env and never gets a gradient. Any policy type with a πRL flow adapter that declares
+``action_dims`` can be steered (XVLA, SmolVLA): the chain and its sizes come from the adapter.
 
 **The noise parametrisation** (`noise_from_action`) is w = ``noise_scale`` · a on the noise
 coordinates the agent controls, and 0 on the rest. The agent's tanh-squashed action lies in
@@ -13,14 +14,14 @@ coordinates the agent controls, and 0 on the rest. The agent's tanh-squashed act
 [-s, s]^m. Which coordinates the agent controls is ``noise_dims``:
 
 - ``"real"`` (default): chunk × the real action dims, m = chunk_size · real_action_dim;
-- ``"full"``: XVLA's whole x₁, m = chunk_size · model_action_dim.
+- ``"full"``: the policy's whole x₁, m = chunk_size · model_action_dim (its padded action width).
 
 a = 0 is w = 0: the frozen policy's own deterministic chunk from zero noise.
 
 **The deterministic sampler** is the one every success rate here is measured with
 (``demo.evaluate``): ``sample_actions(mode="deterministic", initial_noise=w)``, the Euler/x̂₁
-chain with the policy's K. The XVLA and its processors load from ``checkpoint`` (a stock XVLA
-checkpoint with LeRobot's pipeline files) and run on ``xvla_device``.
+chain with the policy's K. The policy and its processors load from ``checkpoint`` (a stock
+checkpoint with LeRobot's pipeline files) and run on ``policy_device``.
 
 **What the agent observes** is the inner env's raw ``agent_pos`` state (the policy's
 ``observation.state`` before its normaliser). The agent's discount applies per decision, i.e.
@@ -28,7 +29,7 @@ per H' env steps.
 
 **Multi-task inner envs** (an env config with ``task_names``, e.g. ``pirl_metaworld`` on MT10):
 the env holds one inner env per task and runs its episodes round robin over the tasks (or the
-task a reset's ``options={"task": name}`` names). The frozen XVLA gets each task's own
+task a reset's ``options={"task": name}`` names). The frozen policy gets each task's own
 instruction; the agent, which reads no language, gets the task as a one-hot vector appended to
 the state (T values after the state's), so one agent learns a noise policy per task.
 """
@@ -47,14 +48,14 @@ import torch
 from lerobot.configs.types import FeatureType, PolicyFeature
 from lerobot.envs.configs import EnvConfig
 
-GYM_ID = "lerobot_pirl/NoiseSteeredXVLA-v0"
+GYM_ID = "lerobot_pirl/NoiseSteeredPolicy-v0"
 STATE_KEY = "agent_pos"
 NOISE_DIMS = ("real", "full")
 
 
 @dataclass(frozen=True)
 class NoiseLayout:
-    """How the agent's flat action maps onto XVLA's initial noise [chunk_size, model_action_dim]."""
+    """How the agent's flat action maps onto the policy's initial noise [chunk_size, model_action_dim]."""
 
     chunk_size: int
     model_action_dim: int
@@ -84,35 +85,40 @@ def _checkpoint_config(checkpoint: Path) -> dict[str, Any]:
     config_file = checkpoint / "config.json"
     if not config_file.is_file():
         raise ValueError(
-            f"env.checkpoint={str(checkpoint)!r} has no config.json: point it at a saved XVLA policy"
+            f"env.checkpoint={str(checkpoint)!r} has no config.json: point it at a saved policy"
         )
-    config = json.loads(config_file.read_text())
-    if config.get("type") != "xvla":
+    return json.loads(config_file.read_text())
+
+
+def _adapter_class(policy_type: str | None) -> Any:
+    """The installed flow adapter of ``policy_type``, if it can tell DSRL its sizes."""
+    from lerobot_pirl.flow_rl.adapter import DSRL_METHOD
+    from lerobot_pirl.recipes.registry import installed
+
+    adapters = installed().adapters
+    steerable = [
+        name
+        for name in adapters.policy_types()
+        if callable(getattr(adapters.resolve(name).policy_class.flow_adapter_class, DSRL_METHOD, None))
+    ]
+    if policy_type not in steerable:
         raise ValueError(
-            f"env.checkpoint's policy type is {config.get('type')!r}; DSRL steers an 'xvla' policy"
+            f"env.checkpoint's policy type is {policy_type!r}; DSRL steers a flow-matching policy "
+            f"whose πRL adapter declares `{DSRL_METHOD}`: {', '.join(steerable)}"
         )
-    return config
+    return adapters.resolve(policy_type).policy_class.flow_adapter_class
 
 
 def noise_layout(checkpoint: Path, noise_dims: str, noise_scale: float) -> NoiseLayout:
-    """The layout from the checkpoint's ``config.json`` alone (the learner needs no weights): XVLA's
-    action space built as its model builds it, whose ``postprocess`` prefix is the real action."""
+    """The layout from the checkpoint's ``config.json`` alone (the learner needs no weights), sized
+    by the policy type's flow adapter (``action_dims``)."""
     from lerobot.configs.policies import PreTrainedConfig
-    from lerobot.policies.xvla.action_hub import build_action_space
 
-    _checkpoint_config(checkpoint)
+    adapter = _adapter_class(_checkpoint_config(checkpoint).get("type"))
     config = PreTrainedConfig.from_pretrained(str(checkpoint))
-    mode = config.action_mode.lower()
-    kwargs = (
-        {"real_dim": config.action_feature.shape[-1], "max_dim": config.max_action_dim}
-        if mode == "auto"
-        else {}
-    )
-    action_space = build_action_space(mode, **kwargs)
-    model_action_dim = int(action_space.dim_action)
-    real_action_dim = int(action_space.postprocess(torch.zeros(1, 1, model_action_dim)).shape[-1])
+    chunk_size, model_action_dim, real_action_dim = adapter.action_dims(config)
     controlled = real_action_dim if noise_dims == "real" else model_action_dim
-    return NoiseLayout(int(config.chunk_size), model_action_dim, controlled, noise_scale)
+    return NoiseLayout(chunk_size, model_action_dim, controlled, noise_scale)
 
 
 def task_count(inner_env: EnvConfig) -> int:
@@ -124,7 +130,7 @@ def agent_dataset_stats(
     checkpoint: Path, layout: NoiseLayout, tasks: int = 1
 ) -> dict[str, dict[str, list[float]]]:
     """The agent's normaliser stats: the checkpoint's own min/max of ``observation.state`` (what the
-    XVLA was trained with), [0, 1] for the task one-hot of a multi-task env (``tasks`` > 1), and
+    policy was trained with), [0, 1] for the task one-hot of a multi-task env (``tasks`` > 1), and
     [-1, 1] for the noise action, which makes LeRobot's MIN_MAX action (un)normaliser the identity
     on the tanh-squashed action."""
     from safetensors.torch import load_file
@@ -144,20 +150,22 @@ def agent_dataset_stats(
 @EnvConfig.register_subclass("pirl_dsrl")
 @dataclass
 class DSRLEnvConfig(EnvConfig):
-    """The inner env (any env type `runtime.envs.make_envs` builds), steered through a frozen XVLA."""
+    """The inner env (any env type `runtime.envs.make_envs` builds), steered through a frozen flow policy."""
 
     inner: dict[str, Any] = field(default_factory=lambda: {"type": "pirl_pick_cube"})
     """The inner env's block, as any ``env`` block (``type`` plus its fields). A plain dict, not an
     ``EnvConfig`` field: draccus would otherwise recurse through ``pirl_dsrl`` choosing itself."""
     checkpoint: str = ""
-    """A stock XVLA checkpoint directory (weights, config.json and LeRobot's pipeline files)."""
+    """A stock checkpoint directory (weights, config.json and LeRobot's pipeline files) of a policy
+    type DSRL can steer (XVLA, SmolVLA: a πRL flow adapter with ``action_dims``)."""
     noise_dims: str = "real"
     """Which initial-noise coordinates the agent sets: "real" (chunk × real action dims) or "full"."""
     noise_scale: float = 1.5
     """Initial noise w = noise_scale · a for the agent's a ∈ [-1, 1]."""
     executed_steps: int | None = None
     """Env steps per decision (H'); None: the checkpoint's ``n_action_steps``."""
-    xvla_device: str = "cpu"
+    policy_device: str = "cpu"
+    """Where the frozen policy runs."""
     seed: int = 0
     """Seeds the inner env's first reset (LeRobot's actor resets without a seed)."""
     task: str | None = "dsrl"
@@ -171,7 +179,7 @@ class DSRLEnvConfig(EnvConfig):
     def __post_init__(self) -> None:
         problems = []
         if not self.checkpoint:
-            problems.append("env.checkpoint is empty (a stock XVLA checkpoint directory is required)")
+            problems.append("env.checkpoint is empty (a stock policy checkpoint directory is required)")
         if self.noise_dims not in NOISE_DIMS:
             problems.append(f"env.noise_dims={self.noise_dims!r} (accepted: {', '.join(NOISE_DIMS)})")
         if not self.noise_scale > 0:
@@ -207,8 +215,8 @@ class DSRLEnvConfig(EnvConfig):
         return {"config": self}
 
 
-class NoiseSteeredXVLAEnv(gym.Env):
-    """One DSRL env: a noise action in, H' inner-env steps of the frozen XVLA's chunk out."""
+class NoiseSteeredPolicyEnv(gym.Env):
+    """One DSRL env: a noise action in, H' inner-env steps of the frozen policy's chunk out."""
 
     metadata = {"render_modes": []}
 
@@ -220,7 +228,7 @@ class NoiseSteeredXVLAEnv(gym.Env):
         checkpoint = Path(config.checkpoint)
         self.layout = noise_layout(checkpoint, config.noise_dims, config.noise_scale)
         self.policy, self.io = load_flow_policy(checkpoint, config.inner_env)
-        self.policy.to(config.xvla_device).requires_grad_(False)
+        self.policy.to(config.policy_device).requires_grad_(False)
         self.executed_steps = config.executed_steps or int(self.policy.config.n_action_steps)
         if self.executed_steps > self.layout.chunk_size:
             raise ValueError(
@@ -282,11 +290,11 @@ class NoiseSteeredXVLAEnv(gym.Env):
 
     @torch.no_grad()
     def chunk_actions(self, action: np.ndarray) -> np.ndarray:
-        """The H' env actions the frozen XVLA's deterministic sampler gives from this noise action."""
+        """The H' env actions the frozen policy's deterministic sampler gives from this noise action."""
         assert self._raw is not None, "reset() first"
         noise = self.layout.noise_from_action(torch.as_tensor(np.asarray(action, dtype=np.float32)))
         observation = self.io.observation(self._raw, self.task)
-        device = self.config.xvla_device
+        device = self.config.policy_device
         chunk, _ = self.policy.sample_actions(
             {k: v.to(device) for k, v in observation.items()},
             mode="deterministic",
@@ -332,4 +340,4 @@ class NoiseSteeredXVLAEnv(gym.Env):
 
 
 if GYM_ID not in gym.registry:
-    gym.register(id=GYM_ID, entry_point=f"{__name__}:NoiseSteeredXVLAEnv", disable_env_checker=True)
+    gym.register(id=GYM_ID, entry_point=f"{__name__}:NoiseSteeredPolicyEnv", disable_env_checker=True)

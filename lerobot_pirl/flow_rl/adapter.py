@@ -91,6 +91,17 @@ class FlowPolicyAdapter(Protocol):
         """The parameters that count as the (by default frozen) vision-language encoder."""
         ...
 
+    # Optional, for DSRL (``envs.noise_steered``), whose learner sizes its noise agent from a
+    # checkpoint's config.json without loading any weights:
+    #
+    #     @classmethod
+    #     def action_dims(cls, config: PreTrainedConfig) -> tuple[int, int, int]:
+    #         """(chunk_size, model_action_dim, real_action_dim) of the policy ``config`` builds."""
+
+
+DSRL_METHOD = "action_dims"
+"""The optional adapter classmethod DSRL needs (see the comment at the end of `FlowPolicyAdapter`)."""
+
 
 ADAPTER_METHODS = (
     "encode",

@@ -33,6 +33,7 @@ import pluggy
 import torch
 from lerobot.policies.common.flow_matching import euler_integrate
 from lerobot.policies.common.vla_utils import make_att_2d_masks
+from lerobot.policies.smolvla.configuration_smolvla import SmolVLAConfig
 from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy
 from lerobot.utils.constants import OBS_LANGUAGE_ATTENTION_MASK, OBS_LANGUAGE_TOKENS
 from torch import Tensor, nn
@@ -138,6 +139,12 @@ class SmolVLAFlowAdapter:
         # Listed once: encode checks them on every call.
         self._vlm_parameters = list(vlm_with_expert.vlm.parameters())
         self._prefix_parameters = self._vlm_parameters + list(self.model.state_proj.parameters())
+
+    @classmethod
+    def action_dims(cls, config: SmolVLAConfig) -> tuple[int, int, int]:
+        """From ``config`` alone: SmolVLA pads actions to ``max_action_dim``; the env's are the
+        leading ``action_feature`` dims."""
+        return int(config.chunk_size), int(config.max_action_dim), int(config.action_feature.shape[0])
 
     def vlm_parameters(self) -> list[nn.Parameter]:
         return self._vlm_parameters

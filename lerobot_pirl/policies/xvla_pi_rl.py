@@ -84,6 +84,23 @@ class XVLAFlowAdapter:
         self.real_action_dim = int(self.model.action_space.postprocess(probe).shape[-1])
         self._vlm_parameters = list(self.model.vlm.parameters())  # checked per encode: list it once
 
+    @classmethod
+    def action_dims(cls, config: Any) -> tuple[int, int, int]:
+        """From ``config`` alone: XVLA's action space built as its model builds it, whose
+        ``postprocess`` prefix is the real action."""
+        from lerobot.policies.xvla.action_hub import build_action_space
+
+        mode = config.action_mode.lower()
+        kwargs = (
+            {"real_dim": config.action_feature.shape[-1], "max_dim": config.max_action_dim}
+            if mode == "auto"
+            else {}
+        )
+        action_space = build_action_space(mode, **kwargs)
+        model_action_dim = int(action_space.dim_action)
+        real_action_dim = int(action_space.postprocess(torch.zeros(1, 1, model_action_dim)).shape[-1])
+        return int(config.chunk_size), model_action_dim, real_action_dim
+
     def vlm_parameters(self) -> list[nn.Parameter]:
         return self._vlm_parameters
 

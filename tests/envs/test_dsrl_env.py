@@ -140,6 +140,62 @@ def test_bad_dsrl_env_fields_are_named_with_what_is_accepted(tmp_path) -> None:
         DSRLEnvConfig(checkpoint=str(tmp_path))
     with pytest.raises(ValueError, match="itself a pirl_dsrl env"):
         DSRLEnvConfig(checkpoint=str(SHIPPED_CHECKPOINT), inner={"type": "pirl_dsrl"})
+    (tmp_path / "config.json").write_text('{"type": "act"}')
+    with pytest.raises(ValueError, match=r"policy type is 'act'; DSRL steers .*: smolvla, xvla"):
+        DSRLEnvConfig(checkpoint=str(tmp_path))
+
+
+@pytest.fixture(scope="module")
+def smolvla_checkpoint(tmp_path_factory):
+    from helpers.tiny_smolvla import tiny_smolvla_checkpoint
+
+    return tiny_smolvla_checkpoint(PickCubeEnvConfig(episode_length=20), tmp_path_factory.mktemp("smolvla") / "ckpt")
+
+
+def test_dsrl_steers_a_smolvla_and_zero_noise_is_stock_smolvlas_chunk(smolvla_checkpoint) -> None:
+    """Any adapted policy type: a tiny SmolVLA checkpoint's layout comes from its config (chunk ×
+    the real action dims; the padded max_action_dim for "full"), and a = 0 executes the chunk that
+    stock ``SmolVLAPolicy.predict_action_chunk`` denoises from zero noise."""
+    from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy
+
+    stock = SmolVLAPolicy.from_pretrained(str(smolvla_checkpoint)).eval()
+    layout = noise_layout(smolvla_checkpoint, "real", 1.5)
+    assert (layout.chunk_size, layout.model_action_dim, layout.controlled_dims) == (
+        stock.config.chunk_size,
+        stock.config.max_action_dim,
+        4,  # PandaPickCube's action
+    )
+    assert noise_layout(smolvla_checkpoint, "full", 1.5).controlled_dims == stock.config.max_action_dim == 6
+
+    config = DSRLEnvConfig(checkpoint=str(smolvla_checkpoint), inner=dict(INNER))
+    [vector_env] = make_env(config, n_envs=1)[config.type].values()
+    env = vector_env.envs[0].unwrapped
+    env.reset()
+    _, io = load_flow_policy(smolvla_checkpoint, PickCubeEnvConfig(episode_length=20))
+    [inner] = make_envs(PickCubeEnvConfig(episode_length=20), 1)
+    raw, _ = inner.reset(seed=[0])
+    with torch.no_grad():
+        zeros = torch.zeros(1, stock.config.chunk_size, stock.config.max_action_dim)
+        chunk = stock.predict_action_chunk(io.observation(raw, task_description(inner)), noise=zeros)
+    expected = io.env_actions(chunk[0, : stock.config.n_action_steps])
+    np.testing.assert_allclose(env.chunk_actions(np.zeros(layout.action_dim)), expected, rtol=0, atol=1e-5)
+    env.close()
+    inner.close()
+
+
+def test_the_frozen_smolvla_is_bit_identical_after_steering(smolvla_checkpoint) -> None:
+    config = DSRLEnvConfig(checkpoint=str(smolvla_checkpoint), inner=dict(INNER), noise_dims="full")
+    [vector_env] = make_env(config, n_envs=1)[config.type].values()
+    env = vector_env.envs[0].unwrapped
+    assert not any(p.requires_grad for p in env.policy.parameters())
+    before = hashlib.sha256(b"".join(v.numpy().tobytes() for v in env.policy.state_dict().values())).hexdigest()
+    env.reset()
+    generator = np.random.default_rng(0)
+    for _ in range(12):  # random noise actions, across an episode end
+        env.step(generator.uniform(-1, 1, env.layout.action_dim).astype(np.float32))
+    after = hashlib.sha256(b"".join(v.numpy().tobytes() for v in env.policy.state_dict().values())).hexdigest()
+    assert after == before
+    env.close()
 
 
 def test_multi_task_inner_env_runs_tasks_round_robin_with_a_one_hot_and_each_instruction() -> None:

@@ -196,7 +196,7 @@ def evaluate_noise_agent_tasks(
     episodes_per_task: int = EVAL_EPISODES_PER_TASK,
 ) -> dict[str, Any]:
     """A DSRL agent on every task's evaluation set: `evaluate_noise_agent` per task, the multi-task
-    `NoiseSteeredXVLAEnv` ``env`` reset onto each task in turn (``options={"task": name}``) with
+    `NoiseSteeredPolicyEnv` ``env`` reset onto each task in turn (``options={"task": name}``) with
     seed ``EVAL_SEED_OFFSET + i`` for episode i. Returns `evaluate_tasks`'s keys."""
     from lerobot_pirl.tasks.pick_cube.evaluate import evaluate_noise_agent
 

@@ -129,7 +129,7 @@ def evaluate_noise_agent(
     reset_options: dict[str, Any] | None = None,
 ) -> EvalResult:
     """A DSRL agent (``gaussian_actor``) on the same evaluation set: its mean noise action (tanh of
-    the Gaussian mean) through the frozen XVLA of ``env`` (a `NoiseSteeredXVLAEnv`), whose inner
+    the Gaussian mean) through the frozen XVLA of ``env`` (a `NoiseSteeredPolicyEnv`), whose inner
     episode i resets with seed ``EVAL_SEED_OFFSET + i``. The actor's forward also draws a sample,
     so this runs on a forked torch RNG and leaves the caller's stream as it was. ``reset_options``
     go to every reset (a multi-task env's ``{"task": name}``)."""
