@@ -12,11 +12,17 @@ inside the measured window (process start-up and the first weights are left out)
 system env steps/s ÷ (raw env steps/s per core × cores), against the raw rate measured just
 before that setting. All settings run one after the other in one invocation.
 
-    python benchmarks/actor_learner_throughput.py [--seconds 60] [--actors 1 2] [--envs 1 4 8 16]
+``--task metaworld`` measures MT10 (the shipped MT10 checkpoint, the πRL settings of its demo)
+twice per setting, side by side: ``obs_type`` ``state`` (the 39-D state, a blank image) and
+``pixels_agent_pos`` (the same policy fed the lean camera at the checkpoint's image size), so the
+ratio shows what rendering costs the whole system. Its raw replay runs the first task (reach).
+
+    python benchmarks/actor_learner_throughput.py [--task pick_cube|metaworld] [--seconds 60]
+                                                  [--actors 1 2] [--envs 1 4 8 16]
                                                   [--policy-device cuda] [--out PATH]
 
 JSON: ``benchmarks/results/actor_learner_throughput.json`` (``..._cuda.json`` with the learner's and
-the actors' policies on the GPU).
+the actors' policies on the GPU; ``..._metaworld.json`` for MT10).
 """
 
 from __future__ import annotations
@@ -36,9 +42,9 @@ from pathlib import Path
 
 import torch
 
+from lerobot_pirl.tasks.embedded import EMBEDDED_TASKS
 from lerobot_pirl.tasks.machine import free_port, machine_info
-from lerobot_pirl.tasks.pick_cube.configs import ENV_SETTINGS, PI_RL_SETTINGS, pretrained_pi_rl_config
-from lerobot_pirl.tasks.pick_cube.sft import SHIPPED_CHECKPOINT
+from lerobot_pirl.tasks.pick_cube.configs import pretrained_pi_rl_config
 
 RESULTS = Path(__file__).parent / "results"
 CHILD_ENV = {
@@ -50,13 +56,30 @@ CHILD_ENV = {
 }
 
 
-def write_config(path: Path, output_dir: Path, envs_per_actor: int, policy_device: str = "cpu") -> dict:
+OBS_TYPES = {"pick_cube": [None], "metaworld": ["state", "pixels_agent_pos"]}
+"""The observation settings measured per task (None: the task's env block as it is)."""
+
+
+def env_block(task: str, obs_type: str | None) -> dict:
+    block = dict(EMBEDDED_TASKS[task].env)
+    return block if obs_type is None else {**block, "obs_type": obs_type}
+
+
+def write_config(
+    path: Path,
+    output_dir: Path,
+    envs_per_actor: int,
+    policy_device: str = "cpu",
+    task: str = "pick_cube",
+    obs_type: str | None = None,
+) -> dict:
+    embedded = EMBEDDED_TASKS[task]
     data = pretrained_pi_rl_config(
-        SHIPPED_CHECKPOINT,
+        embedded.checkpoint,
         output_dir,
         free_port(),
-        env=dict(ENV_SETTINGS),
-        **{**PI_RL_SETTINGS, "envs_per_actor": envs_per_actor, "max_updates": 100_000},
+        env=env_block(task, obs_type),
+        **{**embedded.pi_rl, "envs_per_actor": envs_per_actor, "max_updates": 100_000},
     )
     data["save_freq"] = 100_000  # no checkpoints inside the timed window
     data["policy"]["device"] = policy_device  # the learner's and every actor's policy
@@ -77,7 +100,9 @@ def _parse_config(config: Path):
     return cfg
 
 
-def record_actions(workdir: Path, steps: int) -> tuple[Path, Path, int]:
+def record_actions(
+    workdir: Path, steps: int, task: str = "pick_cube", obs_type: str | None = None
+) -> tuple[Path, Path, int]:
     """``steps`` env actions the shipped policy chose (its stochastic sampler, through the
     checkpoint's processors, env seed 0), saved for replay; returns (config, actions, episodes)."""
     import numpy as np
@@ -86,8 +111,9 @@ def record_actions(workdir: Path, steps: int) -> tuple[Path, Path, int]:
     from lerobot_pirl.runtime.on_policy_actor import _build_actor_parts
 
     torch.set_num_threads(1)
-    config = workdir / "raw_config.json"
-    write_config(config, workdir / "raw_out", envs_per_actor=1)
+    name = f"raw_{obs_type or task}"
+    config = workdir / f"{name}.json"
+    write_config(config, workdir / f"{name}_out", envs_per_actor=1, task=task, obs_type=obs_type)
     recipe, io, envs = _build_actor_parts(_parse_config(config))
     env, sampler = envs[0], recipe.sampler()
     raw, _ = env.reset(seed=[0])
@@ -103,7 +129,7 @@ def record_actions(workdir: Path, steps: int) -> tuple[Path, Path, int]:
                 episodes += 1
                 break
     env.close()
-    path = workdir / "actions.npy"
+    path = workdir / f"{name}_actions.npy"
     np.save(path, np.stack(actions))
     return config, path, episodes
 
@@ -147,10 +173,18 @@ def _episode_stamps(log: str) -> list[tuple[float, int]]:
     return [(datetime.datetime.fromisoformat(t).timestamp(), int(n)) for t, n in found]
 
 
-def system_rate(workdir: Path, actors: int, envs: int, seconds: float, policy_device: str = "cpu") -> dict:
-    name = f"a{actors}_e{envs}"
+def system_rate(
+    workdir: Path,
+    actors: int,
+    envs: int,
+    seconds: float,
+    policy_device: str = "cpu",
+    task: str = "pick_cube",
+    obs_type: str | None = None,
+) -> dict:
+    name = f"a{actors}_e{envs}" + (f"_{obs_type}" if obs_type else "")
     config = workdir / f"{name}.json"
-    write_config(config, workdir / name, envs_per_actor=envs, policy_device=policy_device)
+    write_config(config, workdir / name, envs, policy_device, task, obs_type)
     env = {**os.environ, **CHILD_ENV}
 
     def spawn(module: str, log: Path, *extra: str) -> subprocess.Popen:
@@ -192,6 +226,7 @@ def system_rate(workdir: Path, actors: int, envs: int, seconds: float, policy_de
     updates = re.findall(r"update_seconds=([\d.e-]+)", learner_log.read_text())
     cpu = [(end - start) / (window_end - window_start) for start, end in zip(cpu_start, cpu_end, strict=True)]
     return {
+        **({"obs_type": obs_type} if obs_type else {}),
         "actors": actors,
         "envs_per_actor": envs,
         "system_env_steps_per_s": round(rate, 1),
@@ -206,9 +241,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--task", choices=sorted(EMBEDDED_TASKS), default="pick_cube")
     parser.add_argument("--seconds", type=float, default=60.0, help="measured window per setting")
     parser.add_argument("--actors", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--envs", type=int, nargs="+", default=[1, 4, 8, 16])
+    parser.add_argument(
+        "--envs", type=int, nargs="+", default=None, help="default: 1 4 8 16 (metaworld: 10, one per task)"
+    )
     parser.add_argument("--raw-steps", type=int, default=800)
     parser.add_argument("--policy-device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--out", default=None, help="file name under benchmarks/results, or a path")
@@ -219,35 +257,40 @@ def main() -> None:
         return
     if args.policy_device == "cuda" and not torch.cuda.is_available():
         parser.error("--policy-device cuda: torch.cuda.is_available() is False on this machine")
-    out = args.out or (
-        "actor_learner_throughput.json"
-        if args.policy_device == "cpu"
-        else f"actor_learner_throughput_{args.policy_device}.json"
-    )
+    envs_settings = args.envs or ([10] if args.task == "metaworld" else [1, 4, 8, 16])
+    suffix = "" if args.task == "pick_cube" else f"_{args.task}"
+    if args.policy_device != "cpu":
+        suffix += f"_{args.policy_device}"
+    out = args.out or f"actor_learner_throughput{suffix}.json"
     cores = os.cpu_count() or 1
+    embedded = EMBEDDED_TASKS[args.task]
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        config, actions, episodes = record_actions(workdir, args.raw_steps)
-        alone = replay_rates(config, actions, args.raw_steps, 1)[0]
+        recorded = {o: record_actions(workdir, args.raw_steps, args.task, o) for o in OBS_TYPES[args.task]}
+        alone = {o: replay_rates(c, a, args.raw_steps, 1)[0] for o, (c, a, _) in recorded.items()}
         settings = []
         for actors in args.actors:
-            for envs in args.envs:
-                raw = replay_rates(config, actions, args.raw_steps, cores)
-                per_core = sum(raw) / cores
-                row = system_rate(workdir, actors, envs, args.seconds, args.policy_device)
-                row["raw_env_steps_per_s_per_core"] = round(per_core, 1)
-                row["efficiency"] = round(row["system_env_steps_per_s"] / (per_core * cores), 3)
-                settings.append(row)
-                print(json.dumps(row), flush=True)
+            for envs in envs_settings:
+                for obs_type, (config, actions, _) in recorded.items():
+                    raw = replay_rates(config, actions, args.raw_steps, cores)
+                    per_core = sum(raw) / cores
+                    row = system_rate(
+                        workdir, actors, envs, args.seconds, args.policy_device, args.task, obs_type
+                    )
+                    row["raw_env_steps_per_s_per_core"] = round(per_core, 1)
+                    row["efficiency"] = round(row["system_env_steps_per_s"] / (per_core * cores), 3)
+                    settings.append(row)
+                    print(json.dumps(row), flush=True)
     best = max(settings, key=lambda row: row["efficiency"])
+    episodes = recorded[None][2] if None in recorded else {o: e for o, (_, _, e) in recorded.items()}
     result = {
         "benchmark": "actor_learner_throughput",
         "date": datetime.date.today().isoformat(),
         "machine": machine_info(),
         "setup": {
-            "policy": f"shipped SFT checkpoint ({SHIPPED_CHECKPOINT.name})",
-            "algorithm": PI_RL_SETTINGS,
-            "env": {"type": "pirl_pick_cube", **ENV_SETTINGS},
+            "policy": f"shipped SFT checkpoint ({embedded.checkpoint.name})",
+            "algorithm": embedded.pi_rl,
+            "env": embedded.env,
             "policy_device": args.policy_device,
             "torch_threads_per_process": 1,
             "cores": cores,
@@ -257,12 +300,29 @@ def main() -> None:
         "raw_env_steps_per_s_per_core": statistics.median(
             r["raw_env_steps_per_s_per_core"] for r in settings
         ),
-        "raw_env_steps_per_s_one_process_alone": alone,
+        "raw_env_steps_per_s_one_process_alone": alone[None] if None in alone else alone,
         "best_system_env_steps_per_s": max(row["system_env_steps_per_s"] for row in settings),
         "best_efficiency": best["efficiency"],
         "best_setting": {"actors": best["actors"], "envs_per_actor": best["envs_per_actor"]},
         "settings": settings,
     }
+    if None not in recorded:  # several observation settings: each one's own summary, and their ratio
+        by_obs = {}
+        for obs_type in recorded:
+            rows = [row for row in settings if row["obs_type"] == obs_type]
+            by_obs[obs_type] = {
+                "raw_env_steps_per_s_per_core": statistics.median(
+                    r["raw_env_steps_per_s_per_core"] for r in rows
+                ),
+                "raw_env_steps_per_s_one_process_alone": alone[obs_type],
+                "best_system_env_steps_per_s": max(r["system_env_steps_per_s"] for r in rows),
+                "best_efficiency": max(r["efficiency"] for r in rows),
+            }
+        result["by_obs_type"] = by_obs
+        first, second = list(by_obs)
+        result[f"{second}_over_{first}_system_env_steps"] = round(
+            by_obs[second]["best_system_env_steps_per_s"] / by_obs[first]["best_system_env_steps_per_s"], 3
+        )
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
