@@ -165,7 +165,7 @@ def test_a_third_party_adapter_is_discovered_through_an_entry_point(site: Path) 
     assert catalog.adapters.resolve("toy_flow").policy_class is PiRLToyFlowPolicy
     assert catalog.adapters.resolve("toy_flow").distribution == "acme-flow"
     assert catalog.adapters.resolve("xvla").distribution == "lerobot-pirl"  # ours, the same way
-    with pytest.raises(FlowAdapterError, match=r"policy.type='pi0'.*installed for: toy_flow, xvla"):
+    with pytest.raises(FlowAdapterError, match=r"policy.type='pi0'.*installed for: smolvla, toy_flow, xvla"):
         catalog.adapters.resolve("pi0")
 
 
