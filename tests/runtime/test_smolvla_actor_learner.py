@@ -57,3 +57,28 @@ def test_pi_rl_trains_a_smolvla_with_the_learner_and_an_actor(tmp_path: Path) ->
     changed = [k for k in start_state if not torch.equal(start_state[k], trained_state[k])]
     frozen_vlm = [k for k in changed if ".vlm." in k and "lm_expert" not in k]
     assert changed and not frozen_vlm  # the update moved weights, never the frozen VLM's
+
+    # Stock LeRobot deploys it: its processors load from the checkpoint offline, and stock
+    # predict_action_chunk from zero noise gives the actor's deterministic actions.
+    from lerobot.envs.utils import preprocess_observation
+    from lerobot.policies.factory import make_pre_post_processors
+
+    from lerobot_pirl.runtime.envs import make_envs, task_description
+    from lerobot_pirl.runtime.flow_policy import load_flow_policy
+
+    preprocessor, postprocessor = make_pre_post_processors(trained.config, pretrained_path=str(saved))
+    actor_policy, io = load_flow_policy(saved, PickCubeEnvConfig(episode_length=8))
+    [inner] = make_envs(PickCubeEnvConfig(episode_length=8), 1)
+    try:
+        raw, _ = inner.reset(seed=[3])
+        task = task_description(inner)
+        zeros = torch.zeros(1, trained.config.chunk_size, trained.config.max_action_dim)
+        with torch.no_grad():
+            stock_batch = preprocessor({**preprocess_observation(raw), "task": [task]})
+            stock = postprocessor(trained.eval().predict_action_chunk(stock_batch, noise=zeros))[0]
+            chunk, _ = actor_policy.sample_actions(
+                io.observation(raw, task), mode="deterministic", initial_noise=zeros
+            )
+    finally:
+        inner.close()
+    torch.testing.assert_close(torch.as_tensor(io.env_actions(chunk[0])), stock.float(), rtol=0, atol=1e-5)
