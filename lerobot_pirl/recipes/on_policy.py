@@ -93,6 +93,11 @@ class OnPolicyConfig(RecipeConfig):
     envs_per_actor: int = 1
     """Envs each actor process steps (each built from the config's ``env`` block); their pending
     decisions are sampled in one batched call."""
+    distributed_timeout_s: float = 1800.0
+    """A learner launched by ``torchrun`` (several ranks): how long a collective may wait for a
+    rank before every rank fails with torch.distributed's timeout error (a hung rank; a dead one
+    ends the run at once). Longer than the slowest checkpoint save; waiting for actors is covered
+    by rank 0's keep-alives."""
 
     def runtime_problems(self) -> list[str]:
         """Every bad runtime field, its value and what is accepted (a recipe's ``validate`` adds
@@ -111,7 +116,12 @@ class OnPolicyConfig(RecipeConfig):
             problems.append(f"max_env_steps={self.max_env_steps} (must be ≥ 1, or null)")
         if self.torch_threads is not None and self.torch_threads < 1:
             problems.append(f"torch_threads={self.torch_threads} (must be ≥ 1, or null)")
-        for name in ("actor_weights_timeout_s", "actor_drain_timeout_s", "queue_get_timeout"):
+        for name in (
+            "actor_weights_timeout_s",
+            "actor_drain_timeout_s",
+            "queue_get_timeout",
+            "distributed_timeout_s",
+        ):
             if not getattr(self, name) > 0:
                 problems.append(f"{name}={getattr(self, name)} (must be > 0 s)")
         if self.max_message_bytes < 1:
@@ -211,6 +221,30 @@ class OnPolicyRecipe(Recipe, Protocol):
     def encode_decision(self, decision: ActorDecision) -> Any:
         """The LeRobot ``Transition`` the actor sends for ``decision``."""
         ...
+
+
+@runtime_checkable
+class DataParallelRecipe(Protocol):
+    """An `OnPolicyRecipe` whose update runs data-parallel over ``torch.distributed`` ranks (a learner
+    launched by ``torchrun``; ``docs/multi_gpu.md``).
+
+    The runtime builds the recipe identically on every rank (same config, seed and checkpoint),
+    initialises the process group, then calls ``enable_data_parallel`` on every rank. From then on
+    ``update_step`` is a collective: every rank calls it with the same rollout (rank 0's, which the
+    runtime broadcasts), and the recipe must leave every rank with the same parameters, optimizer
+    state and update-deciding state, and return on rank 0 the metrics one process would log. Only
+    rank 0's recipe accepts transitions; its counters and generators are the authoritative ones.
+    """
+
+    def enable_data_parallel(self, control_group: Any) -> None:
+        """Wrap the trained modules for data parallelism (e.g. DDP on the default process group);
+        ``control_group`` is a gloo group for small CPU collectives (metrics, recipe state)."""
+        ...
+
+
+def supports_data_parallel(recipe_cls: type[Any]) -> bool:
+    """Whether ``recipe_cls`` implements `DataParallelRecipe` (a multi-rank learner needs it)."""
+    return callable(getattr(recipe_cls, "enable_data_parallel", None))
 
 
 _ON_POLICY_METHODS = (

@@ -104,15 +104,20 @@ def _replace_config_path(args: list[str], data: dict) -> list[str]:
 
 
 def default_torch_threads() -> int:
-    """Half the cores, at least 1, at most 4: actor and learner share small machines."""
-    return max(1, min(4, (os.cpu_count() or 2) // 2))
+    """Half the cores, at most 4, shared out among the ranks ``torchrun`` starts on this machine
+    (``LOCAL_WORLD_SIZE``); at least 1: actor and learner share small machines."""
+    try:
+        local_ranks = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    except ValueError:
+        local_ranks = 1
+    return max(1, min(4, (os.cpu_count() or 2) // 2) // local_ranks)
 
 
 def configure_torch_threads(argv: list[str]) -> tuple[int, list[str]]:
     """Apply ``--torch_threads=N`` (or ``$LEROBOT_PIRL_TORCH_THREADS``) before any torch work.
 
     Default OpenMP threading makes two processes on two cores ~50x slower; every process we start
-    sets its thread count deliberately.
+    sets its thread count deliberately. Under ``torchrun`` the value is per rank.
     """
     value, rest = pop_option(argv, "torch_threads")
     raw = value if value is not None else os.environ.get(THREADS_ENV_VAR)

@@ -47,7 +47,7 @@ from torch.multiprocessing import Queue
 
 from lerobot_pirl.errors import LerobotPirlError
 from lerobot_pirl.recipes.on_policy import OnPolicyRecipe, TransitionRejectedError
-from lerobot_pirl.runtime import seam, transport
+from lerobot_pirl.runtime import distributed, seam, transport
 from lerobot_pirl.runtime.envs import require_env_factory
 from lerobot_pirl.runtime.model_card import write_model_card
 from lerobot_pirl.runtime.processors import BUNDLED_TOKENIZER_DIR, PolicyIO, bundle_tokenizer
@@ -63,39 +63,107 @@ METRICS_FILE = "metrics.jsonl"
 """One JSON line per update under ``<output_dir>/logs/`` (what ``lerobot-pirl demo`` follows)."""
 
 
-def run_on_policy_learner(cfg: seam.RecipeTrainConfig) -> None:
+def run_on_policy_learner(
+    cfg: seam.RecipeTrainConfig,
+    launch: distributed.Launch | None = None,
+    recipe_cls: type[Any] | None = None,
+) -> None:
     """Validate the config, build the recipe, serve LeRobot's gRPC ``LearnerService``, train until
-    ``max_updates`` / ``max_env_steps`` / a signal, then stop the server and log the final counts."""
+    ``max_updates`` / ``max_env_steps`` / a signal, then stop the server and log the final counts.
+
+    ``launch``: this process's rank in a ``torchrun`` launch (`distributed.detect`), None for the
+    single-process learner. Rank 0 then does all of the above; every other rank follows it
+    (`distributed.follow`): same model, its share of each update, no server, files or logs.
+    """
     cfg.validate()
     require_env_factory(cfg.env)
     if cfg.save_checkpoint:
         _check_config_encodes(cfg)  # else the first checkpoint would crash the run
-    output_dir = Path(cfg.output_dir)
-    (output_dir / "logs").mkdir(parents=True, exist_ok=True)
-    init_logging(log_file=str(output_dir / "logs" / "learner.log"))
+    if launch is not None:
+        assert recipe_cls is not None, "a distributed launch needs the recipe class to check"
+        distributed.check_launch(launch, cfg, recipe_cls)
+    main = launch is None or launch.is_main
+    if main:
+        output_dir = Path(cfg.output_dir)
+        (output_dir / "logs").mkdir(parents=True, exist_ok=True)
+        init_logging(log_file=str(output_dir / "logs" / "learner.log"))
+    else:  # rank 0 logs for the run; a following rank prints its rank lines and errors only
+        init_logging(console_level="WARNING")
     set_seed(cfg.seed)
     if cfg.algorithm.torch_threads is not None:
         torch.set_num_threads(cfg.algorithm.torch_threads)
     shutdown = ProcessSignalHandler(use_threads=True).shutdown_event
+    channel = None
+    if launch is not None:
+        channel = distributed.init_process_group(
+            launch, str(cfg.policy.device), cfg.algorithm.distributed_timeout_s
+        )
+    try:
+        if launch is not None and channel is not None and not launch.is_main:
+            _follow_rank_zero(cfg, launch, channel)
+        else:
+            _serve_and_train(cfg, shutdown, launch, channel)
+    finally:
+        # After the learner is gone (it holds DDP, which holds the process group): the group's
+        # threads then stop now, not during interpreter shutdown (where gloo aborts the process).
+        channel = None
+        distributed.close_process_group()
+
+
+def _serve_and_train(
+    cfg: seam.RecipeTrainConfig,
+    shutdown: Any,
+    launch: distributed.Launch | None,
+    channel: distributed.ControlChannel | None,
+) -> None:
+    """The learner (rank 0 of a distributed launch): serve, train, announce the end, stop."""
     streams_stop = threading.Event()  # parameter streams outlive `shutdown` to send the last word
-    learner = _OnPolicyLearner(cfg)
+    learner = _OnPolicyLearner(cfg, channel)
+    if launch is not None:
+        logging.info(
+            f"{LOG_PREFIX} data-parallel over {launch.world_size} ranks "
+            f"({distributed.backend_for(str(cfg.policy.device))}); rank 0 serves, "
+            f"{torch.get_num_threads()} torch thread(s) per rank"
+        )
     server = learner.serve(shutdown, streams_stop)
     try:
         if learner.train(shutdown):  # the budget is spent; a stopped learner may be resumed instead
             learner.announce_end()
     finally:
+        if channel is not None:
+            distributed.send_stop(channel)
         streams_stop.set()
         shutdown.set()
         server.stop(grace=2).wait(timeout=10)
         learner.close()
 
 
+def _follow_rank_zero(
+    cfg: seam.RecipeTrainConfig, launch: distributed.Launch, channel: distributed.ControlChannel
+) -> None:
+    """A rank > 0: the same recipe and optimizer as rank 0, then its share of every update rank 0
+    broadcasts, until rank 0 says stop. Signals are left to rank 0 (torchrun sends them to every
+    rank; rank 0's stop then ends this one)."""
+    learner = _OnPolicyLearner(cfg, channel)
+    distributed.rank_line(
+        launch,
+        f"pid {os.getpid()}, policy on {next(learner.policy.parameters()).device}, "
+        f"{torch.get_num_threads()} torch thread(s): following rank 0",
+    )
+    updates = distributed.follow(channel, lambda rollout: learner.algorithm.update(iter([rollout])))
+    distributed.rank_line(launch, f"stopped after {updates} updates")
+
+
 class _OnPolicyLearner:
     """The recipe, its LeRobot algorithm wrapper and optimizers, the queues the gRPC service fills,
     and the per-update bookkeeping (env steps, rejected transitions, episode summaries)."""
 
-    def __init__(self, cfg: seam.RecipeTrainConfig) -> None:
+    def __init__(
+        self, cfg: seam.RecipeTrainConfig, channel: distributed.ControlChannel | None = None
+    ) -> None:
         self.cfg = cfg
+        self.channel = channel
+        main = channel is None or channel.launch.is_main
         self.checkpoint_dir = Path(cfg.output_dir) / CHECKPOINTS_DIR / LAST_CHECKPOINT_LINK
         if cfg.resume:
             _check_checkpoint(self.checkpoint_dir)
@@ -112,7 +180,9 @@ class _OnPolicyLearner:
             restore_checkpoint(self.checkpoint_dir, self.optimizers, self.algorithm)
             step = self.algorithm.optimization_step
             logging.info(f"{LOG_PREFIX} resumed from {self.checkpoint_dir} at update {step}")
-        self.wandb = WandBLogger(cfg) if cfg.wandb.enable else None
+        if channel is not None:  # after the restore: DDP starts from rank 0's (identical) weights
+            self.recipe.enable_data_parallel(channel.group)  # type: ignore[attr-defined]
+        self.wandb = WandBLogger(cfg) if cfg.wandb.enable and main else None
         self.transitions: Queue = Queue()
         self.interactions: Queue = Queue()
         self.weights = transport.LatestWeights()
@@ -163,6 +233,8 @@ class _OnPolicyLearner:
             self.rejected += _drain_transitions(self.transitions, self.recipe)
             self.episodes.extend(_drain_interactions(self.interactions))
             if not self.recipe.rollout_ready():
+                if self.channel is not None:
+                    self.channel.keepalive()
                 time.sleep(0.01)
                 continue
             if self._update():
@@ -173,7 +245,10 @@ class _OnPolicyLearner:
         """One update on the ready rollout, then push, log and checkpoint; True after the last."""
         cfg, algo_cfg = self.cfg, self.cfg.algorithm
         started = time.perf_counter()
-        stats = self.algorithm.update(iter([self.recipe.take_rollout()]))
+        rollout = self.recipe.take_rollout()
+        if self.channel is not None:  # every rank updates on it, each on its share of the minibatches
+            self.channel.send(distributed.UPDATE, rollout)
+        stats = self.algorithm.update(iter([rollout]))
         step = self.algorithm.optimization_step
         if step % algo_cfg.push_every_updates == 0:
             self.weights.publish(state_to_bytes(self.algorithm.get_weights()))

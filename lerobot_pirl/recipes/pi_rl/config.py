@@ -150,6 +150,16 @@ class PiRLConfig(OnPolicyConfig):
         if problems:
             raise ValueError("invalid pi-rl algorithm config: " + "; ".join(problems))
 
+    def data_parallel_problems(self, world_size: int) -> list[str]:
+        """What cannot work on ``world_size`` learner ranks (each rank takes a share of every
+        minibatch; ``minibatch_size`` stays the global size)."""
+        if self.minibatch_size < world_size:
+            return [
+                f"minibatch_size={self.minibatch_size} is smaller than the {world_size} ranks (every rank "
+                "takes a share of each minibatch: use minibatch_size ≥ ranks, ideally a multiple)"
+            ]
+        return []
+
     def lr_factor(self, policy_version: int) -> float:
         """The multiplier of every base lr at update ``policy_version`` (0-based; warm-up counts as 0).
 

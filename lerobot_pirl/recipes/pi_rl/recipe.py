@@ -46,6 +46,7 @@ from ..hookspecs import hookimpl
 from ..on_policy import ActorDecision
 from ..registry import RecipeRegistry, installed
 from .config import PiRLConfig
+from .data_parallel import DataParallelUpdate
 from .rollout import Rollout, RolloutAssembler
 from .transitions import PiRLTransitionError, RecordLayout, decode_decision, encode_decision
 
@@ -102,6 +103,7 @@ class PiRLRecipe:
         self._declared_features = {key: tuple(feature.shape) for key, feature in declared.items()}
         self.optimizer: torch.optim.AdamW | None = None
         self._sampler = _ChunkSampler(self.policy)
+        self._data_parallel: DataParallelUpdate | None = None
 
     # ----------------------------------------------------------------------------- data
 
@@ -231,10 +233,24 @@ class PiRLRecipe:
         )
         return {"pi_rl": self.optimizer}
 
+    def enable_data_parallel(self, control_group: Any = None) -> None:
+        """From now on ``update_step`` is a collective over the ``torch.distributed`` ranks (the
+        `DataParallelRecipe` contract): DDP over the policy and heads, each rank a share of every
+        minibatch (``recipes/pi_rl/data_parallel.py``). Call it on every rank after the optimizer
+        is built and any checkpoint restored."""
+        assert self.optimizer is not None, "build_optimizers() must run first"
+        self._data_parallel = DataParallelUpdate(self.policy, self.heads, control_group)
+
     def update_step(self, batches: Iterator[Any], step: int) -> dict[str, float]:
         """One πRL update on the next rollout: advantages, PPO epochs, diagnostics."""
         assert self.optimizer is not None, "build_optimizers() must run first"
         rollout: Rollout = next(batches)
+        if self._data_parallel is not None:  # rank 0's update-deciding state on every rank
+            generator_state, version = self._data_parallel.broadcast(
+                (self.generator.get_state(), self.assembler.policy_version)
+            )
+            self.generator.set_state(generator_state)
+            self.assembler.policy_version = version
         # πRL scores recorded chains dropout-free, as they were sampled; in eval mode the policy's
         # per-forward dropout guard then has nothing to switch.
         self.policy.eval()
@@ -318,13 +334,27 @@ class PiRLRecipe:
             order = torch.randperm(size, generator=self.generator).to(device)
             for start in range(0, size, cfg.minibatch_size):
                 index = order[start : start + cfg.minibatch_size]
-                minibatch = {key: value[index] for key, value in batch.items()}
-                with update_autocast(self.policy.config, device):
-                    loss, metrics = self.policy.forward(minibatch, model="pi_rl")
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                grad_norm = torch.nn.utils.clip_grad_norm_(parameters, cfg.max_grad_norm)
-                if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
+                if self._data_parallel is None:
+                    minibatch = {key: value[index] for key, value in batch.items()}
+                    with update_autocast(self.policy.config, device):
+                        loss, metrics = self.policy.forward(minibatch, model="pi_rl")
+                    self.optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    grad_norm = torch.nn.utils.clip_grad_norm_(parameters, cfg.max_grad_norm)
+                    finite = bool(torch.isfinite(loss) and torch.isfinite(grad_norm))
+                else:  # this rank's share; DDP averages the gradients, the rest is all-reduced
+                    data_parallel = self._data_parallel
+                    rows, weight, count = data_parallel.share(index)
+                    minibatch = {key: value[rows] for key, value in batch.items()}
+                    with update_autocast(self.policy.config, device):
+                        loss, metrics, values = data_parallel.forward(minibatch)
+                    self.optimizer.zero_grad(set_to_none=True)
+                    (loss * weight).backward()
+                    grad_norm = torch.nn.utils.clip_grad_norm_(parameters, cfg.max_grad_norm)
+                    finite, metrics = data_parallel.reduce(
+                        loss, grad_norm, metrics, values, count, batch[PI_RL_RETURN][index]
+                    )
+                if not finite:
                     skipped += 1  # never let a non-finite step touch parameters or moments
                     continue
                 self.optimizer.step()
