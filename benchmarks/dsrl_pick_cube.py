@@ -82,6 +82,7 @@ def run_dsrl(
     noise_dims: str = DSRLEnvConfig.noise_dims,
     noise_scale: float = DSRLEnvConfig.noise_scale,
     diagnostics_every: int = 500,
+    checkpoint: Path = SHIPPED_CHECKPOINT,
     **sac_overrides: Any,
 ) -> dict[str, Any]:
     """Train the DSRL agent for ``env_steps`` env steps; evaluate at 0 and at each count in ``eval_at``.
@@ -104,11 +105,11 @@ def run_dsrl(
             print(f"[dsrl seed {seed} {elapsed:6.0f}s] {message}", file=sys.stderr, flush=True)
 
     inner = {"type": "pirl_pick_cube", "episode_length": max_episode_steps, "physics_dt": physics_dt}
-    env_fields = {"checkpoint": str(SHIPPED_CHECKPOINT), "noise_dims": noise_dims, "noise_scale": noise_scale}
+    env_fields = {"checkpoint": str(checkpoint), "noise_dims": noise_dims, "noise_scale": noise_scale}
     train_config = DSRLEnvConfig(inner={**inner, "shaping_coef": shaping_coef}, **env_fields)
     eval_config = DSRLEnvConfig(inner=inner, **env_fields)
     env, eval_env = NoiseSteeredPolicyEnv(train_config), NoiseSteeredPolicyEnv(eval_config)
-    dataset_stats = agent_dataset_stats(SHIPPED_CHECKPOINT, env.layout)
+    dataset_stats = agent_dataset_stats(checkpoint, env.layout)
 
     state_dim = train_config.features["agent_pos"].shape[0]
     agent = build_agent(
@@ -221,7 +222,7 @@ def run_dsrl(
             "max_episode_steps": max_episode_steps,
             "physics_dt": physics_dt,
             "shaping_coef": shaping_coef,
-            "frozen_policy": str(SHIPPED_CHECKPOINT.name),
+            "frozen_policy": str(checkpoint.name),
             "noise_layout": _to_jsonable(env.layout),
             "executed_steps_per_decision": env.executed_steps,
             "offline_buffer": None,

@@ -13,12 +13,14 @@ episodes — block positions seeded identically for every method):
 Each (method, seed) run is saved as its own JSON under ``benchmarks/results/learning/`` and
 skipped when it already exists, so the benchmark can be run in pieces; then ``--summarize``
 merges them into ``benchmarks/results/learning.json`` (the learning issue's schema) and
-``learning.png``. At the demo's default budget a πRL run is exactly ``lerobot-pirl demo --seed N``
+``learning.png``. ``--policy smolvla`` starts πRL and DSRL from the shipped tiny SmolVLA SFT
+checkpoint instead (runs under ``results/learning_smolvla/``, summary ``learning_smolvla.json``). At the demo's default budget a πRL run is exactly ``lerobot-pirl demo --seed N``
 (same evaluation schedule); other budgets spread ``--eval-points`` evaluations over the run.
 Runs made with an earlier shipped checkpoint are kept in dated folders beside them.
 
     python benchmarks/learning.py --methods flow_noise flow_sde sac --seeds 0 1 2
     python benchmarks/learning.py --summarize
+    python benchmarks/learning.py --policy smolvla --methods flow_sde dsrl --seeds 0 1 2
 """
 
 from __future__ import annotations
@@ -45,24 +47,31 @@ from lerobot_pirl.demo.pi_rl_demo import DemoConfig, run_demo  # noqa: E402
 from lerobot_pirl.tasks.machine import machine_info  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
-RUNS = RESULTS / "learning"
+POLICIES = {"xvla": "learning", "smolvla": "learning_smolvla"}
+"""The starting checkpoint's policy type → the name of its runs folder and summary files."""
 METHODS = ("flow_noise", "flow_sde", "sac", "dsrl")
 LABELS = {
     "flow_noise": "πRL flow_noise",
     "flow_sde": "πRL flow_sde",
     "sac": "SAC (gaussian_actor)",
-    "dsrl": "DSRL (SAC on the frozen XVLA's noise)",
+    "dsrl": "DSRL (SAC on the frozen policy's noise)",
 }
 
 
-def run_one(method: str, seed: int, env_steps: int, eval_points: int, eval_episodes: int) -> dict[str, Any]:
+def run_one(
+    method: str, seed: int, env_steps: int, eval_points: int, eval_episodes: int, policy: str = "xvla"
+) -> dict[str, Any]:
     if method in ("sac", "dsrl"):  # in one process; the env options and training reward of πRL's runs
         sys.path.insert(0, str(Path(__file__).parent))
         from dsrl_pick_cube import run_dsrl
         from sac_pick_cube import run_sac
 
         from lerobot_pirl.tasks.pick_cube.configs import ENV_SETTINGS
+        from lerobot_pirl.tasks.pick_cube.sft import SHIPPED_CHECKPOINTS
 
+        if method == "sac" and policy != "xvla":
+            raise ValueError("sac trains a gaussian_actor from scratch: it has no --policy")
+        frozen = {"checkpoint": SHIPPED_CHECKPOINTS[policy]} if method == "dsrl" else {}
         return (run_sac if method == "sac" else run_dsrl)(
             seed=seed,
             env_steps=env_steps,
@@ -71,10 +80,12 @@ def run_one(method: str, seed: int, env_steps: int, eval_points: int, eval_episo
             max_episode_steps=ENV_SETTINGS["episode_length"],
             physics_dt=ENV_SETTINGS["physics_dt"],
             shaping_coef=ENV_SETTINGS["shaping_coef"],
+            **frozen,
         )
     workdir = Path(tempfile.mkdtemp(prefix=f"learning_{method}_{seed}_"))
     try:
         config = DemoConfig(
+            policy=policy,
             noise_method=method,
             env_steps=env_steps,
             seed=seed,
@@ -119,10 +130,12 @@ METHOD_NAMES = {"flow_noise": "pi-rl/flow_noise", "flow_sde": "pi-rl/flow_sde", 
 """The keys of ``methods`` in learning.json (πRL variants start with ``pi-rl/``)."""
 
 
-def summarize(budget: int) -> dict[str, Any]:
-    """Merge the saved runs into the learning issue's schema (``benchmarks/results/learning.json``)."""
+def summarize(budget: int, policy: str = "xvla") -> dict[str, Any]:
+    """Merge the saved runs into the learning issue's schema (``benchmarks/results/learning.json``;
+    ``learning_smolvla.json`` for ``policy="smolvla"``)."""
+    name = POLICIES[policy]
     runs: dict[str, list[dict[str, Any]]] = {}
-    for path in sorted(RUNS.glob("*.json")):
+    for path in sorted((RESULTS / name).glob("*.json")):
         run = json.loads(path.read_text())
         runs.setdefault(run["benchmark_method"], []).append(run)
     methods = {}
@@ -169,19 +182,20 @@ def summarize(budget: int) -> dict[str, Any]:
         }
     walls = [w for entry in methods.values() for w in entry["wall_s"]]
     summary = {
+        "policy": policy,
         "machine": machine_info(),
         "date": max((r.get("date", "") for rs in runs.values() for r in rs), default=""),
         "budget": {"wall_s_per_run": max(walls, default=0.0), "env_steps_per_run": budget},
         "methods": methods,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "learning.json").write_text(json.dumps(summary, indent=2) + "\n")
-    plot_summary(runs, methods, budget, RESULTS / "learning.png")
+    (RESULTS / f"{name}.json").write_text(json.dumps(summary, indent=2) + "\n")
+    plot_summary(runs, methods, budget, RESULTS / f"{name}.png", policy)
     return summary
 
 
 def plot_summary(
-    runs: dict[str, list[dict[str, Any]]], table: dict[str, Any], budget: int, path: Path
+    runs: dict[str, list[dict[str, Any]]], table: dict[str, Any], budget: int, path: Path, policy: str
 ) -> None:
     """Mean ± std over seeds per method (interpolated on a common grid), each seed's points faint."""
     import matplotlib
@@ -212,7 +226,7 @@ def plot_summary(
     axis.set_ylabel("success rate (100 deterministic episodes)")
     axis.set_ylim(0, 1.02)
     axis.grid(alpha=0.3)
-    axis.set_title(f"PandaPickCube, {budget} env-step budget")
+    axis.set_title(f"PandaPickCube, tiny {policy} SFT start, {budget} env-step budget")
     axis.legend(loc="upper left")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
@@ -255,6 +269,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--policy", choices=list(POLICIES), default="xvla", help="the shipped SFT checkpoint")
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--env-steps", type=int, default=DemoConfig().env_steps)
@@ -263,20 +278,23 @@ def main() -> None:
     parser.add_argument("--summarize", action="store_true", help="only merge saved runs into learning.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    RUNS.mkdir(parents=True, exist_ok=True)
+    runs = RESULTS / POLICIES[args.policy]
+    runs.mkdir(parents=True, exist_ok=True)
     if not args.summarize:
         for seed in args.seeds:
             for method in args.methods:
-                path = RUNS / f"{method}_seed{seed}.json"
+                path = runs / f"{method}_seed{seed}.json"
                 if path.exists():
                     print(f"skip {path.name} (exists)")
                     continue
-                result = run_one(method, seed, args.env_steps, args.eval_points, args.eval_episodes)
+                result = run_one(
+                    method, seed, args.env_steps, args.eval_points, args.eval_episodes, args.policy
+                )
                 result["benchmark_method"] = method
                 result.setdefault("date", time.strftime("%Y-%m-%d"))
                 path.write_text(json.dumps(result, indent=2) + "\n")
                 print(json.dumps({"method": method, "seed": seed, "evaluations": result["evaluations"]}))
-    summary = summarize(args.env_steps)
+    summary = summarize(args.env_steps, args.policy)
     print(json.dumps(summary, indent=2))
     print(markdown_table(summary))
 

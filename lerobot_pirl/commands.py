@@ -28,8 +28,8 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser(
         "demo",
-        help="πRL-fine-tune a shipped tiny XVLA SFT checkpoint on PandaPickCube or MetaWorld MT10 "
-        "(learner + actors)",
+        help="πRL- or DSRL-fine-tune a shipped tiny SFT checkpoint (XVLA; SmolVLA on PandaPickCube) on "
+        "PandaPickCube or MetaWorld MT10 (learner + actors)",
         description="Start a pi-rl learner and actors on localhost from the shipped SFT checkpoint, "
         "evaluate its checkpoints with the deterministic sampler and write learning_curve.{json,png}.",
     )
@@ -42,10 +42,18 @@ def _parser() -> argparse.ArgumentParser:
         "their instructions (each from its own shipped checkpoint)",
     )
     demo.add_argument(
+        "--policy",
+        choices=sorted({policy for task in EMBEDDED_TASKS.values() for policy in task.checkpoints}),
+        default=None,
+        help="start from the task's shipped SFT checkpoint of this policy type (default xvla; "
+        + "; ".join(f"{t.name}: {', '.join(t.checkpoints)}" for t in EMBEDDED_TASKS.values())
+        + ")",
+    )
+    demo.add_argument(
         "--recipe",
         choices=["pi-rl", "dsrl"],
         default="pi-rl",
-        help="pi-rl: fine-tune the XVLA (πRL); dsrl: keep it frozen and learn its initial noise with "
+        help="pi-rl: fine-tune the policy (πRL); dsrl: keep it frozen and learn its initial noise with "
         "LeRobot's SAC (LeRobot's own learner and actor)",
     )
     demo.add_argument("--noise-method", choices=NOISE_METHODS, default=defaults.noise_method)
@@ -85,7 +93,8 @@ def _parser() -> argparse.ArgumentParser:
         "--checkpoint",
         type=Path,
         default=None,
-        help="an XVLA pretrained_model folder (default: the task's shipped SFT checkpoint)",
+        help="a pretrained_model folder of a policy with a πRL adapter (default: the task's shipped "
+        "SFT checkpoint, --policy)",
     )
     demo.add_argument(
         "--algorithm",
@@ -181,6 +190,7 @@ def main(argv: list[str] | None = None) -> None:
         eval_episodes=args.eval_episodes,
         seed=args.seed,
         output_dir=args.output_dir,
+        policy=args.policy,
         checkpoint=args.checkpoint,
         algorithm=args.algorithm,
         env=args.env_overrides,

@@ -1,1 +1,1 @@
-"""The embedded default: tiny offline XVLA learner configs for gym-hil PandaPickCube."""
+"""The demo: πRL (or DSRL) from a shipped SFT checkpoint on an embedded task, on localhost."""

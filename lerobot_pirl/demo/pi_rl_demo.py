@@ -55,8 +55,12 @@ class DemoConfig:
     checkpoint's recorded rate was measured)."""
     seed: int = 0
     output_dir: Path = Path("outputs/pi_rl_demo")
+    policy: str | None = None
+    """Which of the task's shipped SFT checkpoints to start from, by policy type (``xvla``, or
+    ``smolvla`` on pick_cube; None: the task's default, XVLA). Not with ``checkpoint``."""
     checkpoint: Path | None = None
-    """The starting policy: a stock XVLA ``pretrained_model`` folder (None: the task's shipped one)."""
+    """The starting policy: a stock ``pretrained_model`` folder of a policy type with a πRL adapter
+    (None: the task's shipped one, `policy`)."""
     algorithm: dict[str, Any] = field(default_factory=dict)
     """Overrides of the task's πRL settings / any ``PiRLConfig`` field."""
     env: dict[str, Any] = field(default_factory=dict)
@@ -73,7 +77,12 @@ class DemoConfig:
         if self.eval_every_updates is None:
             self.eval_every_updates = task.demo_eval_every_updates
         self.eval_episodes = task.eval_episodes if self.eval_episodes is None else self.eval_episodes
-        self.checkpoint = task.checkpoint if self.checkpoint is None else Path(self.checkpoint)
+        if self.checkpoint is not None:
+            self.checkpoint = Path(self.checkpoint)
+        elif self.policy is None:
+            self.checkpoint = task.checkpoint
+        elif self.policy in task.checkpoints:
+            self.checkpoint = task.checkpoints[self.policy]
 
     @property
     def embedded_task(self) -> EmbeddedTask:
@@ -91,9 +100,16 @@ class DemoConfig:
         for name in ("env_steps", "actors", "eval_every_updates", "first_eval_update", "eval_episodes"):
             if getattr(self, name) < 1:
                 problems.append(f"{name}={getattr(self, name)} (must be ≥ 1)")
-        if not (self.checkpoint / "config.json").is_file():
+        task = self.embedded_task
+        if self.policy is not None and self.policy not in task.checkpoints:
             problems.append(
-                f"checkpoint={self.checkpoint} (not an XVLA pretrained_model folder: no config.json)"
+                f"policy={self.policy!r} (shipped for {task.name}: {', '.join(task.checkpoints)})"
+            )
+        elif self.policy is not None and self.checkpoint != task.checkpoints[self.policy]:
+            problems.append(f"policy={self.policy!r} and checkpoint={self.checkpoint} (give one of them)")
+        elif not (self.checkpoint / "config.json").is_file():
+            problems.append(
+                f"checkpoint={self.checkpoint} (not a policy pretrained_model folder: no config.json)"
             )
         if self.output_dir.exists() and any(self.output_dir.iterdir()):
             problems.append(f"output_dir={self.output_dir} exists and is not empty (choose a new one)")

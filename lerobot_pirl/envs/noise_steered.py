@@ -84,9 +84,7 @@ class NoiseLayout:
 def _checkpoint_config(checkpoint: Path) -> dict[str, Any]:
     config_file = checkpoint / "config.json"
     if not config_file.is_file():
-        raise ValueError(
-            f"env.checkpoint={str(checkpoint)!r} has no config.json: point it at a saved policy"
-        )
+        raise ValueError(f"env.checkpoint={str(checkpoint)!r} has no config.json: point it at a saved policy")
     return json.loads(config_file.read_text())
 
 
@@ -112,10 +110,10 @@ def _adapter_class(policy_type: str | None) -> Any:
 def noise_layout(checkpoint: Path, noise_dims: str, noise_scale: float) -> NoiseLayout:
     """The layout from the checkpoint's ``config.json`` alone (the learner needs no weights), sized
     by the policy type's flow adapter (``action_dims``)."""
-    from lerobot.configs.policies import PreTrainedConfig
+    from lerobot_pirl.runtime.processors import load_policy_config
 
     adapter = _adapter_class(_checkpoint_config(checkpoint).get("type"))
-    config = PreTrainedConfig.from_pretrained(str(checkpoint))
+    config = load_policy_config(checkpoint)
     chunk_size, model_action_dim, real_action_dim = adapter.action_dims(config)
     controlled = real_action_dim if noise_dims == "real" else model_action_dim
     return NoiseLayout(chunk_size, model_action_dim, controlled, noise_scale)

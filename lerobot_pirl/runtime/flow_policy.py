@@ -5,10 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lerobot.configs.policies import PreTrainedConfig
-
 from ..recipes.registry import installed
-from .processors import PolicyIO
+from .processors import PolicyIO, load_policy_config
 
 
 def load_flow_policy(pretrained_dir: Path | str, env_config: Any = None) -> tuple[Any, PolicyIO]:
@@ -17,9 +15,9 @@ def load_flow_policy(pretrained_dir: Path | str, env_config: Any = None) -> tupl
     its own LeRobot processors (from the checkpoint's pipeline files) for ``env_config``."""
     from ..policies import PiRLHeads, PiRLSampling
 
-    policy_type = PreTrainedConfig.from_pretrained(str(pretrained_dir)).type
-    policy_class = installed().adapters.resolve(policy_type).policy_class
-    policy = policy_class.from_pretrained(str(pretrained_dir))
+    config = load_policy_config(pretrained_dir)
+    policy_class = installed().adapters.resolve(config.type).policy_class
+    policy = policy_class.from_pretrained(str(pretrained_dir), config=config)
     policy.attach_pi_rl(PiRLHeads.for_policy(policy, noise_head=False), PiRLSampling(noise_method="flow_sde"))
     policy.config.pretrained_path = Path(pretrained_dir)
     return policy.eval(), PolicyIO.for_policy(policy.config, env_config)

@@ -1,13 +1,15 @@
 """LeRobot's own evaluator (what ``lerobot-eval`` runs) on any env type LeRobot can build, ours included.
 
-Two things stand between stock ``lerobot-eval`` and a plugin's env types in LeRobot 0.6.1:
+Three things stand between stock ``lerobot-eval`` and a plugin's env types in LeRobot 0.6.1:
 
 - its plugin discovery imports only distributions named ``lerobot_env_*`` (and the other
   ``lerobot_<kind>_*`` prefixes), so it never registers the types under our ``lerobot_pirl.envs``
   entry points; `register_env_plugins` does;
 - a tokenizer bundled in the checkpoint (``runtime.processors.bundle_tokenizer``: tiny checkpoints
   built offline) is named by a path LeRobot resolves against the working directory;
-  `policy_processors` loads the bundled copy, as our own loaders do;
+  `policy_processors` loads the bundled copy, as our own loaders do; a shipped SmolVLA
+  checkpoint's VLM folder, named relative to the checkpoint, is passed to ``lerobot-eval`` as the
+  override ``--policy.vlm_model_name=<absolute path>`` (`bundled_vlm_override`);
 - ``make_env_pre_post_processors`` gives every XVLA policy LIBERO's env steps (a 180° image flip,
   a second ImageNet normalisation, a 6-D-rotation-to-axis-angle action step) whatever the env.
   `env_processors` gives them to LIBERO envs only, and every other env its own
@@ -15,24 +17,24 @@ Two things stand between stock ``lerobot-eval`` and a plugin's env types in LeRo
 
 `eval_checkpoint` is LeRobot's evaluation of a saved policy (stock class, its own processors,
 ``select_action``), the function tests and benchmarks call; ``lerobot-pirl eval`` (`main`) is
-``lerobot-eval`` itself with the two points above handled, same flags, same ``eval_info.json``.
+``lerobot-eval`` itself with the points above handled, same flags, same ``eval_info.json``.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from lerobot.configs.policies import PreTrainedConfig
 from lerobot.envs import make_env, make_env_pre_post_processors
 from lerobot.envs.configs import EnvConfig
 
 from . import seam
 from .envs import register_env_plugins
-from .processors import PREPROCESSOR_FILE, with_bundled_tokenizer
+from .processors import PREPROCESSOR_FILE, VLM_NAME_FIELD, load_policy_config, with_bundled_tokenizer
 
 LIBERO_ENV_TYPES = frozenset({"libero", "libero_plus"})
 """Env types whose observations LeRobot's XVLA env steps were written for."""
@@ -82,7 +84,7 @@ def eval_checkpoint(
     from lerobot.policies.factory import make_policy
     from lerobot.scripts.lerobot_eval import eval_policy
 
-    policy_cfg = PreTrainedConfig.from_pretrained(str(checkpoint))
+    policy_cfg = load_policy_config(checkpoint)
     policy_cfg.pretrained_path = Path(checkpoint)
     policy_cfg.device = device
     policy = make_policy(cfg=policy_cfg, env_cfg=env_cfg)
@@ -111,6 +113,19 @@ def eval_checkpoint(
     return {**info["aggregated"], "successes": [bool(e["success"]) for e in info["per_episode"]]}
 
 
+def bundled_vlm_override(argv: Sequence[str]) -> list[str]:
+    """``--policy.vlm_model_name=<absolute path>`` when ``--policy.path`` is a local checkpoint that
+    names its VLM folder relative to itself (`load_policy_config`) and no override is given."""
+    paths = [arg.split("=", 1)[1] for arg in argv if arg.startswith("--policy.path=")]
+    if len(paths) != 1 or any(arg.startswith(f"--policy.{VLM_NAME_FIELD}=") for arg in argv):
+        return []
+    if not (Path(paths[0]) / "config.json").is_file():
+        return []  # a Hub id: LeRobot resolves it
+    saved = json.loads((Path(paths[0]) / "config.json").read_text()).get(VLM_NAME_FIELD)
+    resolved = getattr(load_policy_config(paths[0]), VLM_NAME_FIELD, None)
+    return [f"--policy.{VLM_NAME_FIELD}={resolved}"] if resolved != saved else []
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """``lerobot-pirl eval [lerobot-eval flags]``: LeRobot's ``lerobot-eval`` with every installed env
     type registered, `policy_processors` and `env_processors` in place of LeRobot's."""
@@ -118,6 +133,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     from lerobot.utils.utils import init_logging
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    argv += bundled_vlm_override(argv)
     init_logging()
     register_env_plugins()
     seam.install_eval_processors(policy_processors, env_processors)

@@ -12,7 +12,10 @@ from a config alone, from its config (``make_pre_post_processors(cfg, dataset_st
 Tokenizers: LeRobot saves a tokenizer step by its ``tokenizer_name`` only. `bundle_tokenizer`
 stores the tokenizer itself in the checkpoint (``<pretrained_model>/tokenizer/``) and points the
 saved step at it, so checkpoints load offline anywhere; `load_policy_processors` (and so
-`PolicyIO.for_policy`) always loads the bundled copy when there is one.
+`PolicyIO.for_policy`) always loads the bundled copy when there is one. A SmolVLA checkpoint's
+``config.json`` names its VLM folder (``vlm_model_name``) the same way: a checkpoint shipped inside
+the package names a folder inside itself by a relative path, which `load_policy_config` resolves,
+wherever the package lives.
 
 The env side: ``env_cfg.get_env_processors()``, the env type's own pipelines. LeRobot's
 ``make_env_pre_post_processors`` is not used because for every XVLA policy it returns LIBERO's
@@ -39,6 +42,8 @@ PREPROCESSOR_FILE = "policy_preprocessor.json"
 TOKENIZER_STEP = "tokenizer_processor"  # ProcessorStepRegistry name of TokenizerProcessorStep
 DEVICE_STEP = "device_processor"
 BUNDLED_TOKENIZER_DIR = "tokenizer"
+VLM_NAME_FIELD = "vlm_model_name"
+"""The policy-config field naming a VLM by Hub id or folder (SmolVLA's)."""
 
 
 class ProcessorError(LerobotPirlError, ValueError):
@@ -119,6 +124,19 @@ def load_policy_processors(policy_cfg: Any, pretrained: Path) -> tuple[Any, Any]
     return make_pre_post_processors(
         policy_cfg, pretrained_path=str(pretrained), preprocessor_overrides=overrides
     )
+
+
+def load_policy_config(pretrained: Path | str, cli_overrides: list[str] | None = None) -> Any:
+    """LeRobot's ``PreTrainedConfig.from_pretrained`` for a local checkpoint folder, with a
+    ``vlm_model_name`` that names a folder inside the checkpoint by a relative path made absolute
+    (the form of checkpoints shipped in the package; a Hub id or an absolute path stays as it is)."""
+    from lerobot.configs.policies import PreTrainedConfig
+
+    config = PreTrainedConfig.from_pretrained(str(pretrained), cli_overrides=cli_overrides or [])
+    name = getattr(config, VLM_NAME_FIELD, None)
+    if isinstance(name, str) and not Path(name).is_absolute() and (Path(pretrained) / name).is_dir():
+        setattr(config, VLM_NAME_FIELD, str((Path(pretrained) / name).resolve()))
+    return config
 
 
 def with_bundled_tokenizer(pretrained: Path, overrides: dict[str, Any]) -> dict[str, Any]:

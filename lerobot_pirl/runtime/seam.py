@@ -36,7 +36,6 @@ from typing import Any
 
 from lerobot.configs import parser
 from lerobot.configs.default import DatasetConfig
-from lerobot.configs.policies import PreTrainedConfig
 from lerobot.envs.configs import HILSerlRobotEnvConfig
 from lerobot.rl.algorithms import factory
 from lerobot.rl.algorithms.base import RLAlgorithm
@@ -45,6 +44,7 @@ from lerobot.rl.train_rl import TrainRLServerPipelineConfig
 from ..errors import LerobotPirlError
 from ..recipes.registry import RecipeCatalog
 from .algorithm_adapter import algorithm_class
+from .processors import load_policy_config
 
 _STOCK_GET_ALGORITHM_CLASS = factory.get_algorithm_class
 
@@ -197,7 +197,7 @@ def policy_from_checkpoint(cfg: RecipeTrainConfig, argv: Sequence[str]) -> None:
             "pretrained_model folder saved by LeRobot or by this learner"
         )
     overrides = parser.get_yaml_overrides("policy") + (parser.get_cli_overrides("policy", argv) or [])
-    checkpoint = PreTrainedConfig.from_pretrained(path, cli_overrides=overrides)
+    checkpoint = load_policy_config(path, cli_overrides=overrides)
     block = _config_policy_block(argv)
     if cfg.policy is not None and block:
         if block.get("type", checkpoint.type) != checkpoint.type:

@@ -18,7 +18,7 @@ from typing import Any
 from lerobot_pirl.tasks.metaworld import configs as metaworld
 from lerobot_pirl.tasks.metaworld.evaluate import with_summary
 from lerobot_pirl.tasks.pick_cube import configs as pick_cube
-from lerobot_pirl.tasks.pick_cube.sft import PROVENANCE_FILE, SHIPPED_CHECKPOINT
+from lerobot_pirl.tasks.pick_cube.sft import PROVENANCE_FILE, SHIPPED_CHECKPOINTS
 
 
 @dataclass(frozen=True)
@@ -26,8 +26,9 @@ class EmbeddedTask:
     name: str
     title: str
     """What the plots call it."""
-    checkpoint: Path
-    """The shipped SFT checkpoint (a stock XVLA ``pretrained_model`` folder)."""
+    checkpoints: dict[str, Path]
+    """The shipped SFT checkpoints by policy type (stock ``pretrained_model`` folders), the
+    default first."""
     env: dict[str, Any]
     """The training env block (``type`` and its fields)."""
     pi_rl: dict[str, Any]
@@ -44,6 +45,11 @@ class EmbeddedTask:
     recorded rate was measured."""
     per_task_episodes: bool
     """Whether ``eval_episodes`` counts per task."""
+
+    @property
+    def checkpoint(self) -> Path:
+        """The default shipped SFT checkpoint (the tiny XVLA)."""
+        return next(iter(self.checkpoints.values()))
 
     def evaluation_args(self, env: dict[str, Any], episodes: int) -> list[str]:
         """The evaluation module's flags for the training env block ``env`` (its episode length and
@@ -89,7 +95,7 @@ EMBEDDED_TASKS: dict[str, EmbeddedTask] = {
     "pick_cube": EmbeddedTask(
         name="pick_cube",
         title="PandaPickCube",
-        checkpoint=SHIPPED_CHECKPOINT,
+        checkpoints=SHIPPED_CHECKPOINTS,
         env={"type": pick_cube.PICK_CUBE_ENV_TYPE, **pick_cube.ENV_SETTINGS},
         pi_rl=pick_cube.PI_RL_SETTINGS,
         dsrl=pick_cube.DSRL_SETTINGS,
@@ -102,7 +108,7 @@ EMBEDDED_TASKS: dict[str, EmbeddedTask] = {
     "metaworld": EmbeddedTask(
         name="metaworld",
         title="MetaWorld MT10",
-        checkpoint=metaworld.SHIPPED_CHECKPOINT,
+        checkpoints={"xvla": metaworld.SHIPPED_CHECKPOINT},
         env={"type": metaworld.METAWORLD_ENV_TYPE, **metaworld.TRAINING_ENV_SETTINGS},
         pi_rl=metaworld.PI_RL_SETTINGS,
         dsrl=metaworld.DSRL_SETTINGS,

@@ -6,49 +6,79 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "osmesa")
 os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy  # noqa: E402
 from lerobot.policies.xvla.modeling_xvla import XVLAPolicy  # noqa: E402
 
 from lerobot_pirl.envs.pick_cube import ACTION_DIM, STATE_DIM  # noqa: E402
 from lerobot_pirl.runtime.flow_policy import load_flow_policy  # noqa: E402
+from lerobot_pirl.runtime.processors import load_policy_config  # noqa: E402
 from lerobot_pirl.tasks.pick_cube.evaluate import evaluate_policy, evaluation_env  # noqa: E402
 from lerobot_pirl.tasks.pick_cube.sft import (  # noqa: E402
     PROVENANCE_FILE,
     SHIPPED_CHECKPOINT,
+    SHIPPED_CHECKPOINTS,
     SFTConfig,
     collect_demonstrations,
 )
 
-PROVENANCE = json.loads((SHIPPED_CHECKPOINT / PROVENANCE_FILE).read_text())
+STOCK_CLASSES = {"xvla": XVLAPolicy, "smolvla": SmolVLAPolicy}
 
 
-def test_shipped_checkpoint_is_a_small_stock_xvla_checkpoint_with_provenance():
-    policy = XVLAPolicy.from_pretrained(str(SHIPPED_CHECKPOINT))
+def _provenance(policy_type: str) -> dict:
+    return json.loads((SHIPPED_CHECKPOINTS[policy_type] / PROVENANCE_FILE).read_text())
+
+
+@pytest.mark.parametrize("policy_type", list(SHIPPED_CHECKPOINTS))
+def test_shipped_checkpoint_is_a_small_stock_checkpoint_with_provenance(policy_type):
+    checkpoint = SHIPPED_CHECKPOINTS[policy_type]
+    stock = STOCK_CLASSES[policy_type]
+    # The stock class, from the checkpoint's own config (a SmolVLA's VLM folder resolved, as
+    # `lerobot-pirl eval` passes it to lerobot-eval: --policy.vlm_model_name=<absolute path>).
+    policy = stock.from_pretrained(str(checkpoint), config=load_policy_config(checkpoint), strict=True)
+    assert policy.config.type == policy_type
     assert policy.config.input_features["observation.state"].shape == (STATE_DIM,)
     assert policy.config.output_features["action"].shape == (ACTION_DIM,)
-    size = sum(f.stat().st_size for f in SHIPPED_CHECKPOINT.rglob("*") if f.is_file())
+    size = sum(f.stat().st_size for f in checkpoint.rglob("*") if f.is_file())
     assert size < 2 * 2**20, f"the shipped checkpoint is {size} bytes"
-    config = SFTConfig(**PROVENANCE["sft_config"])
-    assert config == SFTConfig(), "the shipped checkpoint was built with non-default settings"
-    assert PROVENANCE["demonstrations"]["kept"] == config.demonstrations
-    evaluation = PROVENANCE["evaluation"]
+    provenance = _provenance(policy_type)
+    config = SFTConfig(**provenance["sft_config"])
+    assert config == SFTConfig(policy_type=policy_type), "built with non-default settings"
+    assert provenance["demonstrations"]["kept"] == config.demonstrations
+    evaluation = provenance["evaluation"]
     assert evaluation["episodes"] >= 100 and evaluation["sampler"] == "deterministic"
     assert 0.0 < evaluation["success_rate"] <= 0.40  # a few-shot SFT: room for RL to improve
 
 
+def test_shipped_smolvla_names_its_vlm_folder_relative_to_itself():
+    """Nothing in the shipped SmolVLA names a path of the machine that built it: config.json names
+    the VLM folder inside the checkpoint, the saved tokenizer step the bundled tokenizer."""
+    checkpoint = SHIPPED_CHECKPOINTS["smolvla"]
+    saved = json.loads((checkpoint / "config.json").read_text())
+    assert saved["vlm_model_name"] == "vlm" and (checkpoint / "vlm" / "config.json").is_file()
+    assert load_policy_config(checkpoint).vlm_model_name == str((checkpoint / "vlm").resolve())
+    steps = json.loads((checkpoint / "policy_preprocessor.json").read_text())["steps"]
+    [tokenizer] = [s for s in steps if s["registry_name"] == "tokenizer_processor"]
+    assert tokenizer["config"]["tokenizer_name"] == "tokenizer"
+    for path in checkpoint.rglob("*.json"):
+        assert "/tmp" not in path.read_text() and str(Path.home()) not in path.read_text(), path
+
+
 @pytest.mark.timeout(900)
-def test_shipped_checkpoint_success_rate_matches_its_provenance():
+@pytest.mark.parametrize("policy_type", list(SHIPPED_CHECKPOINTS))
+def test_shipped_checkpoint_success_rate_matches_its_provenance(policy_type):
     """Re-measure the recorded SFT success rate: same seed, same episodes, the same number up to
     the few episodes another CPU's floating point can flip."""
-    evaluation = PROVENANCE["evaluation"]
+    evaluation = _provenance(policy_type)["evaluation"]
     torch.manual_seed(0)
     env = evaluation_env(episode_length=evaluation["max_episode_steps"], physics_dt=evaluation["physics_dt"])
-    policy, io = load_flow_policy(SHIPPED_CHECKPOINT, env)
+    policy, io = load_flow_policy(SHIPPED_CHECKPOINTS[policy_type], env)
     result = evaluate_policy(policy, io, env, episodes=evaluation["episodes"])
     # MuJoCo's contacts and torch's kernels differ in their last bits between CPU models (their
     # vector instruction paths), and an episode that ends near the success line can flip: the
@@ -91,7 +121,8 @@ def _demo(tmp_path, *args):
 
 @pytest.mark.integration
 @pytest.mark.timeout(720)
-def test_demo_runs_learner_and_actor_and_writes_a_learning_curve(tmp_path):
+@pytest.mark.parametrize("policy_type", list(SHIPPED_CHECKPOINTS))
+def test_demo_runs_learner_and_actor_and_writes_a_learning_curve(tmp_path, policy_type):
     out = tmp_path / "run"
     algorithm = json.dumps(
         {"rollout_decisions": 16, "minibatch_size": 8, "update_epochs": 1, "envs_per_actor": 1}
@@ -105,6 +136,7 @@ def test_demo_runs_learner_and_actor_and_writes_a_learning_curve(tmp_path):
         "--noise-method=flow_sde",
         f"--output-dir={out}",
         f"--algorithm={algorithm}",
+        f"--policy={policy_type}",
     )
     assert done.returncode == 0, done.stdout + done.stderr
     summary = json.loads((out / "learning_curve.json").read_text())
@@ -117,12 +149,13 @@ def test_demo_runs_learner_and_actor_and_writes_a_learning_curve(tmp_path):
     assert summary["method"] == "pi-rl/flow_sde"
     assert summary["checkpoint_provenance"]["sft_config"]["seed"] == 0
     train_config = json.loads((out / "train_config.json").read_text())
-    assert train_config["recipe"] == "pi-rl" and train_config["policy"]["pretrained_path"]
+    assert train_config["recipe"] == "pi-rl" and train_config["policy"]["type"] == policy_type
+    assert Path(train_config["policy"]["pretrained_path"]) == SHIPPED_CHECKPOINTS[policy_type]
     assert "success rate" in done.stdout
     learner_log = (out / "learner.log").read_text()
     assert "stopped after" in learner_log and "rejected=0" in learner_log
     last = out / "learner" / "checkpoints" / "last" / "pretrained_model"
-    _check_lerobot_loads_the_fine_tuned_checkpoint(last)
+    _check_lerobot_loads_the_fine_tuned_checkpoint(last, STOCK_CLASSES[policy_type])
     _check_lerobots_evaluator_agrees_with_ours(last)
 
 
@@ -141,7 +174,7 @@ def _check_lerobots_evaluator_agrees_with_ours(pretrained):
     assert_same_success_rate(stock, ours, episodes)
 
 
-def _check_lerobot_loads_the_fine_tuned_checkpoint(pretrained):
+def _check_lerobot_loads_the_fine_tuned_checkpoint(pretrained, stock_class):
     """LeRobot's own loaders (no overrides, offline) give the policy inputs the actor gives, and the
     same actions: stock ``predict_action_chunk`` = the actor's sampler in native mode for the same
     RNG state, and the same env actions through LeRobot's postprocessor."""
@@ -151,7 +184,7 @@ def _check_lerobot_loads_the_fine_tuned_checkpoint(pretrained):
     from lerobot_pirl.runtime.envs import make_envs, task_description
 
     assert (pretrained / "policy_preprocessor.json").is_file() and (pretrained / "tokenizer").is_dir()
-    stock = XVLAPolicy.from_pretrained(str(pretrained)).eval()
+    stock = stock_class.from_pretrained(str(pretrained), strict=True).eval()
     pre, post = make_pre_post_processors(stock.config, pretrained_path=str(pretrained))
     env = evaluation_env(episode_length=10, physics_dt=0.005)
     policy, io = load_flow_policy(pretrained, env)  # the actor's path (runtime.processors)
@@ -227,6 +260,9 @@ def test_demo_refuses_bad_settings_before_starting(tmp_path):
     assert bad.returncode == 2 and "flow_noise" in bad.stderr
     unknown = _demo(tmp_path, "--env=libero")
     assert unknown.returncode == 2 and "metaworld" in unknown.stderr and "pick_cube" in unknown.stderr
+    not_shipped = _demo(tmp_path, "--env=metaworld", "--policy=smolvla")
+    assert not_shipped.returncode == 2
+    assert "policy='smolvla' (shipped for metaworld: xvla)" in not_shipped.stderr
 
 
 @pytest.mark.timeout(300)

@@ -9,6 +9,8 @@ from typing import Any
 import draccus
 from lerobot.configs.policies import PreTrainedConfig
 
+from lerobot_pirl.runtime.processors import load_policy_config
+
 PICK_CUBE_ENV_TYPE = "pirl_pick_cube"
 """The registered ``EnvConfig`` type of gym-hil PandaPickCube (`lerobot_pirl.envs.PickCubeEnvConfig`)."""
 
@@ -62,7 +64,7 @@ def pretrained_pi_rl_config(
     **algorithm: Any,
 ) -> dict[str, Any]:
     """A pi-rl learner/actor config that starts from a saved XVLA checkpoint (``pretrained_path``)."""
-    policy_config = PreTrainedConfig.from_pretrained(str(checkpoint))
+    policy_config = load_policy_config(checkpoint)
     policy_config.pretrained_path = Path(checkpoint)
     return learner_config(policy_config, output_dir, port, seed=seed, env=env, **algorithm)
 

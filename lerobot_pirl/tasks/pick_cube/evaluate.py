@@ -1,4 +1,4 @@
-"""Success rate of an XVLA policy on PandaPickCube with the deterministic (ODE) sampler.
+"""Success rate of a flow-matching policy (XVLA, SmolVLA) on PandaPickCube, deterministic (ODE) sampler.
 
 Shared by the SFT checkpoint builder, ``lerobot-pirl demo`` and ``benchmarks/learning.py``, so
 every success rate in this project is measured the same way: ``sample_actions(mode="deterministic")``
@@ -71,7 +71,7 @@ def evaluate_policy(
     """Run the first ``episodes`` episodes of the evaluation set with the deterministic sampler
     (``sampler="native"``: the stock policy's own sampler, what ``select_action`` runs).
 
-    ``policy`` is a πRL-attached XVLA (``PiRLMixin``) and ``io`` its LeRobot processors; the envs
+    ``policy`` is a πRL-attached policy (``PiRLMixin``) and ``io`` its LeRobot processors; the envs
     come from ``env_config`` through LeRobot's ``make_env``, as the actors' do. Episode i resets
     with seed ``EVAL_SEED_OFFSET + i`` and draws its sampler's start noise from its own generator
     with that seed, so the result depends neither on ``batch_envs`` nor on anything run before.
@@ -129,7 +129,7 @@ def evaluate_noise_agent(
     reset_options: dict[str, Any] | None = None,
 ) -> EvalResult:
     """A DSRL agent (``gaussian_actor``) on the same evaluation set: its mean noise action (tanh of
-    the Gaussian mean) through the frozen XVLA of ``env`` (a `NoiseSteeredPolicyEnv`), whose inner
+    the Gaussian mean) through the frozen policy of ``env`` (a `NoiseSteeredPolicyEnv`), whose inner
     episode i resets with seed ``EVAL_SEED_OFFSET + i``. The actor's forward also draws a sample,
     so this runs on a forked torch RNG and leaves the caller's stream as it was. ``reset_options``
     go to every reset (a multi-task env's ``{"task": name}``)."""
@@ -170,7 +170,7 @@ def evaluation_env(*, episode_length: int = 50, physics_dt: float = PickCubeEnvC
 
 def main(argv: list[str] | None = None) -> None:
     """``python -m lerobot_pirl.tasks.pick_cube.evaluate --checkpoint DIR [...] --output FILE.json``."""
-    parser = argparse.ArgumentParser(description="Deterministic success rate of an XVLA checkpoint")
+    parser = argparse.ArgumentParser(description="Deterministic success rate of a flow-policy checkpoint")
     parser.add_argument("--checkpoint", type=Path, required=True, help="a pretrained_model folder")
     parser.add_argument("--episodes", type=int, default=100)
     parser.add_argument("--max-episode-steps", type=int, default=50)

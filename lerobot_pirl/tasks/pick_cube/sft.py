@@ -1,9 +1,10 @@
-"""Few-shot SFT of a tiny XVLA on noisy scripted-expert demonstrations (the demo's starting policy).
+"""Few-shot SFT of a tiny VLA (XVLA or SmolVLA) on noisy scripted-expert demonstrations (the demo's
+starting policies).
 
 The recipe mirrors how πRL is used in practice: a flow-matching VLA is first fine-tuned on a
-handful of imperfect demonstrations with its *own* loss (stock ``XVLAPolicy.forward``), which
-leaves a policy that succeeds sometimes; RL then closes the gap. Everything is seeded, so
-``scripts/build_sft_checkpoint.py`` rebuilds the shipped checkpoint.
+handful of imperfect demonstrations with its *own* loss (stock ``XVLAPolicy.forward`` /
+``SmolVLAPolicy.forward``), which leaves a policy that succeeds sometimes; RL then closes the gap.
+Everything is seeded, so ``scripts/build_sft_checkpoint.py`` rebuilds the shipped checkpoints.
 """
 
 from __future__ import annotations
@@ -16,16 +17,18 @@ from typing import Any
 
 import numpy as np
 import torch
-from lerobot.configs import NormalizationMode
+from lerobot.configs import FeatureType, NormalizationMode, PolicyFeature
 from lerobot.utils.constants import ACTION, OBS_STATE
 
 from lerobot_pirl.envs.pick_cube import (
     ACTION_DIM,
+    IMAGE_KEY,
     STATE_DIM,
     TASK_DESCRIPTION,
     PickCubeEnvConfig,
     scripted_expert_action,
 )
+from lerobot_pirl.policies.tiny_smolvla import BUNDLED_VLM_DIR
 from lerobot_pirl.policies.tiny_xvla import tiny_xvla_config
 from lerobot_pirl.runtime.envs import make_envs, step_env
 from lerobot_pirl.runtime.processors import BUNDLED_TOKENIZER_DIR, PolicyIO
@@ -34,12 +37,38 @@ from lerobot_pirl.tasks.pick_cube.evaluate import evaluate_policy, evaluation_en
 PROVENANCE_FILE = "provenance.json"
 SHIPPED_CHECKPOINT = Path(__file__).parent / "assets" / "pick_cube_sft"
 """The tiny XVLA SFT checkpoint shipped in the package (a stock XVLA ``pretrained_model`` folder)."""
+SHIPPED_CHECKPOINTS = {
+    "xvla": SHIPPED_CHECKPOINT,
+    "smolvla": Path(__file__).parent / "assets" / "pick_cube_smolvla_sft",
+}
+"""The shipped SFT checkpoint of each policy type. The SmolVLA one keeps its VLM folder (config,
+processor, tokenizer; no weights: ``load_vlm_weights=False``) inside itself as ``vlm/``, named
+relative to the checkpoint in ``config.json`` (our loaders resolve it, ``load_policy_config``)."""
+
+POLICY_DEFAULTS: dict[str, dict[str, Any]] = {
+    "xvla": {"chunk_size": 4, "n_action_steps": 2, "num_denoising_steps": 3, "hidden_size": 64, "depth": 2},
+    "smolvla": {
+        "chunk_size": 4,
+        "n_action_steps": 2,
+        "num_steps": 3,
+        "max_state_dim": 24,
+        "max_action_dim": 6,
+    },
+}
+"""Per policy type, the fields of the tiny policy's config (``tiny_xvla_config`` /
+``tiny_smolvla_config``): the same chunk, executed steps and denoising steps for both."""
+TRAIN_STEPS = {"xvla": 500, "smolvla": 1500}
+"""Per policy type, the SFT gradient steps that leave the shipped policy imperfect but often
+successful (the tiny SmolVLA's loss falls more slowly than the XVLA's; the steps tried are in
+benchmarks/README.md)."""
 
 
 @dataclass
 class SFTConfig:
     """Everything that determines the shipped checkpoint (recorded in its provenance)."""
 
+    policy_type: str = "xvla"
+    """``xvla`` or ``smolvla`` (`POLICY_DEFAULTS`)."""
     seed: int = 0
     """Seeds the demonstrations' block positions, the expert noise, the init and the SFT batches."""
     demonstrations: int = 10
@@ -51,8 +80,8 @@ class SFTConfig:
     """Std (m) of the Gaussian noise on the expert's position deltas: an imperfect demonstrator."""
     max_episode_steps: int = 50
     """Episode limit while collecting, evaluating and training with RL."""
-    train_steps: int = 500
-    """SFT gradient steps."""
+    train_steps: int | None = None
+    """SFT gradient steps (None: `TRAIN_STEPS` of ``policy_type``)."""
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 0.0
@@ -66,16 +95,15 @@ class SFTConfig:
     """gym-hil physics substep of that evaluation: the one the demo trains and evaluates with
     (``ENV_SETTINGS["physics_dt"]`` in ``tasks.pick_cube.configs``). The demonstrations are
     collected at gym-hil's default (0.002)."""
-    policy: dict[str, Any] = field(
-        default_factory=lambda: {
-            "chunk_size": 4,
-            "n_action_steps": 2,
-            "num_denoising_steps": 3,
-            "hidden_size": 64,
-            "depth": 2,
-        }
-    )
-    """``tiny_xvla_config`` fields of the policy."""
+    policy: dict[str, Any] = field(default_factory=dict)
+    """Fields of the tiny policy's config (empty: `POLICY_DEFAULTS` of ``policy_type``)."""
+
+    def __post_init__(self) -> None:
+        if self.policy_type not in POLICY_DEFAULTS:
+            raise ValueError(f"policy_type={self.policy_type!r} (accepted: {', '.join(POLICY_DEFAULTS)})")
+        self.policy = {**POLICY_DEFAULTS[self.policy_type], **self.policy}
+        if self.train_steps is None:
+            self.train_steps = TRAIN_STEPS[self.policy_type]
 
 
 @dataclass
@@ -175,20 +203,45 @@ def dataset_stats(demos: Demonstrations) -> dict[str, dict[str, torch.Tensor]]:
     return {OBS_STATE: stats(demos.states), ACTION: stats(demos.action_chunks[:, 0])}
 
 
-def make_sft_policy(config: SFTConfig) -> Any:
-    from lerobot_pirl.policies.xvla_pi_rl import PiRLXVLAPolicy
-
-    torch.manual_seed(config.seed)
-    policy_config = tiny_xvla_config(STATE_DIM, ACTION_DIM, **config.policy)
-    policy_config.push_to_hub = False
+def make_sft_policy(config: SFTConfig, vlm_dir: Path | None = None) -> Any:
+    """The random tiny policy of ``config.policy_type`` (SmolVLA: over the VLM folder ``vlm_dir``,
+    which `build_tiny_smolvlm` writes), VLM frozen: the image is blank and the instruction fixed,
+    so the VLM output is constant."""
     # The state is standardised with the demonstrations' stats by LeRobot's normaliser; actions are
     # already in [-1, 1] (and πRL's exploration noise is set in those units), so they stay as they are.
-    policy_config.normalization_mapping = {
+    normalization = {
         "VISUAL": NormalizationMode.IDENTITY,
         "STATE": NormalizationMode(config.state_normalization),
         "ACTION": NormalizationMode.IDENTITY,
     }
-    # The image is blank and the instruction fixed: the VLM output is constant, so it stays frozen.
+    torch.manual_seed(config.seed)
+    if config.policy_type == "smolvla":
+        from lerobot_pirl.policies.smolvla_pi_rl import PiRLSmolVLAPolicy
+        from lerobot_pirl.policies.tiny_smolvla import build_tiny_smolvlm, tiny_smolvla_config
+
+        if vlm_dir is None:
+            raise ValueError("a SmolVLA SFT policy needs vlm_dir, the folder its VLM config is built in")
+        build_tiny_smolvlm(vlm_dir)
+        side = PickCubeEnvConfig.image_size  # the env's (blank) camera, as make_policy sets it
+        smolvla_config = tiny_smolvla_config(
+            vlm_dir,
+            STATE_DIM,
+            ACTION_DIM,
+            **config.policy,
+            input_features={
+                OBS_STATE: PolicyFeature(type=FeatureType.STATE, shape=(STATE_DIM,)),
+                IMAGE_KEY: PolicyFeature(type=FeatureType.VISUAL, shape=(3, side, side)),
+            },
+            normalization_mapping=normalization,
+            train_expert_only=True,
+            push_to_hub=False,
+        )
+        return PiRLSmolVLAPolicy(smolvla_config)
+    from lerobot_pirl.policies.xvla_pi_rl import PiRLXVLAPolicy
+
+    policy_config = tiny_xvla_config(STATE_DIM, ACTION_DIM, **config.policy)
+    policy_config.push_to_hub = False
+    policy_config.normalization_mapping = normalization
     policy_config.freeze_vision_encoder = True
     policy_config.freeze_language_encoder = True
     policy = PiRLXVLAPolicy(policy_config)
@@ -200,7 +253,7 @@ def make_sft_policy(config: SFTConfig) -> Any:
 def train_sft(
     policy: Any, io: PolicyIO, demos: Demonstrations, config: SFTConfig, log_every: int = 250
 ) -> list[float]:
-    """Stock XVLA flow-matching loss on the demonstrations as the policy's own preprocessor gives
+    """The stock policy's own flow-matching loss on the demonstrations as the policy's own preprocessor gives
     them (the env's raw observations with a blank image), AdamW, random minibatches; returns the
     loss curve."""
     image_size = int(next(iter(policy.config.image_features.values())).shape[-1])
@@ -236,11 +289,12 @@ def train_sft(
 
 
 def build_checkpoint(config: SFTConfig, output_dir: Path) -> dict[str, Any]:
-    """Collect demos, SFT, evaluate, and write a stock XVLA checkpoint + ``provenance.json``."""
+    """Collect demos, SFT, evaluate, and write a stock XVLA / SmolVLA checkpoint + ``provenance.json``."""
     from lerobot_pirl.policies import PiRLHeads, PiRLSampling
 
     started = time.perf_counter()
-    policy = make_sft_policy(config)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    policy = make_sft_policy(config, output_dir / BUNDLED_VLM_DIR)
     demos = collect_demonstrations(config, policy.config.chunk_size)
     print(f"{demos.episodes_kept} demonstrations kept of {demos.episodes_tried} expert episodes")
     env_config = evaluation_env(episode_length=config.max_episode_steps, physics_dt=config.eval_physics_dt)
@@ -250,14 +304,17 @@ def build_checkpoint(config: SFTConfig, output_dir: Path) -> dict[str, Any]:
     policy.attach_pi_rl(PiRLHeads.for_policy(policy, noise_head=False), PiRLSampling(noise_method="flow_sde"))
     result = evaluate_policy(policy, io, env_config, episodes=config.eval_episodes)
     print(f"SFT success rate {result.success_rate:.3f} ± {result.stderr:.3f} over {result.episodes} episodes")
-    output_dir.mkdir(parents=True, exist_ok=True)
-    policy.config.tokenizer_name = BUNDLED_TOKENIZER_DIR  # not an absolute path of this machine
+    # Named relative to the checkpoint, not by an absolute path of this machine.
+    if config.policy_type == "smolvla":
+        policy.config.vlm_model_name = BUNDLED_VLM_DIR
+    else:
+        policy.config.tokenizer_name = BUNDLED_TOKENIZER_DIR
     policy.save_pretrained(output_dir)
     # LeRobot's pipeline files, the tokenizer bundled and named relative to the checkpoint (the
     # package can live anywhere; our loaders resolve it, see runtime.processors).
     io.save_pretrained(output_dir, name_tokenizer_as=BUNDLED_TOKENIZER_DIR)
     provenance = {
-        "built_by": "scripts/build_sft_checkpoint.py",
+        "built_by": f"scripts/build_sft_checkpoint.py --policy {config.policy_type}",
         "sft_config": asdict(config),
         "demonstrations": {
             "kept": demos.episodes_kept,
