@@ -24,6 +24,16 @@ transformer through ``peft``; bfloat16 weights), each in its own process. A row 
 memory as a GPU would hold it: weights, gradients and AdamW moments (from the parameters) plus the
 activations autograd keeps for backward per decision (``SavedTensorMeter``, measured), and the
 largest update minibatch that fits 24 GiB. JSON: ``benchmarks/results/scale_levers.json``.
+
+    python benchmarks/scale.py --ranks 1 2 4 8 [--rank-size intermediate] [--device cuda]
+
+Update seconds against data-parallel ranks: one recorded rollout (``--rank-decisions`` flow_sde
+decisions, two PPO minibatches) updated by ``lerobot-pirl``'s data-parallel πRL update
+(``recipes/pi_rl/data_parallel.py``, DDP) under ``torchrun --standalone --nproc_per_node=N`` for each
+N, every rank on its own GPU (NCCL) or, on CPU, its own process (gloo). Every N runs DDP, one rank
+included, so the rows differ only in the ranks. JSON: ``benchmarks/results/scale_ranks.json``
+(``scale_ranks_cuda.json``), one row per N with ``update_s`` (the median of ``--rank-repeats`` timed
+updates after one warm-up) and ``speedup`` (the one-rank time over this one).
 """
 
 from __future__ import annotations
@@ -34,6 +44,7 @@ import json
 import math
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -131,7 +142,7 @@ def _observation(config, generator: torch.Generator) -> dict[str, torch.Tensor]:
     }
 
 
-def _recipe(config, noise_method: str, rollout: int, lever: str = "frozen_vlm"):
+def _recipe(config, noise_method: str, rollout: int, lever: str = "frozen_vlm", **settings: Any):
     from lerobot.policies.xvla.modeling_xvla import XVLAPolicy
 
     from lerobot_pirl.recipes.pi_rl.config import PiRLConfig
@@ -141,7 +152,7 @@ def _recipe(config, noise_method: str, rollout: int, lever: str = "frozen_vlm"):
     policy = XVLAPolicy(config).to(config.device)
     if lever == "lora":
         _inject_lora(policy)
-    settings = PiRLConfig(
+    pi_rl = PiRLConfig(
         policy_config=config,
         noise_method=noise_method,
         rollout_decisions=rollout,
@@ -151,8 +162,9 @@ def _recipe(config, noise_method: str, rollout: int, lever: str = "frozen_vlm"):
         critic_warmup_updates=0,
         freeze_vlm=lever != "trainable_vlm",
         activation_checkpointing=lever == "activation_checkpointing",
+        **settings,
     )
-    return PiRLRecipe(policy, settings)
+    return PiRLRecipe(policy, pi_rl)
 
 
 def _inject_lora(policy, rank: int = 16) -> None:
@@ -316,9 +328,94 @@ def measure_lever(size: str, lever: str, transitions_path: Path) -> dict[str, An
     return row
 
 
-def _run_child(args: list[str], label: dict[str, Any], timeout: float, threads: int) -> dict[str, Any]:
+def measure_rank(size: str, transitions_path: Path, device: str, repeats: int) -> dict[str, Any] | None:
+    """This rank's part of one ``torchrun`` launch: the recorded rollout updated ``repeats`` + 1 times
+    (the first warms up DDP's buckets and the device), each timed between barriers. Rank 0 returns
+    the row; the others None."""
+    import torch.distributed as dist
+
+    from lerobot_pirl.runtime import distributed
+
+    launch = distributed.detect()
+    if launch is None:
+        raise SystemExit("--rank-child runs under torchrun (RANK / WORLD_SIZE unset)")
+    rank_device = f"cuda:{launch.local_rank}" if device == "cuda" else "cpu"
+    distributed.init_process_group(launch, rank_device, timeout_s=1800)
+    try:
+        transitions = torch.load(transitions_path, weights_only=False)
+        # The same rollout is fed again before every update: it must never count as stale.
+        recipe = _recipe(
+            xvla_config(size, "float32", rank_device), "flow_sde", len(transitions), max_policy_staleness=10**6
+        )
+        recipe.build_optimizers()
+        recipe.enable_data_parallel()
+        seconds = []
+        for _ in range(repeats + 1):
+            for transition in transitions:
+                assert recipe.accept(transition)
+            rollout = recipe.take_rollout()
+            _synchronize(device)
+            dist.barrier()
+            started = time.perf_counter()
+            metrics = recipe.update_step(iter([rollout]), 0)
+            _synchronize(device)
+            dist.barrier()
+            seconds.append(time.perf_counter() - started)
+        row = {
+            "ranks": launch.world_size,
+            "size": size,
+            "device": device,
+            "backend": distributed.backend_for(rank_device),
+            "decisions": len(transitions),
+            "minibatches_per_update": 2,
+            "update_s": round(statistics.median(seconds[1:]), 4),
+            "update_s_each": [round(s, 4) for s in seconds[1:]],
+            "warmup_update_s": round(seconds[0], 4),
+            "loss_finite": all(math.isfinite(v) for v in metrics.values() if isinstance(v, float)),
+        }
+        return row if launch.is_main else None
+    finally:
+        distributed.close_process_group()
+
+
+def measure_ranks(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Record one rollout, then one ``torchrun`` launch per rank count; rows with ``speedup``."""
+    rows: list[dict[str, Any]] = []
+    if args.device == "cuda" and max(args.ranks) > torch.cuda.device_count():
+        usable = [n for n in args.ranks if n <= torch.cuda.device_count()]
+        print(f"only {torch.cuda.device_count()} GPU(s): measuring ranks {usable}", file=sys.stderr)
+        args.ranks = usable
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "rollout.pt"
+        recorded = _run_child(
+            ["--record", args.rank_size, str(path), "--decisions", str(args.rank_decisions)],
+            {"size": args.rank_size, "ranks": "record"},
+            args.child_timeout,
+            args.threads,
+        )
+        if "error" in recorded:
+            return [recorded]
+        for ranks in args.ranks:
+            launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}", __file__]
+            child = ["--rank-child", args.rank_size, str(path), "--device", args.device]
+            child += ["--rank-repeats", str(args.rank_repeats)]
+            row = _run_child(
+                child, {"size": args.rank_size, "ranks": ranks}, args.child_timeout, args.threads, launcher
+            )
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    single = next((r["update_s"] for r in rows if r.get("ranks") == 1 and "update_s" in r), None)
+    for row in rows:
+        if single is not None and "update_s" in row:
+            row["speedup"] = round(single / row["update_s"], 3)
+    return rows
+
+
+def _run_child(
+    args: list[str], label: dict[str, Any], timeout: float, threads: int, launcher: list[str] | None = None
+) -> dict[str, Any]:
     """One measurement in its own process (its own peak memory); a row, or the row's error."""
-    cmd = [sys.executable, __file__, *args, "--threads", str(threads)]
+    cmd = [sys.executable, *(launcher or [__file__]), *args, "--threads", str(threads)]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "HF_HUB_OFFLINE": "1"}
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
@@ -412,6 +509,11 @@ def main() -> None:
     parser.add_argument("--one", nargs=2, metavar=("SIZE", "DTYPE"), help=argparse.SUPPRESS)
     parser.add_argument("--record", nargs=2, metavar=("SIZE", "PATH"), help=argparse.SUPPRESS)
     parser.add_argument("--one-lever", nargs=3, metavar=("SIZE", "LEVER", "PATH"), help=argparse.SUPPRESS)
+    parser.add_argument("--ranks", nargs="+", type=int, help="measure update seconds vs data-parallel ranks")
+    parser.add_argument("--rank-size", default="tiny", help="the XVLA size of --ranks")
+    parser.add_argument("--rank-decisions", type=int, default=16)
+    parser.add_argument("--rank-repeats", type=int, default=3)
+    parser.add_argument("--rank-child", nargs=2, metavar=("SIZE", "PATH"), help=argparse.SUPPRESS)
     parser.add_argument("--child-timeout", type=float, default=1800, help="seconds per child process")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
@@ -429,10 +531,19 @@ def main() -> None:
     if args.one_lever:
         print(json.dumps(measure_lever(args.one_lever[0], args.one_lever[1], Path(args.one_lever[2]))))
         return
+    if args.rank_child:
+        row = measure_rank(args.rank_child[0], Path(args.rank_child[1]), args.device, args.rank_repeats)
+        if row is not None:
+            print(json.dumps(row), flush=True)
+        return
     from lerobot_pirl.tasks.machine import machine_info
 
     rows = []
-    if args.levers:
+    if args.ranks:
+        rows = measure_ranks(args)
+        result: dict[str, Any] = {"benchmark": "scale_ranks", "launcher": "torchrun --standalone"}
+        out = args.out or ("scale_ranks.json" if args.device == "cpu" else f"scale_ranks_{args.device}.json")
+    elif args.levers:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "rollout.pt"
             size = args.lever_size
@@ -453,7 +564,7 @@ def main() -> None:
                         )
                     )
                     print(json.dumps(rows[-1]), flush=True)
-        result: dict[str, Any] = {"benchmark": "scale_levers", "gpu_budget_gib": GPU_BYTES / 2**30}
+        result = {"benchmark": "scale_levers", "gpu_budget_gib": GPU_BYTES / 2**30}
         out = args.out or "scale_levers.json"
     else:
         for size in args.sizes:

@@ -19,13 +19,13 @@ from helpers.evaluation import assert_same_success_rate
 from lerobot_pirl.envs import PickCubeEnvConfig
 from lerobot_pirl.runtime.envs import make_envs, step_env
 from lerobot_pirl.runtime.flow_policy import load_flow_policy
-from lerobot_pirl.runtime.lerobot_eval import env_processors, eval_checkpoint
+from lerobot_pirl.runtime.lerobot_eval import bundled_vlm_override, env_processors, eval_checkpoint
 from lerobot_pirl.tasks.pick_cube.evaluate import (
     EVAL_SEED_OFFSET,
     evaluate_policy,
     evaluation_env,
 )
-from lerobot_pirl.tasks.pick_cube.sft import SHIPPED_CHECKPOINT
+from lerobot_pirl.tasks.pick_cube.sft import SHIPPED_CHECKPOINT, SHIPPED_CHECKPOINTS
 
 
 def test_pick_cube_reports_is_success_each_step_and_in_final_info() -> None:
@@ -67,11 +67,23 @@ def test_lerobots_eval_policy_agrees_with_our_evaluator_on_the_shipped_checkpoin
     assert_same_success_rate(stock, ours, episodes)
 
 
+def test_a_shipped_smolvlas_vlm_folder_reaches_lerobot_eval_as_an_override() -> None:
+    smolvla = SHIPPED_CHECKPOINTS["smolvla"]
+    vlm = (smolvla / "vlm").resolve()
+    assert bundled_vlm_override([f"--policy.path={smolvla}"]) == [f"--policy.vlm_model_name={vlm}"]
+    given = [f"--policy.path={smolvla}", "--policy.vlm_model_name=/elsewhere"]
+    assert bundled_vlm_override(given) == []  # the user's own override wins
+    assert bundled_vlm_override([f"--policy.path={SHIPPED_CHECKPOINT}"]) == []  # XVLA: no VLM folder
+    assert bundled_vlm_override(["--policy.path=lerobot/smolvla_base"]) == []  # a Hub id
+
+
 @pytest.mark.integration
 @pytest.mark.timeout(600)
-def test_lerobot_pirl_eval_is_lerobot_eval_on_our_env_types(tmp_path) -> None:
+@pytest.mark.parametrize("policy_type", list(SHIPPED_CHECKPOINTS))
+def test_lerobot_pirl_eval_is_lerobot_eval_on_our_env_types(tmp_path, policy_type) -> None:
     """The command line LeRobot documents, through ``lerobot-pirl eval``: eval_info.json as LeRobot
-    writes it, videos of the episodes, and the success rate of the sparse rewards."""
+    writes it, videos of the episodes, and the success rate of the sparse rewards, for each shipped
+    checkpoint, run from a folder that is not the checkpoint's."""
     out = tmp_path / "eval"
     done = subprocess.run(
         [
@@ -79,7 +91,7 @@ def test_lerobot_pirl_eval_is_lerobot_eval_on_our_env_types(tmp_path) -> None:
             "-m",
             "lerobot_pirl.commands",
             "eval",
-            f"--policy.path={SHIPPED_CHECKPOINT}",
+            f"--policy.path={SHIPPED_CHECKPOINTS[policy_type]}",
             "--env.type=pirl_pick_cube",
             "--env.episode_length=50",
             "--env.physics_dt=0.005",
@@ -102,6 +114,6 @@ def test_lerobot_pirl_eval_is_lerobot_eval_on_our_env_types(tmp_path) -> None:
     assert len(episodes["successes"]) == 10
     assert overall["pc_success"] == pytest.approx(100 * np.mean(episodes["successes"]))
     assert overall["pc_success"] == pytest.approx(100 * np.mean(episodes["sum_rewards"]))
-    assert overall["pc_success"] < 100.0  # 31 % recorded over 100 episodes: 10 of 10 is not it
+    assert overall["pc_success"] < 100.0  # 31 % / 37 % recorded over 100 episodes: 10 of 10 is not it
     videos = sorted((out / "videos").rglob("*.mp4"))
     assert videos and all(v.stat().st_size > 1000 for v in videos)
