@@ -14,8 +14,9 @@ Each (method, seed) run is saved as its own JSON under ``benchmarks/results/lear
 skipped when it already exists, so the benchmark can be run in pieces; then ``--summarize``
 merges them into ``benchmarks/results/learning.json`` (the learning issue's schema) and
 ``learning.png``. ``--policy smolvla`` starts πRL and DSRL from the shipped tiny SmolVLA SFT
-checkpoint instead (runs under ``results/learning_smolvla/``, summary ``learning_smolvla.json``). At the demo's default budget a πRL run is exactly ``lerobot-pirl demo --seed N``
-(same evaluation schedule); other budgets spread ``--eval-points`` evaluations over the run.
+checkpoint instead (runs under ``results/learning_smolvla/``, summary ``learning_smolvla.json``).
+At the demo's default budget a πRL run is exactly ``lerobot-pirl demo --seed N`` (same evaluation
+schedule); other budgets spread ``--eval-points`` evaluations over the run.
 Runs made with an earlier shipped checkpoint are kept in dated folders beside them.
 
     python benchmarks/learning.py --methods flow_noise flow_sde sac --seeds 0 1 2

@@ -344,9 +344,8 @@ def measure_rank(size: str, transitions_path: Path, device: str, repeats: int) -
     try:
         transitions = torch.load(transitions_path, weights_only=False)
         # The same rollout is fed again before every update: it must never count as stale.
-        recipe = _recipe(
-            xvla_config(size, "float32", rank_device), "flow_sde", len(transitions), max_policy_staleness=10**6
-        )
+        config = xvla_config(size, "float32", rank_device)
+        recipe = _recipe(config, "flow_sde", len(transitions), max_policy_staleness=10**6)
         recipe.build_optimizers()
         recipe.enable_data_parallel()
         seconds = []
