@@ -156,7 +156,20 @@ def test_demo_runs_learner_and_actor_and_writes_a_learning_curve(tmp_path, polic
     assert "stopped after" in learner_log and "rejected=0" in learner_log
     last = out / "learner" / "checkpoints" / "last" / "pretrained_model"
     _check_lerobot_loads_the_fine_tuned_checkpoint(last, STOCK_CLASSES[policy_type])
+    _check_training_moved_the_weights_but_never_the_frozen_vlms(SHIPPED_CHECKPOINTS[policy_type], last)
     _check_lerobots_evaluator_agrees_with_ours(last)
+
+
+def _check_training_moved_the_weights_but_never_the_frozen_vlms(start, trained):
+    before, _ = load_flow_policy(start)
+    after, _ = load_flow_policy(trained)
+    vlm = {id(p) for p in before.pi_rl_adapter.vlm_parameters()}
+    vlm_names = {name for name, p in before.named_parameters() if id(p) in vlm}
+    assert vlm_names, "the adapter names no frozen VLM parameters"
+    start_state, trained_state = before.state_dict(), after.state_dict()
+    assert start_state.keys() == trained_state.keys()
+    changed = {k for k in start_state if not torch.equal(start_state[k], trained_state[k])}
+    assert changed and not changed & vlm_names  # the updates moved weights, never the frozen VLM's
 
 
 def _check_lerobots_evaluator_agrees_with_ours(pretrained):

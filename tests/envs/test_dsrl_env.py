@@ -141,7 +141,7 @@ def test_bad_dsrl_env_fields_are_named_with_what_is_accepted(tmp_path) -> None:
     with pytest.raises(ValueError, match="itself a pirl_dsrl env"):
         DSRLEnvConfig(checkpoint=str(SHIPPED_CHECKPOINT), inner={"type": "pirl_dsrl"})
     (tmp_path / "config.json").write_text('{"type": "act"}')
-    with pytest.raises(ValueError, match=r"policy type is 'act'; DSRL steers .*: smolvla, xvla"):
+    with pytest.raises(ValueError, match=r"policy type is 'act'; DSRL steers .*: pi0, pi05, smolvla, xvla"):
         DSRLEnvConfig(checkpoint=str(tmp_path))
 
 

@@ -165,8 +165,10 @@ def test_a_third_party_adapter_is_discovered_through_an_entry_point(site: Path) 
     assert catalog.adapters.resolve("toy_flow").policy_class is PiRLToyFlowPolicy
     assert catalog.adapters.resolve("toy_flow").distribution == "acme-flow"
     assert catalog.adapters.resolve("xvla").distribution == "lerobot-pirl"  # ours, the same way
-    with pytest.raises(FlowAdapterError, match=r"policy.type='pi0'.*installed for: smolvla, toy_flow, xvla"):
-        catalog.adapters.resolve("pi0")
+    with pytest.raises(
+        FlowAdapterError, match=r"policy.type='act'.*installed for: pi0, pi05, smolvla, toy_flow, xvla"
+    ):
+        catalog.adapters.resolve("act")
 
 
 def test_registrations_that_break_the_contract_are_refused_with_the_reason() -> None:
