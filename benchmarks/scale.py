@@ -25,6 +25,13 @@ memory as a GPU would hold it: weights, gradients and AdamW moments (from the pa
 activations autograd keeps for backward per decision (``SavedTensorMeter``, measured), and the
 largest update minibatch that fits 24 GiB. JSON: ``benchmarks/results/scale_levers.json``.
 
+    python benchmarks/scale.py --sizes pi0 --real-dtypes bfloat16 --decisions 1 --threads 2
+
+``pi0`` is LeRobot's π0 at its real size (PaliGemma ``gemma_2b`` + the ``gemma_300m`` action
+expert, LeRobot's default ``PI0Config``: one 224 px camera, chunk 50, K = 10), built with random
+weights from its config, the VLM frozen: the same row (sampling, one update, peak memory) in the
+dtypes given (LeRobot's π0 supports ``float32`` and ``bfloat16``).
+
     python benchmarks/scale.py --ranks 1 2 4 8 [--rank-size intermediate] [--device cuda]
 
 Update seconds against data-parallel ranks: one recorded rollout (``--rank-decisions`` flow_sde
@@ -91,6 +98,30 @@ def florence_config(embed: list[int], heads: list[int], d_model: int, layers: in
     }
 
 
+REAL_POLICIES = {"pi0": "π0 (PaliGemma gemma_2b + gemma_300m expert)"}
+"""Sizes that are another policy type at its real size (`pi0_config`), beside XVLA's three."""
+
+
+def pi0_config(dtype: str, device: str = "cpu"):
+    """LeRobot's default ``PI0Config`` (its real size) on this benchmark's state, one camera and action."""
+    from lerobot.configs import FeatureType, PolicyFeature
+    from lerobot.policies.pi0.configuration_pi0 import PI0Config
+
+    return PI0Config(
+        dtype=dtype,
+        device=device,
+        input_features={
+            "observation.state": PolicyFeature(type=FeatureType.STATE, shape=(STATE_DIM,)),
+            "observation.images.front": PolicyFeature(type=FeatureType.VISUAL, shape=(3, 224, 224)),
+        },
+        output_features={"action": PolicyFeature(type=FeatureType.ACTION, shape=(ACTION_DIM,))},
+    )
+
+
+def policy_config(size: str, dtype: str, device: str = "cpu"):
+    return pi0_config(dtype, device) if size in REAL_POLICIES else xvla_config(size, dtype, device)
+
+
 def xvla_config(size: str, dtype: str, device: str = "cpu"):
     from lerobot.configs import FeatureType, PolicyFeature
     from lerobot.policies.xvla.configuration_xvla import XVLAConfig
@@ -132,24 +163,33 @@ def xvla_config(size: str, dtype: str, device: str = "cpu"):
 
 def _observation(config, generator: torch.Generator) -> dict[str, torch.Tensor]:
     """One preprocessed observation (no batch dim): state, image, token ids (a fixed instruction:
-    the ids do not change the cost)."""
+    the ids do not change the cost; π0 also takes the attention mask of its padded prompt)."""
     image_shape = config.input_features["observation.images.front"].shape
-    vocab = config.florence_config["text_config"]["vocab_size"]
-    return {
+    observation = {
         "observation.state": torch.randn(STATE_DIM, generator=generator),
         "observation.images.front": torch.rand(*image_shape, generator=generator),
-        "observation.language.tokens": torch.arange(config.tokenizer_max_length) % vocab,
     }
+    if config.type == "pi0":
+        observation["observation.language.tokens"] = torch.arange(config.tokenizer_max_length) + 2
+        observation["observation.language.attention_mask"] = torch.ones(
+            config.tokenizer_max_length, dtype=torch.bool
+        )
+        return observation
+    vocab = config.florence_config["text_config"]["vocab_size"]
+    observation["observation.language.tokens"] = torch.arange(config.tokenizer_max_length) % vocab
+    return observation
 
 
 def _recipe(config, noise_method: str, rollout: int, lever: str = "frozen_vlm", **settings: Any):
-    from lerobot.policies.xvla.modeling_xvla import XVLAPolicy
-
     from lerobot_pirl.recipes.pi_rl.config import PiRLConfig
     from lerobot_pirl.recipes.pi_rl.recipe import PiRLRecipe
 
+    if config.type == "pi0":
+        from lerobot.policies.pi0.modeling_pi0 import PI0Policy as Policy
+    else:
+        from lerobot.policies.xvla.modeling_xvla import XVLAPolicy as Policy
     torch.manual_seed(0)
-    policy = XVLAPolicy(config).to(config.device)
+    policy = Policy(config).to(config.device)
     if lever == "lora":
         _inject_lora(policy)
     pi_rl = PiRLConfig(
@@ -242,25 +282,29 @@ def _parameter_counts(recipe) -> dict[str, int]:
 
 
 def measure(size: str, dtype: str, decisions: int, device: str = "cpu") -> dict[str, Any]:
-    config = xvla_config(size, dtype, device)
+    config = policy_config(size, dtype, device)
     generator = torch.Generator().manual_seed(0)
     observations = [_observation(config, generator) for _ in range(decisions)]
     row: dict[str, Any] = {"size": size, "dtype": dtype, "device": device, "threads": torch.get_num_threads()}
+    if size in REAL_POLICIES:
+        row["policy"] = REAL_POLICIES[size]
+    else:  # a real-size policy is built once: two builds would double the run and the peak
+        started = time.perf_counter()
+        recipe = _recipe(config, "flow_noise", decisions)
+        row["build_s"] = round(time.perf_counter() - started, 1)
+        row["sample_s_per_decision_flow_noise"] = round(_sample(recipe, observations)[0], 4)
+        del recipe
 
     started = time.perf_counter()
-    recipe = _recipe(config, "flow_noise", decisions)
-    row["build_s"] = round(time.perf_counter() - started, 1)
-    row["sample_s_per_decision_flow_noise"] = round(_sample(recipe, observations)[0], 4)
-    del recipe
-
     recipe = _recipe(config, "flow_sde", decisions)
+    row["build_s"] = round(time.perf_counter() - started, 1)
     row.update(_parameter_counts(recipe))
     sample_s, sampled = _sample(recipe, observations)
     row["sample_s_per_decision"] = round(sample_s, 4)
     row["chunk"] = {
         "size": config.chunk_size,
         "executed": recipe.sampler().executed_steps,
-        "K": config.num_denoising_steps,
+        "K": recipe.policy.pi_rl_sampling.num_steps,
     }
     for transition in _transitions(recipe, sampled):
         assert recipe.accept(transition)
@@ -567,7 +611,7 @@ def main() -> None:
         out = args.out or "scale_levers.json"
     else:
         for size in args.sizes:
-            for dtype in args.real_dtypes if size == "real" else ["float32"]:
+            for dtype in args.real_dtypes if size == "real" or size in REAL_POLICIES else ["float32"]:
                 one = ["--one", size, dtype, "--decisions", str(args.decisions), "--device", args.device]
                 rows.append(_run_child(one, {"size": size, "dtype": dtype}, args.child_timeout, args.threads))
                 print(json.dumps(rows[-1]), flush=True)
