@@ -448,11 +448,22 @@ def _recipe_bandit(
     return before, deterministic_reward(), vlm_before, vlm_after
 
 
+BEST_CONSTANT_REWARD = -0.3826
+"""No action that ignores s does better than −E‖s/2‖ on this bandit: for s uniform on [−1, 1]², the
+best constant action is the geometric median of s/2, 0 by symmetry, and E‖s/2‖ = ½·E‖v‖ for v
+uniform on the square, E‖v‖ = (√2 + ln(1 + √2))/3 ≈ 0.7652. Beating it means the policy reads s."""
+
+
 @kinds
 def test_recipe_update_step_learns_a_bandit_and_a_flipped_reward_unlearns_it(kind, tokenizer_dir):
-    before, after, vlm_before, vlm_after = _recipe_bandit(kind, tokenizer_dir, 1.0, 25)
+    updates = 60
+    before, after, vlm_before, vlm_after = _recipe_bandit(kind, tokenizer_dir, 1.0, updates)
     assert after > 0.5 * before, (before, after)  # the mean distance to the target at least halves
-    # freeze_vlm (the default): 25 updates left every PaliGemma weight exactly as it was.
+    if kind == "pi0":  # contextual: better than any action that ignores the state (by 5 %)
+        assert after > 0.95 * BEST_CONSTANT_REWARD, after
+    # π0.5 reads s only as state bins in its prompt, through the frozen PaliGemma: within this
+    # budget it learns the mean action, not the per-state one (150 updates: −0.42 / −0.51).
+    # freeze_vlm (the default): the updates left every PaliGemma weight exactly as it was.
     assert vlm_before and all(torch.equal(a, b) for a, b in zip(vlm_before, vlm_after, strict=True))
     before_flipped, after_flipped, _, _ = _recipe_bandit(kind, tokenizer_dir, -1.0, 6)
     assert before_flipped == before and after_flipped < before, (before, after_flipped)
@@ -460,8 +471,10 @@ def test_recipe_update_step_learns_a_bandit_and_a_flipped_reward_unlearns_it(kin
 
 @kinds
 def test_flow_noise_recipe_learns_the_bandit(kind, tokenizer_dir):
-    before, after, _, _ = _recipe_bandit(kind, tokenizer_dir, 1.0, 25, "flow_noise")
+    before, after, _, _ = _recipe_bandit(kind, tokenizer_dir, 1.0, 60, "flow_noise")
     assert after > 0.5 * before, (before, after)
+    if kind == "pi0":
+        assert after > 0.95 * BEST_CONSTANT_REWARD, after
 
 
 # ----------------------------------------------------------------------------- checkpoints
