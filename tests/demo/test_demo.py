@@ -16,6 +16,8 @@ import torch  # noqa: E402
 from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy  # noqa: E402
 from lerobot.policies.xvla.modeling_xvla import XVLAPolicy  # noqa: E402
 
+from lerobot_pirl.demo.pi_rl_demo import DemoConfig  # noqa: E402
+from lerobot_pirl.demo.processes import DemoError  # noqa: E402
 from lerobot_pirl.envs.pick_cube import ACTION_DIM, STATE_DIM  # noqa: E402
 from lerobot_pirl.runtime.flow_policy import load_flow_policy  # noqa: E402
 from lerobot_pirl.runtime.processors import load_policy_config  # noqa: E402
@@ -273,9 +275,17 @@ def test_demo_refuses_bad_settings_before_starting(tmp_path):
     assert bad.returncode == 2 and "flow_noise" in bad.stderr
     unknown = _demo(tmp_path, "--env=libero")
     assert unknown.returncode == 2 and "metaworld" in unknown.stderr and "pick_cube" in unknown.stderr
-    not_shipped = _demo(tmp_path, "--env=metaworld", "--policy=smolvla")
-    assert not_shipped.returncode == 2
-    assert "policy='smolvla' (shipped for metaworld: xvla)" in not_shipped.stderr
+
+
+def test_a_policy_without_a_shipped_checkpoint_or_with_a_checkpoint_is_refused(tmp_path):
+    with pytest.raises(DemoError, match=r"policy='smolvla' \(shipped for metaworld: xvla\)"):
+        DemoConfig(task="metaworld", policy="smolvla", output_dir=tmp_path / "a").validate()
+    both = DemoConfig(policy="smolvla", checkpoint=SHIPPED_CHECKPOINT, output_dir=tmp_path / "b")
+    with pytest.raises(DemoError, match="give one of them"):
+        both.validate()
+    chosen = DemoConfig(policy="smolvla", output_dir=tmp_path / "c")
+    chosen.validate()
+    assert chosen.checkpoint == SHIPPED_CHECKPOINTS["smolvla"]
 
 
 @pytest.mark.timeout(300)
