@@ -34,8 +34,6 @@ own ``clone_past_key_values`` does).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -52,7 +50,7 @@ from transformers import DynamicCache
 from lerobot_pirl.flow_rl.adapter import FlowAdapterRegistry
 from lerobot_pirl.flow_rl.algorithm import randn
 
-from .pi_rl import PiRLMixin
+from .pi_rl import PiRLMixin, captured_input
 
 # The marker of lerobot_pirl's hooks, by its pluggy project name (see smolvla_pi_rl for why it is
 # not imported from the recipes layer).
@@ -94,17 +92,6 @@ class PaliGemmaObservation:
             rep(self.features),
             rep(self.state),
         )
-
-
-@contextmanager
-def _captured_input(module: nn.Module) -> Iterator[list[Tensor]]:
-    """Collect ``module``'s first positional input of each call while the context is open."""
-    inputs: list[Tensor] = []
-    handle = module.register_forward_pre_hook(lambda _module, args: inputs.append(args[0]))
-    try:
-        yield inputs
-    finally:
-        handle.remove()
 
 
 class PaliGemmaFlowAdapter:
@@ -193,7 +180,7 @@ class PaliGemmaFlowAdapter:
     def predict_with_tokens(self, obs: PaliGemmaObservation, x_t: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
         """x̂₀ = x_t − t·v, plus the per-action-token features [B, chunk, expert width]: the expert's
         final-norm output over the action tokens, which ``action_out_proj`` maps to the velocity."""
-        with _captured_input(self.model.action_out_proj) as captured:
+        with captured_input(self.model.action_out_proj) as captured:
             velocity = self._velocity(obs, x_t, t)
         x0_hat = x_t.float() - t.float().view(-1, 1, 1) * velocity.float()
         return x0_hat, captured[-1]

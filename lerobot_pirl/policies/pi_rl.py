@@ -92,6 +92,19 @@ def _dropout_free(module: nn.Module, modules: Sequence[nn.Module]) -> Iterator[N
             m.training = True
 
 
+@contextmanager
+def captured_input(module: nn.Module) -> Iterator[list[Tensor]]:
+    """Collect ``module``'s first positional input of each call while the context is open: how an
+    adapter reads the per-action-token features a policy feeds its action head (the noise head's
+    input) without re-running or copying the policy's forward."""
+    inputs: list[Tensor] = []
+    handle = module.register_forward_pre_hook(lambda _module, args: inputs.append(args[0]))
+    try:
+        yield inputs
+    finally:
+        handle.remove()
+
+
 class PiRLMixin:
     """Adds πRL sampling and ``forward(batch, model="pi_rl")`` to a stock LeRobot policy class.
 

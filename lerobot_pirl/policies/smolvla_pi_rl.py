@@ -25,8 +25,6 @@ is the per-action-token features), ``model.sample_noise``, ``model.state_proj``,
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pluggy
@@ -42,7 +40,7 @@ from transformers import DynamicCache
 from lerobot_pirl.flow_rl.adapter import FlowAdapterRegistry
 from lerobot_pirl.flow_rl.algorithm import randn
 
-from .pi_rl import PiRLMixin
+from .pi_rl import PiRLMixin, captured_input
 
 # The marker of lerobot_pirl's hooks, by its pluggy project name: ``lerobot_pirl.hookimpl`` is this
 # same marker, but importing it from here would point an import up the layers (policies -> recipes).
@@ -90,17 +88,6 @@ class SmolVLAObservation:
             rep(self.features),
             rep(self.state),
         )
-
-
-@contextmanager
-def _captured_input(module: nn.Module) -> Iterator[list[Tensor]]:
-    """Collect ``module``'s first positional input of each call while the context is open."""
-    inputs: list[Tensor] = []
-    handle = module.register_forward_pre_hook(lambda _module, args: inputs.append(args[0]))
-    try:
-        yield inputs
-    finally:
-        handle.remove()
 
 
 class SmolVLAFlowAdapter:
@@ -189,7 +176,7 @@ class SmolVLAFlowAdapter:
     def predict_with_tokens(self, obs: SmolVLAObservation, x_t: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
         """x̂₀ = x_t − t·v, plus the per-action-token features [B, chunk, expert_hidden]: the expert's
         final-norm output that ``action_out_proj`` maps to the velocity."""
-        with _captured_input(self.model.action_out_proj) as captured:
+        with captured_input(self.model.action_out_proj) as captured:
             velocity = self._velocity(obs, x_t, t)
         x0_hat = x_t.float() - t.float().view(-1, 1, 1) * velocity.float()
         return x0_hat, captured[-1]
