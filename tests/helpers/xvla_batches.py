@@ -17,6 +17,7 @@ from lerobot_pirl.policies import (
     PI_RL_RETURN,
     PI_RL_STEP_INDEX,
     PiRLHeads,
+    PiRLMixin,
     PiRLRecord,
     PiRLSampling,
     PiRLXVLAPolicy,
@@ -105,7 +106,7 @@ def observations(policy: PiRLXVLAPolicy, batch_size: int, seed: int = 1) -> dict
 
 
 def training_batch(
-    policy: PiRLXVLAPolicy,
+    policy: PiRLMixin,
     observation: dict[str, Tensor],
     record: PiRLRecord,
     advantage: Tensor,

@@ -24,6 +24,7 @@ from helpers.tiny_pi0 import (
     tiny_pi,
     tiny_pi_config,
 )
+from helpers.xvla_batches import training_batch
 from lerobot.policies.common.vla_utils import make_att_2d_masks, prepare_attention_masks_4d
 from lerobot.policies.pi0.modeling_pi0 import PI0Policy
 from lerobot.policies.pi05.modeling_pi05 import PI05Policy
@@ -34,11 +35,7 @@ from torch.testing import assert_close
 
 from lerobot_pirl.flow_rl import FlowPolicyAdapter
 from lerobot_pirl.policies import (
-    PI_RL_ADVANTAGE,
     PI_RL_CHAIN,
-    PI_RL_OLD_TOKEN_LOG_PROB,
-    PI_RL_OLD_VALUE,
-    PI_RL_RETURN,
     PI_RL_STEP_INDEX,
     PiRLHeads,
     PiRLSampling,
@@ -118,18 +115,6 @@ def rollout(policy, tokenizer_dir, seed: int = 7):
     observation = observations(policy, tokenizer_dir)
     actions, record = policy.sample_actions(observation, generator=torch.Generator().manual_seed(seed))
     return observation, actions, record
-
-
-def training_batch(policy, observation, record, advantage, returns) -> dict:
-    return {
-        **observation,
-        PI_RL_CHAIN: record.chain,
-        PI_RL_STEP_INDEX: record.step_index,
-        PI_RL_OLD_TOKEN_LOG_PROB: record.token_log_prob,
-        PI_RL_OLD_VALUE: policy.pi_rl_value(observation),
-        PI_RL_ADVANTAGE: advantage,
-        PI_RL_RETURN: returns,
-    }
 
 
 @kinds

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 from helpers.tiny_smolvla import build_tiny_smolvlm, observation_batch, tiny_smolvla_config
+from helpers.xvla_batches import training_batch
 from lerobot.policies.common.vla_utils import make_att_2d_masks
 from lerobot.policies.smolvla import SmolVLAPolicy
 from lerobot.utils.constants import OBS_LANGUAGE_ATTENTION_MASK, OBS_LANGUAGE_TOKENS
@@ -24,11 +25,7 @@ from torch.testing import assert_close
 
 from lerobot_pirl.flow_rl import FlowPolicyAdapter
 from lerobot_pirl.policies import (
-    PI_RL_ADVANTAGE,
     PI_RL_CHAIN,
-    PI_RL_OLD_TOKEN_LOG_PROB,
-    PI_RL_OLD_VALUE,
-    PI_RL_RETURN,
     PI_RL_STEP_INDEX,
     PiRLHeads,
     PiRLSampling,
@@ -112,18 +109,6 @@ def rollout(policy, seed: int = 7):
     observation = observations(policy)
     actions, record = policy.sample_actions(observation, generator=torch.Generator().manual_seed(seed))
     return observation, actions, record
-
-
-def training_batch(policy, observation, record, advantage, returns) -> dict:
-    return {
-        **observation,
-        PI_RL_CHAIN: record.chain,
-        PI_RL_STEP_INDEX: record.step_index,
-        PI_RL_OLD_TOKEN_LOG_PROB: record.token_log_prob,
-        PI_RL_OLD_VALUE: policy.pi_rl_value(observation),
-        PI_RL_ADVANTAGE: advantage,
-        PI_RL_RETURN: returns,
-    }
 
 
 def test_adapter_reads_its_sizes_from_the_stock_policy(vlm_dir):
