@@ -11,8 +11,11 @@ learner and actors, success per task before and after.
 
 Each (method, seed) run is saved under ``benchmarks/results/metaworld/`` and skipped when it exists;
 ``--summarize`` merges them into ``benchmarks/results/metaworld.json`` and prints the table.
+``--policy smolvla`` starts from the shipped tiny SmolVLA MT10 checkpoint instead (runs in
+``metaworld_smolvla/``, summary ``metaworld_smolvla.json``), everything else the same.
 
     python benchmarks/mt10.py --methods pi-rl/flow_sde dsrl --seeds 0 1 2
+    python benchmarks/mt10.py --policy smolvla --methods pi-rl/flow_sde dsrl --seeds 0 1 2
     python benchmarks/mt10.py --summarize
 """
 
@@ -39,7 +42,8 @@ from lerobot_pirl.demo.pi_rl_demo import DemoConfig, run_demo  # noqa: E402
 from lerobot_pirl.tasks.machine import machine_info  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
-RUNS = RESULTS / "metaworld"
+POLICIES = {"xvla": "metaworld", "smolvla": "metaworld_smolvla"}
+"""The starting checkpoint's policy type → the name of its runs folder and summary file."""
 METHODS = ("pi-rl/flow_sde", "pi-rl/flow_noise", "dsrl")
 PAPER_REFERENCE = {
     "source": "πRL (arXiv 2510.25889), MetaWorld MT50, π0 few-shot SFT then RL",
@@ -48,11 +52,14 @@ PAPER_REFERENCE = {
 }
 
 
-def run_one(method: str, seed: int, env_steps: int | None, eval_points: int) -> dict[str, Any]:
-    workdir = Path(tempfile.mkdtemp(prefix=f"metaworld_{method.replace('/', '_')}_{seed}_"))
+def run_one(
+    method: str, seed: int, env_steps: int | None, eval_points: int, policy: str = "xvla"
+) -> dict[str, Any]:
+    workdir = Path(tempfile.mkdtemp(prefix=f"metaworld_{policy}_{method.replace('/', '_')}_{seed}_"))
     try:
         config = DemoConfig(
             task="metaworld",
+            policy=policy,
             noise_method=method.removeprefix("pi-rl/") if method.startswith("pi-rl/") else "flow_sde",
             env_steps=env_steps,
             seed=seed,
@@ -69,10 +76,12 @@ def run_one(method: str, seed: int, env_steps: int | None, eval_points: int) -> 
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def summarize() -> dict[str, Any]:
-    """The saved runs in the MT10 issue's schema (``benchmarks/results/metaworld.json``)."""
+def summarize(policy: str = "xvla") -> dict[str, Any]:
+    """The saved runs in the MT10 issue's schema (``benchmarks/results/metaworld.json``;
+    ``metaworld_smolvla.json`` for ``policy="smolvla"``)."""
+    name = POLICIES[policy]
     runs: dict[str, list[dict[str, Any]]] = {}
-    for path in sorted(RUNS.glob("*.json")):
+    for path in sorted((RESULTS / name).glob("*.json")):
         run = json.loads(path.read_text())
         runs.setdefault(run["benchmark_method"], []).append(run)
     methods: dict[str, Any] = {}
@@ -119,13 +128,14 @@ def summarize() -> dict[str, Any]:
         "machine": machine_info(),
         "date": max((r.get("date", "") for rs in runs.values() for r in rs), default=""),
         "suite": "MT10",
+        "policy": policy,
         "episodes_per_task": episodes_per_task,
         "sampler": "deterministic (πRL: Euler chain from seeded start noise; DSRL: agent mean noise)",
         "reference": PAPER_REFERENCE,
         "methods": methods,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "metaworld.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (RESULTS / f"{name}.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
 
@@ -178,28 +188,30 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--policy", choices=list(POLICIES), default="xvla", help="the shipped SFT checkpoint")
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=["pi-rl/flow_sde", "dsrl"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--env-steps", type=int, default=None, help="default: the MT10 demo's budget")
     parser.add_argument("--eval-points", type=int, default=3, help="DSRL: evaluated checkpoints")
-    parser.add_argument("--summarize", action="store_true", help="only merge saved runs into metaworld.json")
+    parser.add_argument("--summarize", action="store_true", help="only merge saved runs")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    RUNS.mkdir(parents=True, exist_ok=True)
+    runs = RESULTS / POLICIES[args.policy]
+    runs.mkdir(parents=True, exist_ok=True)
     if not args.summarize:
         for seed in args.seeds:
             for method in args.methods:
-                path = RUNS / f"{method.replace('/', '_')}_seed{seed}.json"
+                path = runs / f"{method.replace('/', '_')}_seed{seed}.json"
                 if path.exists():
                     print(f"skip {path.name} (exists)")
                     continue
-                result = run_one(method, seed, args.env_steps, args.eval_points)
+                result = run_one(method, seed, args.env_steps, args.eval_points, args.policy)
                 result["benchmark_method"] = method
                 result["diagnostics"] = diagnostics(result)
                 result.setdefault("date", time.strftime("%Y-%m-%d"))
                 path.write_text(json.dumps(result, indent=2) + "\n")
                 print(json.dumps({"method": method, "seed": seed, "final": result["final_success_rate"]}))
-    summary = summarize()
+    summary = summarize(args.policy)
     print(json.dumps(summary, indent=2))
     print(markdown_table(summary))
 

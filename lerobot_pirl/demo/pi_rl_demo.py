@@ -57,7 +57,7 @@ class DemoConfig:
     output_dir: Path = Path("outputs/pi_rl_demo")
     policy: str | None = None
     """Which of the task's shipped SFT checkpoints to start from, by policy type (``xvla``, or
-    ``smolvla`` on pick_cube; None: the task's default, XVLA). Not with ``checkpoint``."""
+    ``smolvla``; None: the task's default, XVLA). Not with ``checkpoint``."""
     checkpoint: Path | None = None
     """The starting policy: a stock ``pretrained_model`` folder of a policy type with a πRL adapter
     (None: the task's shipped one, `policy`)."""

@@ -11,6 +11,7 @@ tests build from here.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from lerobot.configs import FeatureType, PolicyFeature
 from lerobot.policies.smolvla import SmolVLAConfig
 from lerobot.utils.constants import ACTION, OBS_STATE
 
-from lerobot_pirl.policies.tiny_xvla import IMAGE_KEY, build_tiny_tokenizer
+from lerobot_pirl.policies.tiny_xvla import IMAGE_KEY, INSTRUCTION_WORDS, build_tiny_tokenizer
 
 BUNDLED_VLM_DIR = "vlm"
 """Where a tiny SmolVLA checkpoint keeps its VLM folder; a checkpoint shipped inside the package
@@ -42,12 +43,14 @@ SMOLVLM_SPECIAL_TOKENS = {
 """The named tokens ``SmolVLMProcessor`` and SmolVLA read off the tokenizer (``*_token`` / ``*_token_id``)."""
 
 
-def build_tiny_smolvlm(output_dir: Path | str) -> Path:
+def build_tiny_smolvlm(output_dir: Path | str, words: Sequence[str] = INSTRUCTION_WORDS) -> Path:
     """Write a test-size SmolVLM folder that ``SmolVLAConfig(vlm_model_name=output_dir)`` builds from.
 
     Llama text model 64 wide (2 layers, 4 heads, 2 KV heads, head_dim 16), a 1-layer SigLIP of
     width 32 on 32×32 images in 8×8 patches, pixel shuffle 2 (so `IMAGE_TOKENS` per image), and
-    the vocabulary of the local tokenizer. Deterministic: the same files every time.
+    the vocabulary of the local tokenizer over ``words`` (the tiny XVLA's pick-and-place words by
+    default; a multi-task suite passes its instructions' words). Deterministic: the same files
+    for the same words.
     """
     from transformers import (
         PreTrainedTokenizerFast,
@@ -58,7 +61,7 @@ def build_tiny_smolvlm(output_dir: Path | str) -> Path:
     )
 
     output_dir = Path(output_dir)
-    build_tiny_tokenizer(output_dir)
+    build_tiny_tokenizer(output_dir, words)
     tokenizer = PreTrainedTokenizerFast.from_pretrained(
         str(output_dir), extra_special_tokens=SMOLVLM_SPECIAL_TOKENS
     )

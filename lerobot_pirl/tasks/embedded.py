@@ -108,7 +108,7 @@ EMBEDDED_TASKS: dict[str, EmbeddedTask] = {
     "metaworld": EmbeddedTask(
         name="metaworld",
         title="MetaWorld MT10",
-        checkpoints={"xvla": metaworld.SHIPPED_CHECKPOINT},
+        checkpoints=metaworld.SHIPPED_CHECKPOINTS,
         env={"type": metaworld.METAWORLD_ENV_TYPE, **metaworld.TRAINING_ENV_SETTINGS},
         pi_rl=metaworld.PI_RL_SETTINGS,
         dsrl=metaworld.DSRL_SETTINGS,

@@ -278,8 +278,8 @@ def test_demo_refuses_bad_settings_before_starting(tmp_path):
 
 
 def test_a_policy_without_a_shipped_checkpoint_or_with_a_checkpoint_is_refused(tmp_path):
-    with pytest.raises(DemoError, match=r"policy='smolvla' \(shipped for metaworld: xvla\)"):
-        DemoConfig(task="metaworld", policy="smolvla", output_dir=tmp_path / "a").validate()
+    with pytest.raises(DemoError, match=r"policy='pi0' \(shipped for metaworld: xvla, smolvla\)"):
+        DemoConfig(task="metaworld", policy="pi0", output_dir=tmp_path / "a").validate()
     both = DemoConfig(policy="smolvla", checkpoint=SHIPPED_CHECKPOINT, output_dir=tmp_path / "b")
     with pytest.raises(DemoError, match="give one of them"):
         both.validate()

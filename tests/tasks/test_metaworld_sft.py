@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 # Headless MuJoCo: must be decided before mujoco is first imported.
 os.environ.setdefault("MUJOCO_GL", "osmesa")
@@ -14,11 +15,13 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from lerobot.policies.factory import make_pre_post_processors  # noqa: E402
+from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy  # noqa: E402
 from lerobot.policies.xvla.modeling_xvla import XVLAPolicy  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
 
 from lerobot_pirl.envs.metaworld import ACTION_DIM, STATE_DIM, lerobot_metaworld  # noqa: E402
-from lerobot_pirl.runtime.processors import BUNDLED_TOKENIZER_DIR, PolicyIO  # noqa: E402
+from lerobot_pirl.policies.tiny_smolvla import BUNDLED_VLM_DIR  # noqa: E402
+from lerobot_pirl.runtime.processors import BUNDLED_TOKENIZER_DIR, PolicyIO, load_policy_config  # noqa: E402
 from lerobot_pirl.tasks.metaworld.configs import ENV_SETTINGS, mt10_env_config  # noqa: E402
 from lerobot_pirl.tasks.metaworld.evaluate import (  # noqa: E402
     EVAL_SEED_OFFSET,
@@ -29,6 +32,7 @@ from lerobot_pirl.tasks.metaworld.evaluate import (  # noqa: E402
 from lerobot_pirl.tasks.metaworld.sft import (  # noqa: E402
     PROVENANCE_FILE,
     SHIPPED_CHECKPOINT,
+    SHIPPED_CHECKPOINTS,
     MT10SFTConfig,
     collect_demonstrations,
     dataset_stats,
@@ -182,21 +186,86 @@ def test_sft_on_a_tiny_budget_reads_the_instruction_and_lowers_the_loss(tiny_dem
     assert np.mean(losses[-10:]) < 0.6 * np.mean(losses[:10])
 
 
-PROVENANCE = json.loads((SHIPPED_CHECKPOINT / PROVENANCE_FILE).read_text())
+
+def test_smolvla_sft_keeps_the_vlm_frozen_reads_the_instruction_and_lowers_the_loss(tiny_demos, tmp_path):
+    _, demos = tiny_demos
+    config = MT10SFTConfig(
+        policy_type="smolvla",
+        tasks=TWO_TASKS,
+        demonstrations_per_task=1,
+        policy={"chunk_size": 4, "n_action_steps": 2, "num_steps": 2},
+        train_steps=60,
+        batch_size=32,
+        lr=3e-3,
+    )
+    assert config.policy["max_state_dim"] == 40  # the SmolVLA defaults fill what was not given
+    instructions = list(instructions_for(MT10).values())
+    policy = make_sft_policy(config, None, 10, instructions, tmp_path / "vlm")
+    # Stock `train_expert_only`: the whole VLM is frozen, only the action expert and projections train.
+    assert policy.config.train_expert_only
+    assert not any(p.requires_grad for p in policy.model.vlm_with_expert.vlm.parameters())
+    assert any(p.requires_grad for p in policy.model.vlm_with_expert.lm_expert.parameters())
+    # The VLM's vocabulary covers every MT10 instruction word.
+    tokenizer = AutoTokenizer.from_pretrained(str(tmp_path / "vlm"))
+    for text in instructions:
+        assert tokenizer.unk_token_id not in tokenizer(text)["input_ids"], text
+    io = PolicyIO.for_policy(
+        policy.config,
+        mt10_env_config(task=TWO_TASKS),
+        dataset_stats=dataset_stats(demos, config.state_std_floor),
+    )
+    raw = {
+        "agent_pos": demos.states[:2].numpy(),
+        "pixels": {"front": np.zeros((2, 16, 16, 3), np.uint8)},
+    }
+    observation = policy_observation(io, raw, [DESCRIPTIONS["reach-v3"], DESCRIPTIONS["drawer-close-v3"]])
+    tokens = observation["observation.language.tokens"]
+    assert not torch.equal(tokens[0], tokens[1])
+    losses = train_sft(policy, io, demos, config, log_every=0)
+    assert len(losses) == 60 and all(np.isfinite(losses))
+    assert np.mean(losses[-10:]) < 0.6 * np.mean(losses[:10])
 
 
-def test_shipped_checkpoint_loads_strictly_with_stock_xvla_and_its_processors_offline():
-    policy = XVLAPolicy.from_pretrained(str(SHIPPED_CHECKPOINT), strict=True)
+STOCK_CLASSES = {"xvla": XVLAPolicy, "smolvla": SmolVLAPolicy}
+
+
+def _provenance(policy_type: str) -> dict:
+    return json.loads((SHIPPED_CHECKPOINTS[policy_type] / PROVENANCE_FILE).read_text())
+
+
+def test_shipped_checkpoints_are_the_default_xvla_and_a_smolvla():
+    assert list(SHIPPED_CHECKPOINTS) == ["xvla", "smolvla"]
+    assert SHIPPED_CHECKPOINTS["xvla"] == SHIPPED_CHECKPOINT
+    with pytest.raises(ValueError, match="policy_type='pi0' \\(accepted: xvla, smolvla\\)"):
+        MT10SFTConfig(policy_type="pi0")
+
+
+@pytest.mark.parametrize("policy_type", list(SHIPPED_CHECKPOINTS))
+def test_shipped_checkpoint_loads_strictly_with_its_stock_class_and_processors_offline(policy_type):
+    checkpoint = SHIPPED_CHECKPOINTS[policy_type]
+    # The stock class from the checkpoint's own config (a SmolVLA's VLM folder resolved, as
+    # `lerobot-pirl eval` passes it to lerobot-eval).
+    policy = STOCK_CLASSES[policy_type].from_pretrained(
+        str(checkpoint), config=load_policy_config(checkpoint), strict=True
+    )
+    assert policy.config.type == policy_type
     assert policy.config.input_features["observation.state"].shape == (STATE_DIM,)
     assert policy.config.output_features["action"].shape == (ACTION_DIM,)
-    assert policy.config.tokenizer_name == BUNDLED_TOKENIZER_DIR
-    assert policy.config.tokenizer_max_length == PROVENANCE["language_length"] == 10
-    size = sum(f.stat().st_size for f in SHIPPED_CHECKPOINT.rglob("*") if f.is_file())
+    # The longest instruction fits whole (10 tokens; SmolVLA pads to its tiny config's 16).
+    assert policy.config.tokenizer_max_length >= _provenance(policy_type)["language_length"] == 10
+    if policy_type == "xvla":
+        assert policy.config.tokenizer_max_length == 10
+        assert policy.config.tokenizer_name == BUNDLED_TOKENIZER_DIR
+    else:
+        assert json.loads((checkpoint / "config.json").read_text())["vlm_model_name"] == BUNDLED_VLM_DIR
+    size = sum(f.stat().st_size for f in checkpoint.rglob("*") if f.is_file())
     assert size < 2 * 2**20, f"the shipped checkpoint is {size} bytes"
-    bundled = str((SHIPPED_CHECKPOINT / BUNDLED_TOKENIZER_DIR).resolve())
+    for path in checkpoint.rglob("*.json"):
+        assert "/tmp" not in path.read_text() and str(Path.home()) not in path.read_text(), path
+    bundled = str((checkpoint / BUNDLED_TOKENIZER_DIR).resolve())
     preprocessor, postprocessor = make_pre_post_processors(
         policy.config,
-        pretrained_path=str(SHIPPED_CHECKPOINT),
+        pretrained_path=str(checkpoint),
         preprocessor_overrides={"tokenizer_processor": {"tokenizer_name": bundled}},
     )
     from lerobot.envs.utils import preprocess_observation
@@ -210,7 +279,7 @@ def test_shipped_checkpoint_loads_strictly_with_stock_xvla_and_its_processors_of
     batch = preprocessor(observation)
     tokens = batch["observation.language.tokens"]
     tokenizer = AutoTokenizer.from_pretrained(bundled)
-    assert tokenizer.unk_token_id not in tokens.tolist()[0]
+    assert all(tokenizer.unk_token_id not in row for row in tokens.tolist())
     assert len({tuple(row) for row in tokens.tolist()}) == 10
     # The normaliser carries the demonstrations' state stats (standardised zeros are not zeros).
     assert float(batch["observation.state"].abs().sum()) > 0
@@ -219,14 +288,16 @@ def test_shipped_checkpoint_loads_strictly_with_stock_xvla_and_its_processors_of
     assert actions.shape == (10, policy.config.chunk_size, ACTION_DIM) and torch.isfinite(actions).all()
 
 
-def test_shipped_provenance_is_consistent():
-    config = MT10SFTConfig(**PROVENANCE["sft_config"])
-    assert config == MT10SFTConfig(), "the shipped checkpoint was built with non-default settings"
-    assert PROVENANCE["tasks"] == MT10
-    assert PROVENANCE["demonstrations"]["kept_per_task"] == dict.fromkeys(
+@pytest.mark.parametrize("policy_type", list(SHIPPED_CHECKPOINTS))
+def test_shipped_provenance_is_consistent(policy_type):
+    provenance = _provenance(policy_type)
+    config = MT10SFTConfig(**provenance["sft_config"])
+    assert config == MT10SFTConfig(policy_type=policy_type), "built with non-default settings"
+    assert provenance["tasks"] == MT10
+    assert provenance["demonstrations"]["kept_per_task"] == dict.fromkeys(
         MT10, config.demonstrations_per_task
     )
-    evaluation, swapped = PROVENANCE["evaluation"], PROVENANCE["swapped_instruction_evaluation"]
+    evaluation, swapped = provenance["evaluation"], provenance["swapped_instruction_evaluation"]
     assert evaluation["sampler"] == "deterministic" and evaluation["episodes_per_task"] >= 50
     for result in (evaluation, swapped):
         assert list(result["per_task"]) == MT10
@@ -238,5 +309,5 @@ def test_shipped_provenance_is_consistent():
             )
     assert 0.0 < evaluation["mean"] <= 0.50  # a few-shot SFT: room for RL
     assert swapped["mean"] < evaluation["mean"] - 0.1  # the instruction matters
-    for seeds in PROVENANCE["demonstrations"]["reset_seeds"].values():
+    for seeds in provenance["demonstrations"]["reset_seeds"].values():
         assert all(seed < EVAL_SEED_OFFSET for seed in seeds)

@@ -67,3 +67,9 @@ def single_task_config(env_config: MetaWorldEnvConfig, task: str) -> MetaWorldEn
 SHIPPED_CHECKPOINT = Path(__file__).parent / "assets" / "mt10_sft"
 """The tiny multi-task XVLA SFT checkpoint shipped in the package (a stock XVLA ``pretrained_model``
 folder with its LeRobot processors, the instruction tokenizer and ``provenance.json``)."""
+SHIPPED_CHECKPOINTS = {
+    "xvla": SHIPPED_CHECKPOINT,
+    "smolvla": SHIPPED_CHECKPOINT.with_name("mt10_smolvla_sft"),
+}
+"""The shipped MT10 SFT checkpoint of each policy type, the default first (the SmolVLA one keeps
+its VLM folder inside itself as ``vlm/``, as the PickCube one does)."""

@@ -1,14 +1,15 @@
-"""Multi-task few-shot SFT of a tiny XVLA on MetaWorld MT10, language-conditioned.
+"""Multi-task few-shot SFT of a tiny XVLA or SmolVLA on MetaWorld MT10, language-conditioned.
 
 The recipe is PickCube's (`lerobot_pirl.tasks.pick_cube.sft`) on ten tasks at once: LeRobot's
 scripted MetaWorld experts (each env's ``expert_policy``, from ``TASK_POLICY_MAPPING``) with
 Gaussian action noise collect a few *successful* episodes per task (failed ones are discarded);
-one tiny XVLA is fine-tuned on all of them with the stock ``XVLAPolicy.forward`` flow-matching
-loss, each frame carrying its task's instruction through the checkpoint's own preprocessor (a
-word-level tokenizer built here over the instructions, `tokenizer.build_instruction_tokenizer`),
-the 39-D state standardised with the demonstrations' stats. Few demonstrations keep the policy
-imperfect, so RL has something to do. Everything is seeded: ``scripts/build_metaworld_sft.py``
-rebuilds the shipped checkpoint (``assets/mt10_sft``).
+one tiny policy is fine-tuned on all of them with its own stock flow-matching loss
+(``XVLAPolicy.forward`` / ``SmolVLAPolicy.forward``), each frame carrying its task's instruction
+through the checkpoint's own preprocessor (a word-level tokenizer built here over the instructions,
+`tokenizer.build_instruction_tokenizer`; SmolVLA's sits in its VLM folder), the 39-D state
+standardised with the demonstrations' stats. Few demonstrations keep the policy imperfect, so RL
+has something to do. Everything is seeded: ``scripts/build_metaworld_sft.py [--policy smolvla]``
+rebuilds the shipped checkpoints (``assets/mt10_sft``, ``assets/mt10_smolvla_sft``).
 
 The policy must *read* the instruction, and that does not come for free: MetaWorld's 39-D state
 (hand, object poses, goal) nearly identifies the task by itself, since each task has its own
@@ -17,7 +18,9 @@ normalised state of every SFT minibatch (``state_noise``, a standard BC augmenta
 scene cues, so the instruction becomes the reliable cue of which task to do. The measured sweep
 and the shipped checkpoint's figures: ``benchmarks/README.md`` (MetaWorld MT10 SFT checkpoint) and
 the checkpoint's provenance. The image is blank (``obs_type="state"``), so the vision tower is
-frozen; the language encoder trains.
+frozen. The XVLA's language encoder trains; the SmolVLA keeps its stock ``train_expert_only``
+(the whole VLM frozen), so its action expert learns to read the instruction from the frozen VLM's
+keys and values, as a real SmolVLA fine-tune does.
 """
 
 from __future__ import annotations
@@ -31,15 +34,21 @@ from typing import Any
 
 import numpy as np
 import torch
-from lerobot.configs import NormalizationMode
+from lerobot.configs import FeatureType, NormalizationMode, PolicyFeature
 from lerobot.utils.constants import ACTION, OBS_STATE
 
 from lerobot_pirl.envs.metaworld import ACTION_DIM, STATE_DIM, expand_tasks
-from lerobot_pirl.policies.tiny_xvla import tiny_xvla_config
+from lerobot_pirl.policies.tiny_smolvla import BUNDLED_VLM_DIR
+from lerobot_pirl.policies.tiny_xvla import IMAGE_KEY, tiny_xvla_config
 from lerobot_pirl.runtime.envs import make_envs, step_env
 from lerobot_pirl.runtime.processors import BUNDLED_TOKENIZER_DIR, PolicyIO
 from lerobot_pirl.tasks.machine import machine_info
-from lerobot_pirl.tasks.metaworld.configs import SHIPPED_CHECKPOINT, mt10_env_config, single_task_config
+from lerobot_pirl.tasks.metaworld.configs import (
+    SHIPPED_CHECKPOINT,
+    SHIPPED_CHECKPOINTS,
+    mt10_env_config,
+    single_task_config,
+)
 from lerobot_pirl.tasks.metaworld.evaluate import (
     EVAL_SEED_OFFSET,
     evaluate_tasks,
@@ -47,11 +56,18 @@ from lerobot_pirl.tasks.metaworld.evaluate import (
     policy_observation,
     swapped_instructions,
 )
-from lerobot_pirl.tasks.metaworld.tokenizer import build_instruction_tokenizer, token_length
+from lerobot_pirl.tasks.metaworld.tokenizer import (
+    build_instruction_tokenizer,
+    instruction_words,
+    token_length,
+)
 
 __all__ = [
     "PROVENANCE_FILE",
     "SHIPPED_CHECKPOINT",
+    "SHIPPED_CHECKPOINTS",
+    "POLICY_DEFAULTS",
+    "TRAIN_STEPS",
     "MT10SFTConfig",
     "Demonstrations",
     "collect_demonstrations",
@@ -63,6 +79,22 @@ __all__ = [
 ]
 
 PROVENANCE_FILE = "provenance.json"
+POLICY_DEFAULTS: dict[str, dict[str, Any]] = {
+    "xvla": {"chunk_size": 8, "n_action_steps": 4, "num_denoising_steps": 3, "hidden_size": 64, "depth": 2},
+    "smolvla": {
+        "chunk_size": 8,
+        "n_action_steps": 4,
+        "num_steps": 3,
+        "max_state_dim": 40,
+        "max_action_dim": 6,
+    },
+}
+"""Per policy type, the fields of the tiny policy's config (``tiny_xvla_config`` /
+``tiny_smolvla_config``; the language length is set from the tokenizer): the same chunk, executed
+steps and denoising steps for both. SmolVLA pads the 39-D state to ``max_state_dim``."""
+TRAIN_STEPS = {"xvla": 600, "smolvla": 1800}
+"""Per policy type, the SFT gradient steps (the tiny SmolVLA's loss falls more slowly than the
+XVLA's, as on PickCube)."""
 DEMO_SEED_STRIDE = 100_000
 """Demonstration episode k of task index t under ``seed`` resets with seed
 ``seed * DEMO_SEED_STRIDE + t * 1_000 + k`` (`demo_reset_seed`): below ``EVAL_SEED_OFFSET`` for
@@ -73,6 +105,8 @@ DEMO_SEED_STRIDE = 100_000
 class MT10SFTConfig:
     """Everything that determines the shipped checkpoint (recorded in its provenance)."""
 
+    policy_type: str = "xvla"
+    """``xvla`` or ``smolvla`` (`POLICY_DEFAULTS`)."""
     seed: int = 0
     """Seeds the demonstrations' reset seeds, the expert noise, the init and the SFT batches (< 10)."""
     tasks: str = "MT10"
@@ -84,8 +118,8 @@ class MT10SFTConfig:
     """Std of the Gaussian noise added to the expert's actions (MetaWorld units, clipped to [-1, 1])."""
     episode_length: int = 200
     """Episode limit of collection and evaluation (the env's ``episode_length``)."""
-    train_steps: int = 600
-    """SFT gradient steps."""
+    train_steps: int | None = None
+    """SFT gradient steps (None: `TRAIN_STEPS` of ``policy_type``)."""
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 0.0
@@ -99,16 +133,15 @@ class MT10SFTConfig:
     the demonstrations (a fixed part of one scene) must not blow up when it moves at evaluation."""
     eval_episodes_per_task: int = 50
     """Deterministic evaluation episodes per task for the recorded SFT success rates."""
-    policy: dict[str, Any] = field(
-        default_factory=lambda: {
-            "chunk_size": 8,
-            "n_action_steps": 4,
-            "num_denoising_steps": 3,
-            "hidden_size": 64,
-            "depth": 2,
-        }
-    )
-    """``tiny_xvla_config`` fields of the policy (the language length is set from the tokenizer)."""
+    policy: dict[str, Any] = field(default_factory=dict)
+    """Fields of the tiny policy's config (empty: `POLICY_DEFAULTS` of ``policy_type``)."""
+
+    def __post_init__(self) -> None:
+        if self.policy_type not in POLICY_DEFAULTS:
+            raise ValueError(f"policy_type={self.policy_type!r} (accepted: {', '.join(POLICY_DEFAULTS)})")
+        self.policy = {**POLICY_DEFAULTS[self.policy_type], **self.policy}
+        if self.train_steps is None:
+            self.train_steps = TRAIN_STEPS[self.policy_type]
 
 
 @dataclass
@@ -222,27 +255,58 @@ def dataset_stats(demos: Demonstrations, std_floor: float = 0.0) -> dict[str, di
     return {OBS_STATE: stats(demos.states, std_floor), ACTION: stats(demos.action_chunks[:, 0], 0.0)}
 
 
-def make_sft_policy(config: MT10SFTConfig, tokenizer_dir: Path | str, language_length: int) -> Any:
-    """A fresh tiny πRL-capable XVLA reading the 39-D state, a blank 16-px image and the
-    instruction (``tokenizer_dir``'s tokenizer, ``language_length`` tokens)."""
+def make_sft_policy(
+    config: MT10SFTConfig,
+    tokenizer_dir: Path | str,
+    language_length: int,
+    instructions: list[str] | None = None,
+    vlm_dir: Path | None = None,
+) -> Any:
+    """A fresh tiny πRL-capable policy of ``config.policy_type`` reading the 39-D state, a blank
+    image and the instruction. XVLA: ``tokenizer_dir``'s tokenizer, ``language_length`` tokens.
+    SmolVLA: a tiny SmolVLM written to ``vlm_dir`` whose vocabulary covers ``instructions``."""
+    # State standardised with the demonstrations' stats; MetaWorld's actions are already in [-1, 1].
+    normalization = {
+        "VISUAL": NormalizationMode.IDENTITY,
+        "STATE": NormalizationMode.MEAN_STD,
+        "ACTION": NormalizationMode.IDENTITY,
+    }
+    side = mt10_env_config().image_size
+    torch.manual_seed(config.seed)
+    if config.policy_type == "smolvla":
+        from lerobot_pirl.policies.smolvla_pi_rl import PiRLSmolVLAPolicy
+        from lerobot_pirl.policies.tiny_smolvla import build_tiny_smolvlm, tiny_smolvla_config
+
+        if vlm_dir is None or not instructions:
+            raise ValueError("a SmolVLA SFT policy needs vlm_dir and the instructions its vocabulary covers")
+        build_tiny_smolvlm(vlm_dir, instruction_words(instructions))
+        return PiRLSmolVLAPolicy(
+            tiny_smolvla_config(
+                vlm_dir,
+                STATE_DIM,
+                ACTION_DIM,
+                **config.policy,
+                input_features={
+                    OBS_STATE: PolicyFeature(type=FeatureType.STATE, shape=(STATE_DIM,)),
+                    IMAGE_KEY: PolicyFeature(type=FeatureType.VISUAL, shape=(3, side, side)),
+                },
+                normalization_mapping=normalization,
+                train_expert_only=True,
+                push_to_hub=False,
+            )
+        )
     from lerobot_pirl.policies.xvla_pi_rl import PiRLXVLAPolicy
 
-    torch.manual_seed(config.seed)
     policy_config = tiny_xvla_config(
         STATE_DIM,
         ACTION_DIM,
-        image_size=mt10_env_config().image_size,
+        image_size=side,
         language_length=language_length,
         tokenizer_name=str(tokenizer_dir),
         **config.policy,
     )
     policy_config.push_to_hub = False
-    # State standardised with the demonstrations' stats; MetaWorld's actions are already in [-1, 1].
-    policy_config.normalization_mapping = {
-        "VISUAL": NormalizationMode.IDENTITY,
-        "STATE": NormalizationMode.MEAN_STD,
-        "ACTION": NormalizationMode.IDENTITY,
-    }
+    policy_config.normalization_mapping = normalization
     # The image is blank: the vision tower's output is constant, so it stays frozen. The instruction
     # varies and decides the task, so the language encoder trains.
     policy_config.freeze_vision_encoder = True
@@ -256,7 +320,7 @@ def make_sft_policy(config: MT10SFTConfig, tokenizer_dir: Path | str, language_l
 def train_sft(
     policy: Any, io: PolicyIO, demos: Demonstrations, config: MT10SFTConfig, log_every: int = 250
 ) -> list[float]:
-    """Stock XVLA flow-matching loss on the demonstrations of every task as the policy's own
+    """The stock policy's own flow-matching loss on the demonstrations of every task as the policy's own
     preprocessor gives them (raw observations with a blank image, each frame's instruction),
     AdamW, cosine lr, random minibatches over all tasks; returns the loss curve."""
     image_size = int(next(iter(policy.config.image_features.values())).shape[-1])
@@ -296,18 +360,21 @@ def train_sft(
 
 def build_checkpoint(config: MT10SFTConfig, output_dir: Path) -> dict[str, Any]:
     """Collect demonstrations, build the tokenizer, SFT, evaluate (own and swapped instructions)
-    and write a stock XVLA checkpoint with its processors, tokenizer and ``provenance.json``."""
+    and write a stock XVLA / SmolVLA checkpoint with its processors, tokenizer (SmolVLA: its VLM
+    folder, ``vlm/``) and ``provenance.json``."""
     from lerobot_pirl.policies import PiRLHeads, PiRLSampling
 
     started = time.perf_counter()
     env_config = mt10_env_config(task=config.tasks, episode_length=config.episode_length)
     tasks = env_config.task_names
+    instructions = list(instructions_for(tasks).values())
+    output_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:
-        tokenizer_dir = build_instruction_tokenizer(
-            Path(scratch) / "tokenizer", instructions_for(tasks).values()
+        tokenizer_dir = build_instruction_tokenizer(Path(scratch) / "tokenizer", instructions)
+        language_length = token_length(tokenizer_dir, instructions)
+        policy = make_sft_policy(
+            config, tokenizer_dir, language_length, instructions, output_dir / BUNDLED_VLM_DIR
         )
-        language_length = token_length(tokenizer_dir, instructions_for(tasks).values())
-        policy = make_sft_policy(config, tokenizer_dir, language_length)
         demos = collect_demonstrations(config, policy.config.chunk_size, env_config)
         collected = time.perf_counter()
         print(
@@ -329,12 +396,15 @@ def build_checkpoint(config: MT10SFTConfig, output_dir: Path) -> dict[str, Any]:
         )
         print(f"swapped-instruction success {swapped['mean']:.3f}: {swapped['per_task']}", flush=True)
         evaluated = time.perf_counter()
-        output_dir.mkdir(parents=True, exist_ok=True)
-        policy.config.tokenizer_name = BUNDLED_TOKENIZER_DIR  # not a path of this machine
+        # Named relative to the checkpoint, not by a path of this machine (our loaders resolve it).
+        if config.policy_type == "smolvla":
+            policy.config.vlm_model_name = BUNDLED_VLM_DIR
+        else:
+            policy.config.tokenizer_name = BUNDLED_TOKENIZER_DIR
         policy.save_pretrained(output_dir)
         io.save_pretrained(output_dir, name_tokenizer_as=BUNDLED_TOKENIZER_DIR)
     provenance = {
-        "built_by": "scripts/build_metaworld_sft.py",
+        "built_by": f"scripts/build_metaworld_sft.py --policy {config.policy_type}",
         "sft_config": asdict(config),
         "env": {
             "type": env_config.type,
