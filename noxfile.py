@@ -29,7 +29,9 @@ def unit(session: nox.Session) -> None:
     session.env.update(
         {"OMP_NUM_THREADS": "1", "MUJOCO_GL": "osmesa", "PYOPENGL_PLATFORM": "osmesa", "HF_HUB_OFFLINE": "1"}
     )
-    session.run(sys.executable, "-m", "pytest", "tests", "-q", "-m", "not integration", *session.posargs)
+    session.run(
+        sys.executable, "-m", "pytest", "tests", "-q", "-m", "not integration", "-n", "auto", *session.posargs
+    )
 
 
 @nox.session(python=PYTHON)

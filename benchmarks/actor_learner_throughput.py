@@ -12,6 +12,13 @@ inside the measured window (process start-up and the first weights are left out)
 system env steps/s ÷ (raw env steps/s per core × cores), against the raw rate measured just
 before that setting. All settings run one after the other in one invocation.
 
+Decisions (one batched policy call's share per env, ``executed_steps`` env steps each) are counted
+the same way: ``system_decisions_per_s`` against the policy's batched sampling floor, one recipe
+sampler ``act`` on the setting's E observations and nothing else (no env, processors or
+transport), with one sampling process per core at once, right after that setting;
+``decisions_over_sampling_floor`` = system decisions/s ÷ (floor decisions/s per core × cores). Where
+the env is nearly free (MetaWorld's state) this, not the env's rate, is the ceiling.
+
 ``--task metaworld`` measures MT10 (the shipped MT10 checkpoint, the πRL settings of its demo)
 twice per setting, side by side: ``obs_type`` ``state`` (the 39-D state, a blank image) and
 ``pixels_agent_pos`` (the same policy fed the lean camera at the checkpoint's image size), so the
@@ -161,16 +168,54 @@ def replay_rates(config: Path, actions: Path, steps: int, processes: int) -> lis
     return [round(steps / float(out.strip().splitlines()[-1]), 1) for out in outputs]
 
 
+def sampling_seconds(config: Path, calls: int) -> float:
+    """Seconds one batched ``act`` of the recipe's sampler takes on the setting's envs' first
+    observations (one per env, through the checkpoint's processors), nothing else: the policy's
+    floor per decision batch."""
+    from lerobot_pirl.runtime.envs import task_description
+    from lerobot_pirl.runtime.on_policy_actor import _build_actor_parts
+
+    torch.set_num_threads(1)
+    recipe, io, envs = _build_actor_parts(_parse_config(config))
+    rows = [io.observation(env.reset(seed=[i])[0], task_description(env)) for i, env in enumerate(envs)]
+    batch = {key: torch.cat([row[key].cpu() for row in rows]) for key in rows[0]}
+    sampler = recipe.sampler()
+    for _ in range(3):  # warm-up: first calls allocate
+        sampler.act(batch)
+    started = time.perf_counter()
+    for _ in range(calls):
+        sampler.act(batch)
+    elapsed = (time.perf_counter() - started) / calls
+    for env in envs:
+        env.close()
+    return elapsed
+
+
+def sampling_floor(config: Path, envs: int, processes: int, calls: int = 30) -> list[float]:
+    """Decisions/s of ``processes`` sampling processes running at once (``envs`` decisions per call)."""
+    cmd = [sys.executable, __file__, "--sample", str(config), str(calls)]
+    env = {**os.environ, **CHILD_ENV}
+    started = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env) for _ in range(processes)]
+    outputs = [process.communicate(timeout=600)[0] for process in started]
+    return [round(envs / float(out.strip().splitlines()[-1]), 1) for out in outputs]
+
+
 def _cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a process (all its threads) so far, from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _episode_stamps(log: str) -> list[tuple[float, int]]:
-    """(time, env_steps_total) of every episode an actor queued."""
-    found = re.findall(r"INFO (\S+ \S+) .*episode \d+: .*env_steps_total=(\d+)", log)
-    return [(datetime.datetime.fromisoformat(t).timestamp(), int(n)) for t, n in found]
+def _episode_stamps(log: str) -> list[tuple[float, int, int]]:
+    """(time, env_steps_total, decisions_queued_total) of every episode an actor queued."""
+    found = re.findall(
+        r"INFO (\S+ \S+) .*episode \d+: .*decisions_queued_total=(\d+) .*env_steps_total=(\d+)", log
+    )
+    return [(datetime.datetime.fromisoformat(t).timestamp(), int(n), int(d)) for t, d, n in found]
+
+
+def _setting_name(actors: int, envs: int, obs_type: str | None) -> str:
+    return f"a{actors}_e{envs}" + (f"_{obs_type}" if obs_type else "")
 
 
 def system_rate(
@@ -182,7 +227,7 @@ def system_rate(
     task: str = "pick_cube",
     obs_type: str | None = None,
 ) -> dict:
-    name = f"a{actors}_e{envs}" + (f"_{obs_type}" if obs_type else "")
+    name = _setting_name(actors, envs, obs_type)
     config = workdir / f"{name}.json"
     write_config(config, workdir / name, envs, policy_device, task, obs_type)
     env = {**os.environ, **CHILD_ENV}
@@ -216,13 +261,14 @@ def system_rate(
             process.wait(timeout=120)
         learner.send_signal(signal.SIGTERM)
         learner.wait(timeout=120)
-    rate = 0.0
+    rate = decisions = 0.0
     for log in actor_logs:
-        stamps = [(t, n) for t, n in _episode_stamps(log.read_text()) if window_start <= t <= window_end]
+        stamps = [s for s in _episode_stamps(log.read_text()) if window_start <= s[0] <= window_end]
         if len(stamps) < 2:
             raise RuntimeError(f"setting {name}: fewer than 2 episode batches in {seconds}s; raise --seconds")
-        (t0, n0), (t1, n1) = stamps[0], stamps[-1]
+        (t0, n0, d0), (t1, n1, d1) = stamps[0], stamps[-1]
         rate += (n1 - n0) / (t1 - t0)
+        decisions += (d1 - d0) / (t1 - t0)
     updates = re.findall(r"update_seconds=([\d.e-]+)", learner_log.read_text())
     cpu = [(end - start) / (window_end - window_start) for start, end in zip(cpu_start, cpu_end, strict=True)]
     return {
@@ -230,6 +276,7 @@ def system_rate(
         "actors": actors,
         "envs_per_actor": envs,
         "system_env_steps_per_s": round(rate, 1),
+        "system_decisions_per_s": round(decisions, 1),
         "learner_cores_used": round(cpu[0], 3),
         "actor_cores_used": [round(c, 3) for c in cpu[1:]],
         "learner_updates_in_run": len(updates),
@@ -251,9 +298,13 @@ def main() -> None:
     parser.add_argument("--policy-device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--out", default=None, help="file name under benchmarks/results, or a path")
     parser.add_argument("--replay", nargs=2, metavar=("CONFIG", "ACTIONS"), help=argparse.SUPPRESS)
+    parser.add_argument("--sample", nargs=2, metavar=("CONFIG", "CALLS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.replay:  # a replay process of raw_env_rates: print its seconds
+    if args.replay:  # a replay process of replay_rates: print its seconds
         print(replay(Path(args.replay[0]), Path(args.replay[1])))
+        return
+    if args.sample:  # a sampling process of sampling_floor: print its seconds per call
+        print(sampling_seconds(Path(args.sample[0]), int(args.sample[1])))
         return
     if args.policy_device == "cuda" and not torch.cuda.is_available():
         parser.error("--policy-device cuda: torch.cuda.is_available() is False on this machine")
@@ -279,6 +330,10 @@ def main() -> None:
                     )
                     row["raw_env_steps_per_s_per_core"] = round(per_core, 1)
                     row["efficiency"] = round(row["system_env_steps_per_s"] / (per_core * cores), 3)
+                    setting_config = workdir / f"{_setting_name(actors, envs, obs_type)}.json"
+                    floor = sum(sampling_floor(setting_config, envs, cores))
+                    row["sampling_floor_decisions_per_s_per_core"] = round(floor / cores, 1)
+                    row["decisions_over_sampling_floor"] = round(row["system_decisions_per_s"] / floor, 3)
                     settings.append(row)
                     print(json.dumps(row), flush=True)
     best = max(settings, key=lambda row: row["efficiency"])
@@ -304,6 +359,7 @@ def main() -> None:
         "best_system_env_steps_per_s": max(row["system_env_steps_per_s"] for row in settings),
         "best_efficiency": best["efficiency"],
         "best_setting": {"actors": best["actors"], "envs_per_actor": best["envs_per_actor"]},
+        "best_decisions_over_sampling_floor": max(row["decisions_over_sampling_floor"] for row in settings),
         "settings": settings,
     }
     if None not in recorded:  # several observation settings: each one's own summary, and their ratio
@@ -317,6 +373,7 @@ def main() -> None:
                 "raw_env_steps_per_s_one_process_alone": alone[obs_type],
                 "best_system_env_steps_per_s": max(r["system_env_steps_per_s"] for r in rows),
                 "best_efficiency": max(r["efficiency"] for r in rows),
+                "best_decisions_over_sampling_floor": max(r["decisions_over_sampling_floor"] for r in rows),
             }
         result["by_obs_type"] = by_obs
         first, second = list(by_obs)

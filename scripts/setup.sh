@@ -39,7 +39,7 @@ find_python() {
 if [ ! -x "$VENV/bin/python" ]; then
     "$(find_python)" -m venv "$VENV"
 fi
-if ! "$VENV/bin/python" -c 'import lerobot_pirl, pytest, pytest_timeout' 2>/dev/null ||
+if ! "$VENV/bin/python" -c 'import lerobot_pirl, pytest, pytest_timeout, xdist' 2>/dev/null ||
     [ pyproject.toml -nt "$VENV/.lerobot_pirl_installed" ]; then
     "$VENV/bin/python" -m pip install --quiet --no-cache-dir --upgrade pip
     "$VENV/bin/python" -m pip install --quiet --no-cache-dir -e ".[dev]"

@@ -149,7 +149,9 @@ def test_bad_dsrl_env_fields_are_named_with_what_is_accepted(tmp_path) -> None:
 def smolvla_checkpoint(tmp_path_factory):
     from helpers.tiny_smolvla import tiny_smolvla_checkpoint
 
-    return tiny_smolvla_checkpoint(PickCubeEnvConfig(episode_length=20), tmp_path_factory.mktemp("smolvla") / "ckpt")
+    return tiny_smolvla_checkpoint(
+        PickCubeEnvConfig(episode_length=20), tmp_path_factory.mktemp("smolvla") / "ckpt"
+    )
 
 
 def test_dsrl_steers_a_smolvla_and_zero_noise_is_stock_smolvlas_chunk(smolvla_checkpoint) -> None:
@@ -188,12 +190,16 @@ def test_the_frozen_smolvla_is_bit_identical_after_steering(smolvla_checkpoint) 
     [vector_env] = make_env(config, n_envs=1)[config.type].values()
     env = vector_env.envs[0].unwrapped
     assert not any(p.requires_grad for p in env.policy.parameters())
-    before = hashlib.sha256(b"".join(v.numpy().tobytes() for v in env.policy.state_dict().values())).hexdigest()
+    before = hashlib.sha256(
+        b"".join(v.numpy().tobytes() for v in env.policy.state_dict().values())
+    ).hexdigest()
     env.reset()
     generator = np.random.default_rng(0)
     for _ in range(12):  # random noise actions, across an episode end
         env.step(generator.uniform(-1, 1, env.layout.action_dim).astype(np.float32))
-    after = hashlib.sha256(b"".join(v.numpy().tobytes() for v in env.policy.state_dict().values())).hexdigest()
+    after = hashlib.sha256(
+        b"".join(v.numpy().tobytes() for v in env.policy.state_dict().values())
+    ).hexdigest()
     assert after == before
     env.close()
 

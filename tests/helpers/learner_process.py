@@ -9,6 +9,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 
@@ -65,6 +67,14 @@ def run_shim(
         text=True,
         timeout=timeout,
     )
+
+
+def at_once[T](*runs: Callable[[], T]) -> list[T]:
+    """Independent runs of programs (e.g. `run_shim`s), as many at a time as the machine has cores,
+    results in order. Each start spends most of its ~8 s importing torch and LeRobot on one core, so
+    on a 2-core machine two starts take the time of one."""
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        return list(pool.map(lambda run: run(), runs))
 
 
 def start_actor(config: Path, actor_id: int, log_path: Path, env: dict | None = None) -> subprocess.Popen:

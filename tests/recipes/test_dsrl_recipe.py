@@ -249,7 +249,10 @@ def test_dsrl_checkpoints_are_dated_by_the_actors_episodes_when_lerobot_left_int
     log = tmp_path / "actor_0.log"
     lines = [(base + 10, 49), (base + 20, 99), (base + 30, 149)]
     log.write_text(
-        "".join(f"INFO {stamp(t)} rl/actor.py:385 [ACTOR] Global step {n}: Episode reward: 0.5\n" for t, n in lines)
+        "".join(
+            f"INFO {stamp(t)} rl/actor.py:385 [ACTOR] Global step {n}: Episode reward: 0.5\n"
+            for t, n in lines
+        )
     )
     # Written at base + 25: the last episode before it ended at decision 99, i.e. 100 decisions × 4.
     assert _env_steps(checkpoint("a", 0, base + 25), log, executed=4) == 400

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import queue
 
 import pytest
@@ -108,7 +109,8 @@ def test_actor_refuses_a_policy_whose_action_dim_does_not_fit_the_env(tmp_path) 
 
 @pytest.mark.integration
 def test_gym_manipulator_envs_make_robot_env_cannot_build_are_refused_before_starting(tmp_path) -> None:
-    from helpers.configs import free_port, pi_rl_learner_config
+    from helpers.configs import free_port, pi_rl_learner_config, write_json
+    from helpers.learner_process import at_once, run_shim
 
     config = pi_rl_learner_config(tmp_path / "out", free_port())
     cases = [
@@ -118,13 +120,16 @@ def test_gym_manipulator_envs_make_robot_env_cannot_build_are_refused_before_sta
         ),
         ({"type": "gym_manipulator", "name": "real_robot", "fps": 10}, "needs env.robot and env.teleop"),
     ]
-    for env, message in cases:
-        config["env"] = env
+    runs, messages = [], []
+    for index, (env, message) in enumerate(cases):
+        path = write_json(tmp_path / f"c{index}.json", {**config, "env": env})
         for module in ("lerobot_pirl.runtime.learner", "lerobot_pirl.runtime.actor"):
-            result = _run_cli(module, config, tmp_path)
-            assert result.returncode == 2, result.stderr
-            assert "env.type='gym_manipulator'" in result.stderr and message in result.stderr
-            assert not (tmp_path / "out").exists()
+            runs.append(functools.partial(run_shim, module, path))
+            messages.append(message)
+    for result, message in zip(at_once(*runs), messages, strict=True):
+        assert result.returncode == 2, result.stderr
+        assert "env.type='gym_manipulator'" in result.stderr and message in result.stderr
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.integration
