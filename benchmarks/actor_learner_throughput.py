@@ -161,11 +161,17 @@ def replay(config: Path, actions_path: Path) -> float:
 
 def replay_rates(config: Path, actions: Path, steps: int, processes: int) -> list[float]:
     """Env steps/s of ``processes`` replay processes running at once (one env each)."""
-    cmd = [sys.executable, __file__, "--replay", str(config), str(actions)]
+    seconds = _seconds_at_once(["--replay", str(config), str(actions)], processes)
+    return [round(steps / s, 1) for s in seconds]
+
+
+def _seconds_at_once(args: list[str], processes: int) -> list[float]:
+    """Run ``processes`` copies of this script with ``args`` at once; the seconds each printed last."""
+    cmd = [sys.executable, __file__, *args]
     env = {**os.environ, **CHILD_ENV}
     started = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env) for _ in range(processes)]
     outputs = [process.communicate(timeout=600)[0] for process in started]
-    return [round(steps / float(out.strip().splitlines()[-1]), 1) for out in outputs]
+    return [float(out.strip().splitlines()[-1]) for out in outputs]
 
 
 def sampling_seconds(config: Path, calls: int) -> float:
@@ -193,11 +199,8 @@ def sampling_seconds(config: Path, calls: int) -> float:
 
 def sampling_floor(config: Path, envs: int, processes: int, calls: int = 30) -> list[float]:
     """Decisions/s of ``processes`` sampling processes running at once (``envs`` decisions per call)."""
-    cmd = [sys.executable, __file__, "--sample", str(config), str(calls)]
-    env = {**os.environ, **CHILD_ENV}
-    started = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env) for _ in range(processes)]
-    outputs = [process.communicate(timeout=600)[0] for process in started]
-    return [round(envs / float(out.strip().splitlines()[-1]), 1) for out in outputs]
+    seconds = _seconds_at_once(["--sample", str(config), str(calls)], processes)
+    return [round(envs / s, 1) for s in seconds]
 
 
 def _cpu_seconds(pid: int) -> float:

@@ -71,8 +71,8 @@ def run_shim(
 
 def at_once[T](*runs: Callable[[], T]) -> list[T]:
     """Independent runs of programs (e.g. `run_shim`s), as many at a time as the machine has cores,
-    results in order. Each start spends most of its ~8 s importing torch and LeRobot on one core, so
-    on a 2-core machine two starts take the time of one."""
+    results in order. A start spends most of its time importing torch and LeRobot on one core, so
+    on a 2-core machine two starts take about the time of one."""
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         return list(pool.map(lambda run: run(), runs))
 
