@@ -16,8 +16,8 @@ Decisions (one batched policy call's share per env, ``executed_steps`` env steps
 the same way: ``system_decisions_per_s`` against the policy's batched sampling floor, one recipe
 sampler ``act`` on the setting's E observations and nothing else (no env, processors or
 transport), with one sampling process per core at once, right after that setting;
-``decisions_over_sampling_floor`` = system decisions/s ÷ (floor decisions/s per core × cores). Where
-the env is nearly free (MetaWorld's state) this, not the env's rate, is the ceiling.
+``decisions_over_sampling_floor`` = system decisions/s ÷ (floor decisions/s per core × cores): the
+ceiling where the env is cheap next to the policy, which the env's rate alone would not show.
 
 ``--task metaworld`` measures MT10 (the shipped MT10 checkpoint, the πRL settings of its demo)
 twice per setting, side by side: ``obs_type`` ``state`` (the 39-D state, a blank image) and
