@@ -29,7 +29,7 @@ from lerobot.common.wandb_utils import WandBLogger
 from lerobot.envs.configs import HILSerlRobotEnvConfig
 from lerobot.policies import make_policy
 from lerobot.rl.algorithms.factory import make_algorithm
-from lerobot.transport.utils import bytes_to_python_object, bytes_to_transitions, state_to_bytes
+from lerobot.transport.utils import bytes_to_python_object, state_to_bytes
 from lerobot.utils.constants import (
     ALGORITHM_DIR,
     CHECKPOINTS_DIR,
@@ -46,9 +46,10 @@ from safetensors.torch import load_file
 from torch.multiprocessing import Queue
 
 from lerobot_pirl.errors import LerobotPirlError
-from lerobot_pirl.recipes.on_policy import OnPolicyRecipe, TransitionRejectedError
+from lerobot_pirl.recipes.on_policy import OnPolicyRecipe
 from lerobot_pirl.runtime import distributed, seam, transport
 from lerobot_pirl.runtime.envs import require_env_factory
+from lerobot_pirl.runtime.ingest import EpisodeDecoder
 from lerobot_pirl.runtime.model_card import write_model_card
 from lerobot_pirl.runtime.processors import BUNDLED_TOKENIZER_DIR, PolicyIO, bundle_tokenizer
 from lerobot_pirl.runtime.security import learner_security
@@ -185,6 +186,9 @@ class _OnPolicyLearner:
         self.wandb = WandBLogger(cfg) if cfg.wandb.enable and main else None
         self.transitions: Queue = Queue()
         self.interactions: Queue = Queue()
+        # Decodes arriving episodes while an update runs; at most one largest message ahead.
+        max_bytes = cfg.algorithm.max_message_bytes
+        self.decoder = EpisodeDecoder(self.transitions, max_bytes, max_decoded_bytes=max_bytes)
         self.weights = transport.LatestWeights()
         self.rejected = 0
         self.env_steps_total = _restored_env_steps(self.checkpoint_dir) if cfg.resume else 0
@@ -209,6 +213,7 @@ class _OnPolicyLearner:
             streams_stop=streams_stop,
         )
         logging.info(f"{LOG_PREFIX} serving on {algo_cfg.learner_host}:{algo_cfg.learner_port} ({security})")
+        self.decoder.start()
         self.weights.publish(state_to_bytes(self.algorithm.get_weights()))
         return server
 
@@ -227,10 +232,11 @@ class _OnPolicyLearner:
             )
 
     def train(self, shutdown: Any) -> bool:
-        """Ingest what arrives and update whenever a rollout is complete; never blocks on data.
-        True when the budget (``max_updates`` / ``max_env_steps``) is spent, False on a stop signal."""
+        """Accept what the decoder has decoded and update whenever a rollout is complete; never
+        blocks on data. True when the budget (``max_updates`` / ``max_env_steps``) is spent, False
+        on a stop signal."""
         while not shutdown.is_set() and self.algorithm.optimization_step < self.cfg.algorithm.max_updates:
-            self.rejected += _drain_transitions(self.transitions, self.recipe)
+            self.rejected += self.decoder.feed(self.recipe)
             self.episodes.extend(_drain_interactions(self.interactions))
             if not self.recipe.rollout_ready():
                 if self.channel is not None:
@@ -284,7 +290,7 @@ class _OnPolicyLearner:
     def close(self) -> None:
         """After the server stopped: ingest what it had queued (so the final counts cover all that
         arrived) and log them."""
-        self.rejected += _drain_transitions(self.transitions, self.recipe, to_the_end=True)
+        self.rejected += self.decoder.stop_and_drain(self.recipe)
         for q in (self.transitions, self.interactions):
             q.cancel_join_thread()
         counts = " ".join(f"{key}={value}" for key, value in self.recipe.data_counters().items())
@@ -318,43 +324,6 @@ def _restored_env_steps(checkpoint_dir: Path) -> int:
     """The env-step counter saved with the checkpoint's metrics (0 for checkpoints without it)."""
     state = json.loads((checkpoint_dir / TRAINING_STATE_DIR / TRAINING_STEP).read_text())
     return int(state.get("metrics", {}).get("env_steps_total", 0))
-
-
-def _drain_transitions(transitions: Queue, recipe: OnPolicyRecipe, *, to_the_end: bool = False) -> int:
-    """Move received transitions into the rollout, no further than one rollout (bounded memory).
-
-    ``to_the_end`` drains everything (at shutdown, so the final counts cover all that arrived).
-    Returns how many transitions were rejected.
-    """
-    rejected = 0
-    while to_the_end or not recipe.rollout_ready():
-        try:
-            payload = transitions.get_nowait()
-        except queue.Empty:
-            break
-        limit = recipe.config.max_message_bytes
-        if len(payload) > limit:
-            rejected += 1
-            logging.error(
-                f"{LOG_PREFIX} rejected a {len(payload)}-byte message: above algorithm.max_message_bytes="
-                f"{limit}; raise the limit or send shorter episodes"
-            )
-            continue
-        try:
-            episode = bytes_to_transitions(payload)  # torch.load(weights_only=True)
-            if not isinstance(episode, list):
-                raise TypeError(f"expected a list of transitions, got {type(episode).__name__}")
-        except Exception as exc:  # noqa: BLE001 - whatever the bytes are, they are not an episode
-            rejected += 1
-            logging.error(f"{LOG_PREFIX} rejected an undecodable {len(payload)}-byte message: {exc}")
-            continue
-        for transition in episode:
-            try:
-                recipe.accept(transition)
-            except TransitionRejectedError as exc:  # bad data is reported, never trained on
-                rejected += 1
-                logging.error(f"{LOG_PREFIX} rejected a transition: {exc}")
-    return rejected
 
 
 def _drain_interactions(interactions: Queue) -> list[dict[str, Any]]:

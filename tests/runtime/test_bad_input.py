@@ -14,7 +14,7 @@ from lerobot_pirl.recipes.pi_rl.recipe import PiRLRecipe
 from lerobot_pirl.recipes.pi_rl.transitions import RECORD, PiRLTransitionError, RecordLayout, decode_decision
 from lerobot_pirl.recipes.registry import RecipeEntry
 from lerobot_pirl.runtime.algorithm_adapter import RecipeUpdateError, algorithm_class
-from lerobot_pirl.runtime.on_policy_learner import _drain_transitions
+from lerobot_pirl.runtime.ingest import drain_transitions
 
 
 @pytest.fixture
@@ -45,7 +45,7 @@ def test_learner_drops_bad_and_oversized_messages_and_keeps_the_good(recipe: PiR
     messages: queue.Queue = queue.Queue()
     for episode in (good, mixed, large):
         messages.put(transitions_to_bytes(episode))
-    rejected = _drain_transitions(messages, recipe)  # type: ignore[arg-type]
+    rejected = drain_transitions(messages, recipe)  # type: ignore[arg-type]
 
     assert rejected == 2  # the inf decision, and the oversized message as a whole
     assert recipe.assembler.pending() == 4 + 2  # every good decision kept, incl. the bad one's neighbours
@@ -213,7 +213,7 @@ def test_fuzzed_messages_are_each_rejected_and_counted_and_training_goes_on() ->
     for message in messages:
         channel.put(message)
 
-    rejected = _drain_transitions(channel, recipe, to_the_end=True)  # type: ignore[arg-type]
+    rejected = drain_transitions(channel, recipe, to_the_end=True)  # type: ignore[arg-type]
 
     assert rejected == bad
     assert recipe.rollout_ready() and recipe.assembler.pending() == 7  # every good decision kept

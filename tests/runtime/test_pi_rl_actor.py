@@ -92,7 +92,9 @@ def test_pi_rl_two_actors_feed_one_learner_and_stop_cleanly(tmp_path: Path) -> N
     assert received == delivered == queued and rejected == 0
     assert received == consumed + dropped + pending
     for log in actor_logs:
-        assert _counter(log, "weights_loaded") >= 2  # pushed weights reached every actor
+        # Pushed weights reached every actor: a late-starting actor's first (blocking) load can
+        # already be a pushed version, so one load is all that is guaranteed.
+        assert _counter(log, "weights_loaded") >= 1
         versions = [int(v) for v in re.findall(r"version=(\d+)", log)]
         assert max(versions) >= 1  # policy versions advanced on the actor side
 
@@ -297,7 +299,15 @@ def test_actors_reconnect_to_a_restarted_learner_and_training_continues(tmp_path
     learner = start_learner(config, first_log)
     actors = [start_actor(config, i, tmp_path / f"actor{i}.log") for i in range(2)]
     try:
-        wait_for(lambda: 2 in checkpoint_steps(output_dir) or learner.poll() is not None, 300, "checkpoint 2")
+
+        def both_acting_and_checkpoint_2() -> bool:
+            """One actor can fill the first rollouts alone while the other still starts up; only an
+            actor that has run an episode is connected, so only then must it notice the loss."""
+            queued = all(_last_queued((tmp_path / f"actor{i}.log").read_text()) > 0 for i in range(2))
+            return (2 in checkpoint_steps(output_dir) and queued) or learner.poll() is not None
+
+        wait_for(both_acting_and_checkpoint_2, 300, "checkpoint 2 and an episode from each actor")
+        assert learner.poll() is None, first_log.read_text()[-3000:]
         learner.send_signal(signal.SIGKILL)
         learner.wait(timeout=30)
         resumed_at = int((output_dir / "checkpoints" / "last").resolve().name)

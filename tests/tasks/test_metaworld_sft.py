@@ -186,7 +186,6 @@ def test_sft_on_a_tiny_budget_reads_the_instruction_and_lowers_the_loss(tiny_dem
     assert np.mean(losses[-10:]) < 0.6 * np.mean(losses[:10])
 
 
-
 def test_smolvla_sft_keeps_the_vlm_frozen_reads_the_instruction_and_lowers_the_loss(tiny_demos, tmp_path):
     _, demos = tiny_demos
     config = MT10SFTConfig(
