@@ -159,7 +159,8 @@ def test_demo_runs_learner_and_actor_and_writes_a_learning_curve(tmp_path, polic
     last = out / "learner" / "checkpoints" / "last" / "pretrained_model"
     _check_lerobot_loads_the_fine_tuned_checkpoint(last, STOCK_CLASSES[policy_type])
     _check_training_moved_the_weights_but_never_the_frozen_vlms(SHIPPED_CHECKPOINTS[policy_type], last)
-    _check_lerobots_evaluator_agrees_with_ours(last)
+    if policy_type != "xvla":  # XVLA's is compared on its shipped checkpoint (test_lerobot_eval.py)
+        _check_lerobots_evaluator_agrees_with_ours(last)
 
 
 def _check_training_moved_the_weights_but_never_the_frozen_vlms(start, trained):
@@ -265,15 +266,19 @@ def test_metaworld_demo_trains_and_plots_a_curve_per_task(tmp_path):
 
 @pytest.mark.integration
 def test_demo_refuses_bad_settings_before_starting(tmp_path):
+    from helpers.learner_process import at_once
+
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "keep.txt").write_text("user data")
-    done = _demo(tmp_path, "--env-steps=0", f"--output-dir={tmp_path / 'taken'}")
+    done, bad, unknown = at_once(
+        lambda: _demo(tmp_path, "--env-steps=0", f"--output-dir={tmp_path / 'taken'}"),
+        lambda: _demo(tmp_path, "--noise-method=flow_magic"),
+        lambda: _demo(tmp_path, "--env=libero"),
+    )
     assert done.returncode == 2
     assert "env_steps=0 (must be ≥ 1)" in done.stderr and "exists and is not empty" in done.stderr
     assert (tmp_path / "taken" / "keep.txt").read_text() == "user data"
-    bad = _demo(tmp_path, "--noise-method=flow_magic")
     assert bad.returncode == 2 and "flow_noise" in bad.stderr
-    unknown = _demo(tmp_path, "--env=libero")
     assert unknown.returncode == 2 and "metaworld" in unknown.stderr and "pick_cube" in unknown.stderr
 
 

@@ -85,66 +85,44 @@ def test_exception_in_update_step_names_the_recipe() -> None:
         algorithm.update(iter([]))
 
 
-def _run_cli(module: str, config: dict, tmp_path, *args: str):
-    from helpers.configs import write_json
-    from helpers.learner_process import run_shim
-
-    path = write_json(tmp_path / "c.json", config)
-    return run_shim(module, path, *args)
-
-
 @pytest.mark.integration
-def test_actor_refuses_a_policy_whose_action_dim_does_not_fit_the_env(tmp_path) -> None:
-    from helpers.configs import free_port, pi_rl_learner_config
-
-    result = _run_cli(
-        "lerobot_pirl.runtime.actor", pi_rl_learner_config(tmp_path / "out", free_port()), tmp_path
-    )
-    assert result.returncode == 2
-    assert "env.type='pirl_pick_cube' cannot feed policy.type='xvla'" in result.stderr
-    assert "the policy reads 'observation.state' as [3] but the env gives [21]" in result.stderr
-    assert "the policy acts with 2 dims but the env's action space has 4" in result.stderr
-    assert not (tmp_path / "out").exists()  # refused before connecting
-
-
-@pytest.mark.integration
-def test_gym_manipulator_envs_make_robot_env_cannot_build_are_refused_before_starting(tmp_path) -> None:
+def test_start_up_problems_are_refused_before_anything_starts(tmp_path) -> None:
+    """Each refusal is the process's exit 2 (or a parse error) with the field, the value and what
+    is accepted, before it connects or writes anything. The programs run two at a time."""
     from helpers.configs import free_port, pi_rl_learner_config, write_json
     from helpers.learner_process import at_once, run_shim
 
     config = pi_rl_learner_config(tmp_path / "out", free_port())
-    cases = [
+    cases = []  # (module, config path, extra args, exit code 2 expected, messages)
+    gym_manipulator = [
         (
             {"type": "gym_manipulator", "name": "gym_hil", "task": "PandaPickCubeBase-v0", "fps": 10},
             "only gym-hil's wrapped tasks accept (e.g. 'PandaPickCube-v0')",
         ),
         ({"type": "gym_manipulator", "name": "real_robot", "fps": 10}, "needs env.robot and env.teleop"),
     ]
-    runs, messages = [], []
-    for index, (env, message) in enumerate(cases):
-        path = write_json(tmp_path / f"c{index}.json", {**config, "env": env})
+    for index, (env, message) in enumerate(gym_manipulator):
+        path = write_json(tmp_path / f"robot{index}.json", {**config, "env": env})
         for module in ("lerobot_pirl.runtime.learner", "lerobot_pirl.runtime.actor"):
-            runs.append(functools.partial(run_shim, module, path))
-            messages.append(message)
-    for result, message in zip(at_once(*runs), messages, strict=True):
-        assert result.returncode == 2, result.stderr
-        assert "env.type='gym_manipulator'" in result.stderr and message in result.stderr
-    assert not (tmp_path / "out").exists()
+            cases.append((module, path, (), True, ["env.type='gym_manipulator'", message]))
+    path = write_json(tmp_path / "c.json", config)
+    # The tiny XVLA's config against the pick-cube env.
+    action_dim = [
+        "env.type='pirl_pick_cube' cannot feed policy.type='xvla'",
+        "the policy reads 'observation.state' as [3] but the env gives [21]",
+        "the policy acts with 2 dims but the env's action space has 4",
+    ]
+    cases.append(("lerobot_pirl.runtime.actor", path, (), True, action_dim))
+    noise_method = ["noise_method='flow_magic' (accepted: flow_sde, flow_noise)"]
+    override = ("--algorithm.noise_method=flow_magic",)
+    cases.append(("lerobot_pirl.runtime.learner", path, override, False, noise_method))
 
-
-@pytest.mark.integration
-def test_unknown_noise_method_on_the_command_line_is_one_clear_error(tmp_path) -> None:
-    from helpers.configs import free_port, pi_rl_learner_config
-
-    result = _run_cli(
-        "lerobot_pirl.runtime.learner",
-        pi_rl_learner_config(tmp_path / "out", free_port()),
-        tmp_path,
-        "--algorithm.noise_method=flow_magic",
-    )
-    assert result.returncode != 0
-    assert "noise_method='flow_magic' (accepted: flow_sde, flow_noise)" in result.stderr
-    assert not (tmp_path / "out").exists()
+    runs = [functools.partial(run_shim, module, path, *args) for module, path, args, _, _ in cases]
+    for (module, _, args, exits_2, messages), result in zip(cases, at_once(*runs), strict=True):
+        assert result.returncode == 2 if exits_2 else result.returncode != 0, (module, args, result.stderr)
+        for message in messages:
+            assert message in result.stderr, (module, args, result.stderr[-2000:])
+    assert not (tmp_path / "out").exists()  # nothing connected, nothing was written
 
 
 def test_learner_and_actors_bind_to_localhost_by_default() -> None:
