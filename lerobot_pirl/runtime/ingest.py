@@ -43,13 +43,10 @@ def decode_episode(payload: bytes, max_message_bytes: int) -> list[dict[str, Any
         )
     try:
         episode = bytes_to_transitions(payload)  # torch.load(weights_only=True)
+        if not isinstance(episode, list):
+            raise TypeError(f"expected a list of transitions, got {type(episode).__name__}")
     except Exception as exc:  # noqa: BLE001 - whatever the bytes are, they are not an episode
         return Rejected(f"rejected an undecodable {len(payload)}-byte message: {exc}")
-    if not isinstance(episode, list):
-        return Rejected(
-            f"rejected an undecodable {len(payload)}-byte message: "
-            f"expected a list of transitions, got {type(episode).__name__}"
-        )
     return episode
 
 

@@ -91,16 +91,12 @@ def test_the_xvla_gets_no_gradient_and_is_bit_identical_after_steering() -> None
     env = _env(noise_dims="full")
     assert env.layout.action_dim == env.layout.chunk_size * env.layout.model_action_dim
     assert not any(p.requires_grad for p in env.policy.parameters())
-    before = hashlib.sha256(
-        b"".join(v.numpy().tobytes() for v in env.policy.state_dict().values())
-    ).hexdigest()
+    before = _weights_digest(env.policy)
     env.reset()
     generator = np.random.default_rng(0)
     for _ in range(12):  # random noise actions, across an episode end
         env.step(generator.uniform(-1, 1, env.layout.action_dim).astype(np.float32))
-    after = hashlib.sha256(
-        b"".join(v.numpy().tobytes() for v in env.policy.state_dict().values())
-    ).hexdigest()
+    after = _weights_digest(env.policy)
     assert after == before
     with pytest.raises(ValueError, match=r"must lie in \[-1, 1\]"):
         env.step(np.full(env.layout.action_dim, 1.5, np.float32))
@@ -143,6 +139,11 @@ def test_bad_dsrl_env_fields_are_named_with_what_is_accepted(tmp_path) -> None:
     (tmp_path / "config.json").write_text('{"type": "act"}')
     with pytest.raises(ValueError, match=r"policy type is 'act'; DSRL steers .*: pi0, pi05, smolvla, xvla"):
         DSRLEnvConfig(checkpoint=str(tmp_path))
+
+
+def _weights_digest(policy) -> str:
+    """One hash of every tensor in the policy's state dict, byte for byte."""
+    return hashlib.sha256(b"".join(v.numpy().tobytes() for v in policy.state_dict().values())).hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -190,16 +191,12 @@ def test_the_frozen_smolvla_is_bit_identical_after_steering(smolvla_checkpoint) 
     [vector_env] = make_env(config, n_envs=1)[config.type].values()
     env = vector_env.envs[0].unwrapped
     assert not any(p.requires_grad for p in env.policy.parameters())
-    before = hashlib.sha256(
-        b"".join(v.numpy().tobytes() for v in env.policy.state_dict().values())
-    ).hexdigest()
+    before = _weights_digest(env.policy)
     env.reset()
     generator = np.random.default_rng(0)
     for _ in range(12):  # random noise actions, across an episode end
         env.step(generator.uniform(-1, 1, env.layout.action_dim).astype(np.float32))
-    after = hashlib.sha256(
-        b"".join(v.numpy().tobytes() for v in env.policy.state_dict().values())
-    ).hexdigest()
+    after = _weights_digest(env.policy)
     assert after == before
     env.close()
 
